@@ -1,0 +1,135 @@
+"""toolvisor: run tools as supervised trio actors with pluggable resilience policies.
+
+Everything public is re-exported here; see README.md for a tour.
+"""
+
+from .actors.stats import ToolStats as ToolStats
+from .errors import ActorCrashedError as ActorCrashedError
+from .errors import CircuitOpenError as CircuitOpenError
+from .errors import DuplicateToolError as DuplicateToolError
+from .errors import FieldError as FieldError
+from .errors import IdempotencyConflictError as IdempotencyConflictError
+from .errors import IdempotencyStoreError as IdempotencyStoreError
+from .errors import PolicyNotFoundError as PolicyNotFoundError
+from .errors import SupervisorClosedError as SupervisorClosedError
+from .errors import ToolOverloadedError as ToolOverloadedError
+from .errors import ToolTimeoutError as ToolTimeoutError
+from .errors import ToolUnavailableError as ToolUnavailableError
+from .errors import ToolvisorError as ToolvisorError
+from .errors import UnknownToolError as UnknownToolError
+from .errors import ValidationError as ValidationError
+from .events import ActorRestarted as ActorRestarted
+from .events import BreakerTransition as BreakerTransition
+from .events import Event as Event
+from .events import ResultNotStored as ResultNotStored
+from .events import RetryScheduled as RetryScheduled
+from .events import ToolFailed as ToolFailed
+from .executor import FunctionToolExecutor as FunctionToolExecutor
+from .policies import AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy
+from .policies import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
+from .policies import CircuitState as CircuitState
+from .policies import CustomRetryPolicy as CustomRetryPolicy
+from .policies import ExponentialBackoffRetryPolicy as ExponentialBackoffRetryPolicy
+from .policies import FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator
+from .policies import FixedRetryPolicy as FixedRetryPolicy
+from .policies import HashIdempotencyKeyGenerator as HashIdempotencyKeyGenerator
+from .policies import ICircuitBreakerPolicy as ICircuitBreakerPolicy
+from .policies import IIdempotencyKeyGenerator as IIdempotencyKeyGenerator
+from .policies import IRetryPolicy as IRetryPolicy
+from .policies import NoOpCircuitBreakerPolicy as NoOpCircuitBreakerPolicy
+from .policies import NoRetryPolicy as NoRetryPolicy
+from .policies import RetryPolicyFactory as RetryPolicyFactory
+from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy
+from .spec import ArrayParameter as ArrayParameter
+from .spec import BooleanParameter as BooleanParameter
+from .spec import CircuitBreakerConfig as CircuitBreakerConfig
+from .spec import DbToolSpec as DbToolSpec
+from .spec import ExecutionContext as ExecutionContext
+from .spec import FunctionToolSpec as FunctionToolSpec
+from .spec import HttpToolSpec as HttpToolSpec
+from .spec import IdempotencyConfig as IdempotencyConfig
+from .spec import IntegerParameter as IntegerParameter
+from .spec import NumericParameter as NumericParameter
+from .spec import ObjectParameter as ObjectParameter
+from .spec import Parameter as Parameter
+from .spec import RetryConfig as RetryConfig
+from .spec import StringParameter as StringParameter
+from .spec import ToolSpec as ToolSpec
+from .spec import ToolType as ToolType
+from .supervisor import IdempotencyStore as IdempotencyStore
+from .supervisor import MemoryStore as MemoryStore
+from .supervisor import PendingCall as PendingCall
+from .supervisor import RedisStore as RedisStore
+from .supervisor import SQLiteStore as SQLiteStore
+from .supervisor import Supervisor as Supervisor
+from .supervisor import ToolRef as ToolRef
+from .supervisor import ToolResult as ToolResult
+from .supervisor import open_supervisor as open_supervisor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorCrashedError",
+    "ActorRestarted",
+    "AdaptiveCircuitBreakerPolicy",
+    "ArrayParameter",
+    "BooleanParameter",
+    "BreakerTransition",
+    "CircuitBreakerConfig",
+    "CircuitBreakerPolicyFactory",
+    "CircuitOpenError",
+    "CircuitState",
+    "CustomRetryPolicy",
+    "DbToolSpec",
+    "DuplicateToolError",
+    "Event",
+    "ExecutionContext",
+    "ExponentialBackoffRetryPolicy",
+    "FieldBasedIdempotencyKeyGenerator",
+    "FieldError",
+    "FixedRetryPolicy",
+    "FunctionToolExecutor",
+    "FunctionToolSpec",
+    "HashIdempotencyKeyGenerator",
+    "HttpToolSpec",
+    "ICircuitBreakerPolicy",
+    "IIdempotencyKeyGenerator",
+    "IRetryPolicy",
+    "IdempotencyConfig",
+    "IdempotencyConflictError",
+    "IdempotencyStore",
+    "IdempotencyStoreError",
+    "IntegerParameter",
+    "MemoryStore",
+    "NoOpCircuitBreakerPolicy",
+    "NoRetryPolicy",
+    "NumericParameter",
+    "ObjectParameter",
+    "Parameter",
+    "PendingCall",
+    "PolicyNotFoundError",
+    "RedisStore",
+    "ResultNotStored",
+    "RetryConfig",
+    "RetryPolicyFactory",
+    "RetryScheduled",
+    "SQLiteStore",
+    "StandardCircuitBreakerPolicy",
+    "StringParameter",
+    "Supervisor",
+    "SupervisorClosedError",
+    "ToolFailed",
+    "ToolOverloadedError",
+    "ToolRef",
+    "ToolResult",
+    "ToolSpec",
+    "ToolStats",
+    "ToolTimeoutError",
+    "ToolType",
+    "ToolUnavailableError",
+    "ToolvisorError",
+    "UnknownToolError",
+    "ValidationError",
+    "__version__",
+    "open_supervisor",
+]

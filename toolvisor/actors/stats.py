@@ -1,0 +1,108 @@
+"""Per-tool counters (mutable, written only by the tool's own tasks) and their snapshot."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Counters", "ToolStats"]
+
+_RING = 2048  # latencies kept for the percentiles: the most recent calls
+
+
+@attrs.frozen
+class ToolStats:
+    """A snapshot of one tool's counters, as ``Supervisor.stats(tool)`` returns it.
+
+    Attributes:
+        calls: calls that reached the tool's actor or its idempotency check (validated).
+        successes / failures: calls that ended with the tool's value / with an error.
+        retries: attempts after the first.
+        rejected: calls refused without running: breaker open, or bulkhead full.
+        timeouts: attempts or calls that ran out of time.
+        cache_hits: calls answered by the idempotency cache (no execution).
+        in_flight / queued: calls running now / waiting in the inbox now.
+        restarts: times the actor crashed and was restarted.
+        breaker_state: the circuit breaker's state now.
+        latency_p50_s / latency_p99_s: over the most recent calls (seconds; 0 if none).
+    """
+
+    tool: str
+    calls: int
+    successes: int
+    failures: int
+    retries: int
+    rejected: int
+    timeouts: int
+    cache_hits: int
+    in_flight: int
+    queued: int
+    restarts: int
+    breaker_state: str
+    latency_p50_s: float
+    latency_p99_s: float
+
+
+class Counters:
+    """The live counters of one tool. Plain attributes: the hot path only adds to them."""
+
+    __slots__ = (
+        "_lat",
+        "_lat_i",
+        "cache_hits",
+        "calls",
+        "failures",
+        "rejected",
+        "restarts",
+        "retries",
+        "successes",
+        "timeouts",
+    )
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.successes = 0
+        self.failures = 0
+        self.retries = 0
+        self.rejected = 0
+        self.timeouts = 0
+        self.cache_hits = 0
+        self.restarts = 0
+        self._lat: list[float] = []
+        self._lat_i = 0
+
+    def latency(self, seconds: float) -> None:
+        """Record one call's latency in the ring."""
+        lat = self._lat
+        if len(lat) < _RING:
+            lat.append(seconds)
+        else:
+            lat[self._lat_i] = seconds
+            self._lat_i = (self._lat_i + 1) % _RING
+
+    def snapshot(
+        self, tool: str, *, in_flight: int, queued: int, breaker_state: str
+    ) -> ToolStats:
+        """Freeze the counters into a :class:`ToolStats`."""
+        lat = sorted(self._lat)
+
+        def pct(q: float) -> float:
+            if not lat:
+                return 0.0
+            return lat[min(len(lat) - 1, round(q * (len(lat) - 1)))]
+
+        return ToolStats(
+            tool=tool,
+            calls=self.calls,
+            successes=self.successes,
+            failures=self.failures,
+            retries=self.retries,
+            rejected=self.rejected,
+            timeouts=self.timeouts,
+            cache_hits=self.cache_hits,
+            in_flight=in_flight,
+            queued=queued,
+            restarts=self.restarts,
+            breaker_state=breaker_state,
+            latency_p50_s=pct(0.50),
+            latency_p99_s=pct(0.99),
+        )

@@ -1,0 +1,115 @@
+"""FunctionToolExecutor: the same pipeline as the tool actor, run in the caller's task.
+
+For code written against the original execution-policies module::
+
+    executor = FunctionToolExecutor(spec, process_payment)
+    result = await executor.execute({"transaction_id": "tx-12345", ...}, ctx)
+
+Validation, idempotency, breaker, retries and the per-attempt timeout behave exactly as
+under a supervisor (the code is shared); there is no actor, no inbox and no bulkhead,
+and no restart: a crash is the caller's exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from .actors.pipeline import ToolRunner, make_invoker, state_name
+from .actors.stats import Counters, ToolStats
+from .errors import ToolTimeoutError
+from .events import Event
+from .spec import ExecutionContext, ToolSpec
+from .supervisor.idempotency import IdempotencyCache
+from .supervisor.stores.base import IdempotencyStore
+
+__all__ = ["FunctionToolExecutor"]
+
+_NO_CONTEXT = ExecutionContext()
+
+
+class FunctionToolExecutor:
+    """Run one tool with its spec's policies, in the calling task.
+
+    Args:
+        spec: the tool's spec; a snapshot is taken now (later edits change nothing).
+        fn: ``async def fn(args)`` or ``async def fn(args, ctx)``.
+        idempotency_store: where idempotent results go (default: a MemoryStore).
+        on_event: optional callback for retry, breaker and store events.
+    """
+
+    def __init__(
+        self,
+        spec: ToolSpec,
+        fn: Callable[..., Any],
+        *,
+        idempotency_store: IdempotencyStore | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        if not isinstance(spec, ToolSpec):
+            raise TypeError(f"FunctionToolExecutor takes a ToolSpec, got {type(spec).__name__}")
+        self.spec = spec.compile()
+        self.counters = Counters()
+        self._runner = ToolRunner(
+            self.spec, make_invoker(fn, self.spec.tool_name), self.counters, on_event
+        )
+        self._cache = IdempotencyCache(idempotency_store, publish=on_event)
+
+    @property
+    def tool_name(self) -> str:
+        """The tool's name."""
+        return self.spec.tool_name
+
+    async def execute(
+        self,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run the tool once through its policies; return its value or raise.
+
+        ``timeout`` is the overall deadline (all attempts and waits), as in
+        ``Supervisor.execute``.
+        """
+        spec = self.spec
+        spec.validator.validate(args)
+        ctx = ctx or _NO_CONTEXT
+        self.counters.calls += 1
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        if spec.idempotent:
+            value, _cached = await self._cache.run(
+                spec, args, ctx, deadline, self.counters,
+                lambda: self._run(args, ctx, deadline, timeout),
+            )
+            return value
+        return await self._run(args, ctx, deadline, timeout)
+
+    async def _run(
+        self, args: Mapping[str, Any], ctx: ExecutionContext, deadline: float,
+        timeout: float | None,
+    ) -> Any:
+        started = trio.current_time()
+        with trio.move_on_at(deadline):
+            value = await self._runner.run(args, ctx, deadline)
+            self.counters.latency(trio.current_time() - started)
+            return value
+        self.counters.timeouts += 1
+        self.counters.failures += 1
+        raise ToolTimeoutError(self.spec.tool_name, timeout or 0.0, scope="call")
+
+    def stats(self) -> ToolStats:
+        """A snapshot of this executor's counters."""
+        return self.counters.snapshot(
+            self.spec.tool_name,
+            in_flight=0,
+            queued=0,
+            breaker_state=state_name(self.spec.breaker.get_state(self.spec.tool_name)),
+        )
+
+    def get_circuit_state(self) -> str:
+        """The breaker's state now (``"closed"``, ``"open"`` or ``"half_open"``)."""
+        return state_name(self.spec.breaker.get_state(self.spec.tool_name))

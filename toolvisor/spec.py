@@ -1,0 +1,565 @@
+"""Tool specs: what a tool is called, what it takes, and which policies guard it.
+
+Specs are mutable attrs classes, so the seed's style works::
+
+    spec = FunctionToolSpec(id="payment-v1", tool_name="process_payment",
+                            description="Process payment",
+                            parameters=[StringParameter(name="transaction_id", required=True)])
+    spec.idempotency.enabled = True
+    spec.retry_policy = ExponentialBackoffRetryPolicy(max_attempts=3)
+
+Every assignment is validated (a bad value raises ``ValueError`` naming the field).
+Spawning a tool takes a snapshot (:meth:`ToolSpec.compile`): editing the spec later
+changes nothing until ``Supervisor.reconfigure``.
+
+Parameters are frozen values. Validation of a call's arguments uses the spec's JSON
+Schema, compiled once by jsonschema-rs; defaults declared on parameters are documented in
+the schema but not filled into the arguments (validation never mutates them).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from ._validation import ArgumentValidator
+from .policies.circuit_breaker import (
+    ICircuitBreakerPolicy,
+    NoOpCircuitBreakerPolicy,
+    StandardCircuitBreakerPolicy,
+)
+from .policies.idempotency import IIdempotencyKeyGenerator, default_key_generator
+from .policies.retry import ExponentialBackoffRetryPolicy, IRetryPolicy, NoRetryPolicy
+
+__all__ = [
+    "ArrayParameter",
+    "BooleanParameter",
+    "CircuitBreakerConfig",
+    "CompiledSpec",
+    "DbToolSpec",
+    "ExecutionContext",
+    "FunctionToolSpec",
+    "HttpToolSpec",
+    "IdempotencyConfig",
+    "IntegerParameter",
+    "NumericParameter",
+    "ObjectParameter",
+    "Parameter",
+    "RetryConfig",
+    "StringParameter",
+    "ToolSpec",
+    "ToolType",
+]
+
+
+class ToolType(str, enum.Enum):
+    """What kind of back end a tool talks to (informational; all run the same way)."""
+
+    FUNCTION = "function"
+    DB = "db"
+    HTTP = "http"
+
+
+# --------------------------------------------------------------------------- validators
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value < 0
+    ):
+        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+
+
+def _at_least_one(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+def _optional_number(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{attribute.name} must be a finite number or None, got {value!r}")
+
+
+def _optional_count(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an integer >= 0 or None, got {value!r}")
+
+
+_NAME_RE = re.compile(r"^[^\s\x00-\x1f]{1,128}$")
+
+
+def _name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ValueError(
+            f"{attribute.name} must be a non-empty string of at most 128 characters without "
+            f"whitespace, got {value!r}"
+        )
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@attrs.frozen(kw_only=True)
+class Parameter:
+    """Base of the parameter classes; see the subclasses."""
+
+    name: str = attrs.field(validator=_name)
+    required: bool = False
+    description: str = ""
+    default: Any = None
+    nullable: bool = False
+
+    _json_type: str = attrs.field(default="", init=False, repr=False)
+
+    def to_schema(self) -> dict[str, Any]:
+        """This parameter's JSON Schema."""
+        schema: dict[str, Any] = {"type": [self._json_type, "null"] if self.nullable else
+                                  self._json_type}
+        if self.description:
+            schema["description"] = self.description
+        if self.default is not None:
+            schema["default"] = self.default
+        schema.update(self._constraints())
+        return schema
+
+    def _constraints(self) -> dict[str, Any]:
+        return {}
+
+
+def _check_bounds(lo: float | None, hi: float | None, what: str) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"min{what} ({lo}) must not exceed max{what} ({hi})")
+
+
+@attrs.frozen(kw_only=True)
+class StringParameter(Parameter):
+    """A string, optionally limited by ``enum``, length bounds or a regex ``pattern``."""
+
+    enum: Sequence[str] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+    min_length: int | None = attrs.field(default=None, validator=_optional_count)
+    max_length: int | None = attrs.field(default=None, validator=_optional_count)
+    pattern: str | None = None
+    _json_type: str = attrs.field(default="string", init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_bounds(self.min_length, self.max_length, "_length")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a valid regex: {exc}") from exc
+        if self.enum is not None and not all(isinstance(e, str) for e in self.enum):
+            raise ValueError(f"enum of {self.name!r} must hold strings only, got {self.enum!r}")
+
+    def _constraints(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.enum is not None:
+            out["enum"] = list(self.enum)
+        if self.min_length is not None:
+            out["minLength"] = self.min_length
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        if self.pattern is not None:
+            out["pattern"] = self.pattern
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class NumericParameter(Parameter):
+    """A finite number (int or float; booleans are rejected), optionally bounded."""
+
+    minimum: float | None = attrs.field(default=None, validator=_optional_number)
+    maximum: float | None = attrs.field(default=None, validator=_optional_number)
+    exclusive_minimum: float | None = attrs.field(default=None, validator=_optional_number)
+    exclusive_maximum: float | None = attrs.field(default=None, validator=_optional_number)
+    enum: Sequence[float] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
+    _json_type: str = attrs.field(default="number", init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_bounds(self.minimum, self.maximum, "imum")
+
+    def _constraints(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for attr, key in (
+            ("minimum", "minimum"),
+            ("maximum", "maximum"),
+            ("exclusive_minimum", "exclusiveMinimum"),
+            ("exclusive_maximum", "exclusiveMaximum"),
+        ):
+            value = getattr(self, attr)
+            if value is not None:
+                out[key] = value
+        if self.enum is not None:
+            out["enum"] = list(self.enum)
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class IntegerParameter(NumericParameter):
+    """An integer (JSON Schema's meaning: 3 and 3.0 are integers; booleans are not)."""
+
+    _json_type: str = attrs.field(default="integer", init=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class BooleanParameter(Parameter):
+    """``true`` or ``false``."""
+
+    _json_type: str = attrs.field(default="boolean", init=False, repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class ArrayParameter(Parameter):
+    """A list whose items all match ``items`` (any JSON value when ``items`` is None)."""
+
+    items: Parameter | None = None
+    min_items: int | None = attrs.field(default=None, validator=_optional_count)
+    max_items: int | None = attrs.field(default=None, validator=_optional_count)
+    unique_items: bool = False
+    _json_type: str = attrs.field(default="array", init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_bounds(self.min_items, self.max_items, "_items")
+
+    def _constraints(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.items is not None:
+            out["items"] = self.items.to_schema()
+        if self.min_items is not None:
+            out["minItems"] = self.min_items
+        if self.max_items is not None:
+            out["maxItems"] = self.max_items
+        if self.unique_items:
+            out["uniqueItems"] = True
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class ObjectParameter(Parameter):
+    """A nested object with its own ``properties`` (unknown keys rejected by default)."""
+
+    properties: Sequence[Parameter] = attrs.field(factory=tuple, converter=tuple)
+    additional_properties: bool = False
+    _json_type: str = attrs.field(default="object", init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _unique_names(self.properties, f"properties of {self.name!r}")
+
+    def _constraints(self) -> dict[str, Any]:
+        return _object_schema(self.properties, self.additional_properties, with_type=False)
+
+
+def _unique_names(params: Sequence[Parameter], where: str) -> None:
+    seen: set[str] = set()
+    for p in params:
+        if not isinstance(p, Parameter):
+            raise ValueError(f"{where} must be Parameter instances, got {p!r}")
+        if p.name in seen:
+            raise ValueError(f"{where}: duplicate parameter name {p.name!r}")
+        seen.add(p.name)
+
+
+def _object_schema(
+    params: Sequence[Parameter], additional: bool, *, with_type: bool = True
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object"} if with_type else {}
+    schema["properties"] = {p.name: p.to_schema() for p in params}
+    required = [p.name for p in params if p.required]
+    if required:
+        schema["required"] = required
+    schema["additionalProperties"] = additional
+    return schema
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@attrs.define(kw_only=True)
+class IdempotencyConfig:
+    """How a tool deduplicates calls (one per spec; see DESIGN section 4, step 2).
+
+    Attributes:
+        enabled: deduplicate calls by key.
+        persist_result: keep results in the supervisor's store (use a persistent store,
+            SQLiteStore or RedisStore, for results to survive restarts).
+        ttl_s: how long a success is remembered (default 24 h, as Stripe does).
+        key_fields: the argument names the key is built from; empty means a hash of all
+            arguments.
+        claim_ttl_s: how long an execution in progress blocks its key if its holder dies;
+            None derives it from the spec's worst-case run time.
+    """
+
+    enabled: bool = False
+    persist_result: bool = False
+    ttl_s: float = attrs.field(default=86400.0, validator=_positive)
+    key_fields: list[str] = attrs.field(factory=list)
+    claim_ttl_s: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
+
+
+@attrs.define(kw_only=True)
+class RetryConfig:
+    """Legacy retry configuration; becomes an ``ExponentialBackoffRetryPolicy``."""
+
+    max_attempts: int = attrs.field(default=3, validator=_at_least_one)
+    base_delay_s: float = attrs.field(default=1.0, validator=_non_negative)
+    max_delay_s: float = attrs.field(default=30.0, validator=_non_negative)
+
+    def to_policy(self) -> IRetryPolicy:
+        """The equivalent pluggable policy."""
+        return ExponentialBackoffRetryPolicy(
+            max_attempts=self.max_attempts,
+            base_delay=self.base_delay_s,
+            max_delay=max(self.max_delay_s, self.base_delay_s),
+        )
+
+
+@attrs.define(kw_only=True)
+class CircuitBreakerConfig:
+    """Legacy breaker configuration; becomes a ``StandardCircuitBreakerPolicy`` if enabled."""
+
+    enabled: bool = True
+    failure_threshold: int = attrs.field(default=5, validator=_at_least_one)
+    recovery_timeout_s: float = attrs.field(default=30.0, validator=_non_negative)
+
+    def to_policy(self) -> ICircuitBreakerPolicy:
+        """The equivalent pluggable policy (a no-op one when disabled)."""
+        if not self.enabled:
+            return NoOpCircuitBreakerPolicy()
+        return StandardCircuitBreakerPolicy(
+            failure_threshold=self.failure_threshold, recovery_timeout=self.recovery_timeout_s
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ExecutionContext:
+    """Who is calling: passed to tools that take a second argument.
+
+    ``tenant_id`` namespaces idempotency keys, so tenants never share results.
+    """
+
+    tenant_id: str | None = None
+    request_id: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def _parameters(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"parameters must be a list of Parameter, got {value!r}")
+    _unique_names(value, "parameters")
+
+
+def _overflow(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+    if value not in ("wait", "reject"):
+        raise ValueError(f"overflow must be 'wait' or 'reject', got {value!r}")
+
+
+def _is_policy(kind: type[Any], name: str) -> Any:
+    def check(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and not isinstance(value, kind):
+            raise ValueError(f"{name} must be a {kind.__name__} or None, got {value!r}")
+
+    return check
+
+
+@attrs.define(kw_only=True)
+class ToolSpec:
+    """A tool's name, arguments and resilience policies.
+
+    Attributes:
+        id: a stable identifier of this version of the tool.
+        tool_name: the routing name, unique per supervisor.
+        timeout_s: the budget of one attempt (``ToolTimeoutError`` past it; retryable).
+        max_concurrency: bulkhead: attempts of this tool running at once.
+        queue_size: calls that may wait in the actor's inbox beyond those running.
+        overflow: with a full inbox, ``"wait"`` (backpressure until the call's deadline)
+            or ``"reject"`` (``ToolOverloadedError`` at once).
+        retry_policy / circuit_breaker_policy: None means the legacy ``retry`` /
+            ``circuit_breaker`` configs decide, and without those: no retry, no breaker.
+    """
+
+    id: str = attrs.field(validator=_name)
+    tool_name: str = attrs.field(validator=_name)
+    description: str = ""
+    tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=ToolType)
+    parameters: list[Parameter] = attrs.field(factory=list, validator=_parameters)
+    timeout_s: float = attrs.field(default=30.0, validator=_positive)
+    idempotency: IdempotencyConfig = attrs.field(
+        factory=IdempotencyConfig, validator=attrs.validators.instance_of(IdempotencyConfig)
+    )
+    idempotency_key_generator: IIdempotencyKeyGenerator | None = None
+    circuit_breaker_policy: ICircuitBreakerPolicy | None = attrs.field(
+        default=None, validator=_is_policy(ICircuitBreakerPolicy, "circuit_breaker_policy")
+    )
+    retry_policy: IRetryPolicy | None = attrs.field(
+        default=None, validator=_is_policy(IRetryPolicy, "retry_policy")
+    )
+    retry: RetryConfig | None = None
+    circuit_breaker: CircuitBreakerConfig | None = None
+    max_concurrency: int = attrs.field(default=16, validator=_at_least_one)
+    queue_size: int = attrs.field(default=1024, validator=_optional_count)
+    overflow: Literal["wait", "reject"] = attrs.field(default="wait", validator=_overflow)
+
+    _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
+        default=None, init=False, repr=False, eq=False
+    )
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments object (``additionalProperties: false``)."""
+        return _object_schema(self.parameters, additional=False)
+
+    def to_function_schema(self) -> dict[str, Any]:
+        """``{"name", "description", "parameters"}``, as LLM function-calling APIs take it."""
+        return {
+            "name": self.tool_name,
+            "description": self.description,
+            "parameters": self.json_schema(),
+        }
+
+    def validate(self, args: object) -> None:
+        """Check ``args``; raise ``ValidationError`` listing every problem. Never mutates."""
+        self._argument_validator().validate(args)
+
+    def _argument_validator(self) -> ArgumentValidator:
+        params = tuple(self.parameters)
+        cached = self._validator_cache
+        if (
+            cached is None
+            or len(cached[0]) != len(params)
+            or any(a is not b for a, b in zip(cached[0], params, strict=True))
+            or cached[1].tool != self.tool_name
+        ):
+            _unique_names(params, "parameters")
+            cached = (params, ArgumentValidator(self.json_schema(), self.tool_name))
+            self._validator_cache = cached
+        return cached[1]
+
+    def effective_retry_policy(self) -> IRetryPolicy:
+        """The policy that runs: the explicit one, else the legacy config's, else none."""
+        if self.retry_policy is not None:
+            return self.retry_policy
+        if self.retry is not None:
+            return self.retry.to_policy()
+        return NoRetryPolicy()
+
+    def effective_circuit_breaker_policy(self) -> ICircuitBreakerPolicy:
+        """The breaker that runs: the explicit one, else the legacy config's, else none."""
+        if self.circuit_breaker_policy is not None:
+            return self.circuit_breaker_policy
+        if self.circuit_breaker is not None:
+            return self.circuit_breaker.to_policy()
+        return NoOpCircuitBreakerPolicy()
+
+    def compile(self) -> CompiledSpec:
+        """Take the immutable snapshot a tool's actor runs with."""
+        idem = self.idempotency
+        return CompiledSpec(
+            tool_name=self.tool_name,
+            spec_id=self.id,
+            timeout_s=float(self.timeout_s),
+            validator=self._argument_validator(),
+            retry_policy=self.effective_retry_policy(),
+            breaker=self.effective_circuit_breaker_policy(),
+            max_concurrency=self.max_concurrency,
+            queue_size=self.queue_size,
+            overflow=self.overflow,
+            idempotent=idem.enabled,
+            persist_result=idem.persist_result,
+            idempotency_ttl_s=float(idem.ttl_s),
+            key_fields=tuple(idem.key_fields),
+            claim_ttl_s=idem.claim_ttl_s,
+            key_generator=self.idempotency_key_generator
+            or default_key_generator(idem.key_fields),
+            function_schema=self.to_function_schema(),
+        )
+
+
+@attrs.define(kw_only=True)
+class FunctionToolSpec(ToolSpec):
+    """A tool backed by a Python async function (``tool_type`` FUNCTION)."""
+
+    tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=ToolType)
+
+
+@attrs.define(kw_only=True)
+class DbToolSpec(ToolSpec):
+    """A tool that talks to a database (``tool_type`` DB)."""
+
+    tool_type: ToolType = attrs.field(default=ToolType.DB, converter=ToolType)
+
+
+@attrs.define(kw_only=True)
+class HttpToolSpec(ToolSpec):
+    """A tool that calls an HTTP API (``tool_type`` HTTP)."""
+
+    tool_type: ToolType = attrs.field(default=ToolType.HTTP, converter=ToolType)
+
+
+@attrs.frozen(kw_only=True)
+class CompiledSpec:
+    """The immutable snapshot of a spec that an actor (or executor) runs with."""
+
+    tool_name: str
+    spec_id: str
+    timeout_s: float
+    validator: ArgumentValidator
+    retry_policy: IRetryPolicy
+    breaker: ICircuitBreakerPolicy
+    max_concurrency: int
+    queue_size: int
+    overflow: str
+    idempotent: bool
+    persist_result: bool
+    idempotency_ttl_s: float
+    key_fields: tuple[str, ...]
+    claim_ttl_s: float | None
+    key_generator: IIdempotencyKeyGenerator
+    function_schema: Mapping[str, Any]
+
+    def with_policies(
+        self,
+        *,
+        retry_policy: IRetryPolicy | None = None,
+        circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
+    ) -> CompiledSpec:
+        """A copy with the given policies swapped in (None keeps the current one)."""
+        return attrs.evolve(
+            self,
+            retry_policy=retry_policy if retry_policy is not None else self.retry_policy,
+            breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
+        )
+
+    def worst_case_s(self) -> float:
+        """An upper bound of one call's run time, for claims that must outlive it."""
+        attempts = getattr(self.retry_policy, "max_attempts", 1)
+        max_delay = getattr(self.retry_policy, "max_delay", None) or getattr(
+            self.retry_policy, "delay_seconds", 0.0
+        )
+        try:
+            total = attempts * self.timeout_s + max(attempts - 1, 0) * float(max_delay)
+        except (TypeError, ValueError):
+            total = self.timeout_s
+        return total if math.isfinite(total) else 3600.0

@@ -1,0 +1,25 @@
+"""The supervisor, its results and the idempotency-cache actor's stores."""
+
+from .core import Supervisor as Supervisor
+from .core import open_supervisor as open_supervisor
+from .idempotency import IdempotencyCache as IdempotencyCache
+from .results import PendingCall as PendingCall
+from .results import ToolRef as ToolRef
+from .results import ToolResult as ToolResult
+from .stores import IdempotencyStore as IdempotencyStore
+from .stores import MemoryStore as MemoryStore
+from .stores import RedisStore as RedisStore
+from .stores import SQLiteStore as SQLiteStore
+
+__all__ = [
+    "IdempotencyCache",
+    "IdempotencyStore",
+    "MemoryStore",
+    "PendingCall",
+    "RedisStore",
+    "SQLiteStore",
+    "Supervisor",
+    "ToolRef",
+    "ToolResult",
+    "open_supervisor",
+]

@@ -1,0 +1,240 @@
+"""The idempotency cache: at most one execution per key within its TTL.
+
+Held by the supervisor (and by each FunctionToolExecutor). For an idempotent call it:
+
+1. builds the key (tool- and tenant-namespaced) and the arguments' fingerprint;
+2. joins a *flight* already running for the key in this process (single flight: no
+   second execution, the waiters get the leader's outcome), or leads one;
+3. the leader claims the key in the store, atomically (across processes for SQLite and
+   Redis). If the key is done, the stored result is returned with no execution; if
+   another process holds it, the leader polls until that claim completes or expires;
+4. on success the result is stored as JSON for ``ttl_s``; on failure the claim is
+   released, so a later call may run again (failures are not stored).
+
+The same key with different arguments raises ``IdempotencyConflictError``. A store that
+fails before the execution raises ``IdempotencyStoreError`` and nothing runs: without
+the store, toolvisor cannot prove the call would not run twice. A store that fails
+*after* a success (``complete``) cannot take the result back: the caller gets its value,
+a ``ResultNotStored`` event says why, and the claim keeps the key blocked until the
+claim expires.
+
+The in-process flight table is owned by this object and mutated only synchronously
+(between awaits), so the supervisor's tasks need no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import outcome
+import trio
+
+from ..actors.stats import Counters
+from ..errors import IdempotencyConflictError, IdempotencyStoreError, ToolTimeoutError
+from ..events import Event, ResultNotStored
+from ..policies.idempotency import fingerprint
+from ..spec import CompiledSpec, ExecutionContext
+from .stores.base import IdempotencyStore, Record, RecordState
+from .stores.memory import MemoryStore
+
+__all__ = ["IdempotencyCache"]
+
+log = logging.getLogger("toolvisor")
+
+_POLL_FIRST_S = 0.005
+_POLL_MAX_S = 0.25
+_CLEANUP_S = 5.0  # bound on shielded store clean-up after a failure or cancellation
+
+
+class _Flight:
+    """One key's execution in this process, which later duplicates wait for."""
+
+    __slots__ = ("done", "fingerprint", "result")
+
+    def __init__(self, fp: str) -> None:
+        self.fingerprint = fp
+        self.done = trio.Event()
+        self.result: outcome.Outcome[Any] | None = None  # None: the leader left; retry
+
+
+class IdempotencyCache:
+    """Single flight in process plus a store for results (see the module docstring).
+
+    Args:
+        store: where results of ``persist_result`` tools go (default: a MemoryStore).
+        publish: where ``ResultNotStored`` events go (None: nowhere).
+    """
+
+    def __init__(
+        self,
+        store: IdempotencyStore | None = None,
+        *,
+        publish: Callable[[Event], None] | None = None,
+    ) -> None:
+        if store is not None and not isinstance(store, IdempotencyStore):
+            raise TypeError(
+                f"idempotency_store must implement IdempotencyStore (claim/complete/release/"
+                f"get/aclose), got {type(store).__name__}"
+            )
+        self.local: IdempotencyStore = (
+            store if store is not None and not store.persistent else MemoryStore()
+        )
+        self.store: IdempotencyStore = store if store is not None else self.local
+        self.publish = publish
+        self._flights: dict[str, _Flight] = {}
+        self._owner = secrets.token_hex(8)
+        self._seq = 0
+
+    async def run(
+        self,
+        spec: CompiledSpec,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext,
+        deadline: float,
+        counters: Counters,
+        execute: Callable[[], Awaitable[Any]],
+    ) -> tuple[Any, bool]:
+        """Run ``execute`` at most once per key; return ``(value, answered_from_cache)``."""
+        key = spec.key_generator.generate(
+            spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
+        )
+        fp = fingerprint(args)
+        while True:
+            flight = self._flights.get(key)
+            if flight is None:
+                break
+            if flight.fingerprint != fp:
+                counters.failures += 1
+                raise IdempotencyConflictError(key, tool=spec.tool_name)
+            await _wait_until(flight.done, deadline, spec.tool_name, counters)
+            if flight.result is not None:
+                return self._joined(flight.result, counters), True
+        flight = _Flight(fp)
+        self._flights[key] = flight
+        try:
+            value, cached = await self._lead(spec, key, fp, deadline, counters, execute)
+        except Exception as exc:
+            if not (isinstance(exc, ToolTimeoutError) and exc.scope == "call"):
+                flight.result = outcome.Error(exc)
+            raise  # a leader that ran out of *its* time leaves: a waiter takes over
+        else:
+            flight.result = outcome.Value(value)
+            return value, cached
+        finally:
+            flight.done.set()
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    @staticmethod
+    def _joined(result: outcome.Outcome[Any], counters: Counters) -> Any:
+        if isinstance(result, outcome.Error):
+            counters.failures += 1
+            raise result.error
+        counters.successes += 1
+        counters.cache_hits += 1
+        return result.value
+
+    async def _lead(
+        self,
+        spec: CompiledSpec,
+        key: str,
+        fp: str,
+        deadline: float,
+        counters: Counters,
+        execute: Callable[[], Awaitable[Any]],
+    ) -> tuple[Any, bool]:
+        store = self.store if spec.persist_result else self.local
+        self._seq += 1
+        owner = f"{self._owner}-{self._seq}"
+        claim_ttl = spec.claim_ttl_s or spec.worst_case_s()
+        if deadline != math.inf:
+            claim_ttl = min(claim_ttl, max(deadline - trio.current_time(), 0.001)) + 1.0
+        poll = _POLL_FIRST_S
+        while True:
+            try:
+                claim = await store.claim(key, fp, owner, claim_ttl)
+            except IdempotencyStoreError:
+                counters.failures += 1
+                raise
+            if claim.claimed:
+                break
+            record = claim.record
+            if record.fingerprint != fp:
+                counters.failures += 1
+                raise IdempotencyConflictError(key, tool=spec.tool_name)
+            if record.state is RecordState.DONE:
+                value = self._decode(store, record, counters)
+                counters.successes += 1
+                counters.cache_hits += 1
+                return value, True
+            # Another process runs this key: wait for it to finish or for its claim to end.
+            now = trio.current_time()
+            if now + poll > deadline:
+                await trio.sleep_until(deadline)
+                counters.timeouts += 1
+                counters.failures += 1
+                raise ToolTimeoutError(spec.tool_name, deadline - now, scope="call")
+            await trio.sleep(poll)
+            poll = min(poll * 2, _POLL_MAX_S)
+        try:
+            value = await execute()
+        except BaseException:
+            with trio.move_on_after(_CLEANUP_S, shield=True):
+                try:
+                    await store.release(key, owner)
+                except Exception:
+                    log.exception("releasing idempotency key %r failed", key)
+            raise
+        result_json, reason = _encode(value)
+        try:
+            with trio.move_on_after(_CLEANUP_S, shield=True):
+                await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
+        except Exception as exc:
+            reason = f"the store failed to record the success: {exc}"
+            log.exception("completing idempotency key %r failed", key)
+        if reason is not None and self.publish is not None:
+            self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
+        return value, False
+
+    @staticmethod
+    def _decode(store: IdempotencyStore, record: Record, counters: Counters) -> Any:
+        name = type(store).__name__
+        if record.result_json is None:
+            counters.failures += 1
+            raise IdempotencyStoreError(
+                name,
+                f"key {record.key!r} already executed successfully, but its result was not "
+                f"stored ({record.not_stored_reason or 'no reason recorded'}); it is not "
+                "executed again until its TTL ends",
+            )
+        try:
+            return json.loads(record.result_json)
+        except ValueError as exc:
+            counters.failures += 1
+            raise IdempotencyStoreError(
+                name, f"stored result of key {record.key!r} is not valid JSON ({exc})"
+            ) from exc
+
+
+def _encode(value: Any) -> tuple[str | None, str | None]:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":")), None
+    except (TypeError, ValueError, RecursionError) as exc:
+        return None, f"the result is not JSON-serialisable ({type(exc).__name__}: {exc})"
+
+
+async def _wait_until(event: trio.Event, deadline: float, tool: str, counters: Counters) -> None:
+    if deadline == math.inf:
+        await event.wait()
+        return
+    with trio.move_on_at(deadline):
+        await event.wait()
+        return
+    counters.timeouts += 1
+    counters.failures += 1
+    raise ToolTimeoutError(tool, 0.0, scope="call")
