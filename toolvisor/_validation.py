@@ -30,11 +30,22 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
+def _has_surrogate(s: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in s)
+
+
 def _non_json_problems(
     value: object, path: list[str | int], out: list[FieldError], bad_paths: set[str]
 ) -> object:
     """Collect values JSON cannot carry; return a copy safe to hand to jsonschema-rs."""
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        if not value.isascii() and _has_surrogate(value):
+            where = _pointer(path)
+            out.append(FieldError(where, "strings must be valid Unicode (lone surrogate)"))
+            bad_paths.add(where)
+            return None
+        return value
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
@@ -46,11 +57,10 @@ def _non_json_problems(
     if isinstance(value, Mapping):
         clean: dict[str, object] = {}
         for k, v in value.items():
-            if not isinstance(k, str):
+            if not isinstance(k, str) or (not k.isascii() and _has_surrogate(k)):
                 where = _pointer(path)
-                out.append(
-                    FieldError(where, f"object keys must be strings, got {_describe(k)} {k!r}")
-                )
+                got = "a lone surrogate" if isinstance(k, str) else _describe(k)
+                out.append(FieldError(where, f"object keys must be valid strings, got {got} {k!r}"))
                 bad_paths.add(where)
                 continue
             clean[k] = _non_json_problems(v, [*path, k], out, bad_paths)
@@ -95,7 +105,9 @@ class ArgumentValidator:
                 return
         except ValueError:
             pass  # a value jsonschema-rs cannot convert: explained below
-        raise ValidationError(self.explain(args), tool=self.tool)
+        problems = self.explain(args)
+        if problems:  # a valid Mapping that is not exactly a dict (OrderedDict, ...) passes
+            raise ValidationError(problems, tool=self.tool)
 
     def explain(self, args: object) -> list[FieldError]:
         """Every problem of ``args``, each with its path (empty when valid)."""

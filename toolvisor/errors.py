@@ -214,6 +214,4 @@ class PolicyNotFoundError(ToolvisorError, LookupError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         self.known = tuple(sorted(known))
-        super().__init__(
-            f"no policy named {name!r}; available: {', '.join(self.known) or 'none'}"
-        )
+        super().__init__(f"no policy named {name!r}; available: {', '.join(self.known) or 'none'}")

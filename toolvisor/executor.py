@@ -82,14 +82,21 @@ class FunctionToolExecutor:
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         if spec.idempotent:
             value, _cached = await self._cache.run(
-                spec, args, ctx, deadline, self.counters,
+                spec,
+                args,
+                ctx,
+                deadline,
+                self.counters,
                 lambda: self._run(args, ctx, deadline, timeout),
             )
             return value
         return await self._run(args, ctx, deadline, timeout)
 
     async def _run(
-        self, args: Mapping[str, Any], ctx: ExecutionContext, deadline: float,
+        self,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext,
+        deadline: float,
         timeout: float | None,
     ) -> Any:
         started = trio.current_time()

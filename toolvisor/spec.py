@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+import jsonschema_rs
 
 from ._validation import ArgumentValidator
 from .policies.circuit_breaker import (
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 
-class ToolType(str, enum.Enum):
+class ToolType(enum.StrEnum):
     """What kind of back end a tool talks to (informational; all run the same way)."""
 
     FUNCTION = "function"
@@ -130,8 +131,9 @@ class Parameter:
 
     def to_schema(self) -> dict[str, Any]:
         """This parameter's JSON Schema."""
-        schema: dict[str, Any] = {"type": [self._json_type, "null"] if self.nullable else
-                                  self._json_type}
+        schema: dict[str, Any] = {
+            "type": [self._json_type, "null"] if self.nullable else self._json_type
+        }
         if self.description:
             schema["description"] = self.description
         if self.default is not None:
@@ -152,7 +154,9 @@ def _check_bounds(lo: float | None, hi: float | None, what: str) -> None:
 class StringParameter(Parameter):
     """A string, optionally limited by ``enum``, length bounds or a regex ``pattern``."""
 
-    enum: Sequence[str] | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+    enum: Sequence[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
     min_length: int | None = attrs.field(default=None, validator=_optional_count)
     max_length: int | None = attrs.field(default=None, validator=_optional_count)
     pattern: str | None = None
@@ -165,6 +169,12 @@ class StringParameter(Parameter):
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"pattern {self.pattern!r} is not a valid regex: {exc}") from exc
+            try:  # the dialect that judges it (ECMA-262) rejects some Python-only syntax
+                jsonschema_rs.validator_for({"pattern": self.pattern})
+            except jsonschema_rs.ValidationError as exc:
+                raise ValueError(
+                    f"pattern {self.pattern!r} is not a valid ECMA-262 regex: {exc}"
+                ) from exc
         if self.enum is not None and not all(isinstance(e, str) for e in self.enum):
             raise ValueError(f"enum of {self.name!r} must hold strings only, got {self.enum!r}")
 
@@ -491,8 +501,7 @@ class ToolSpec:
             idempotency_ttl_s=float(idem.ttl_s),
             key_fields=tuple(idem.key_fields),
             claim_ttl_s=idem.claim_ttl_s,
-            key_generator=self.idempotency_key_generator
-            or default_key_generator(idem.key_fields),
+            key_generator=self.idempotency_key_generator or default_key_generator(idem.key_fields),
             function_schema=self.to_function_schema(),
         )
 
@@ -553,13 +562,21 @@ class CompiledSpec:
         )
 
     def worst_case_s(self) -> float:
-        """An upper bound of one call's run time, for claims that must outlive it."""
-        attempts = getattr(self.retry_policy, "max_attempts", 1)
-        max_delay = getattr(self.retry_policy, "max_delay", None) or getattr(
-            self.retry_policy, "delay_seconds", 0.0
-        )
-        try:
-            total = attempts * self.timeout_s + max(attempts - 1, 0) * float(max_delay)
-        except (TypeError, ValueError):
-            total = self.timeout_s
-        return total if math.isfinite(total) else 3600.0
+        """An upper bound of one call's run time, for claims that must outlive it.
+
+        ``max_attempts * timeout_s`` plus the longest possible waits between attempts,
+        for the built-in retry policies; an hour when that cannot be bounded (a custom
+        retry policy, or ``timeout_s`` infinite).
+        """
+        policy = self.retry_policy
+        attempts = getattr(policy, "max_attempts", None)
+        longest_wait = getattr(policy, "max_delay", None)
+        if longest_wait is None:
+            longest_wait = getattr(policy, "delay_seconds", 0.0) + getattr(policy, "jitter", 0.0)
+        if not isinstance(attempts, int) or not isinstance(longest_wait, int | float):
+            return _UNBOUNDED_CALL_S
+        total = attempts * self.timeout_s + (attempts - 1) * float(longest_wait)
+        return total if math.isfinite(total) else _UNBOUNDED_CALL_S
+
+
+_UNBOUNDED_CALL_S = 3600.0

@@ -89,6 +89,8 @@ class ToolActor:
                     if self._idle == 0 and self._workers < limit and self._nursery is not None:
                         self._workers += 1
                         self._nursery.start_soon(self._worker)
+                    # Held from the moment it leaves the inbox: a crash answers it.
+                    self.held.add(msg.reply)
                     current.append(msg)
                     await self._serve(msg, scope)
                     current.clear()
@@ -99,18 +101,19 @@ class ToolActor:
     async def _serve(self, msg: Execute, scope: trio.CancelScope) -> None:
         slot = msg.reply
         if slot.state is not SlotState.QUEUED:
+            self.held.discard(slot)
             return  # the caller gave up while the call was queued: drop it unexecuted
         runner = self.runner
         counters = runner.counters
         now = trio.current_time()
         deadline = msg.deadline
         if deadline <= now:
+            self.held.discard(slot)
             self._reply_call_timeout(msg)
             return
         attempt_deadline = now + runner.spec.timeout_s
         scope.deadline = attempt_deadline if attempt_deadline < deadline else deadline
         slot.start(scope)
-        self.held.add(slot)
         first_error: Exception | None = None
         try:
             if runner.publish is None:

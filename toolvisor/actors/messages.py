@@ -67,12 +67,11 @@ class ReplySlot:
             return False
         self.state = SlotState.DONE
         self._scope = None
+        self._outcome = result
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
             trio.lowlevel.reschedule(waiter, result)
-        else:
-            self._outcome = result
         return True
 
     def abandon(self) -> bool:
@@ -95,6 +94,7 @@ class ReplySlot:
         if stored is not None:  # read, not unwrap: a PendingCall may be awaited twice
             if isinstance(stored, outcome.Error):
                 raise stored.error
+            assert isinstance(stored, outcome.Value)
             return stored.value
         if self.state >= SlotState.DONE:
             raise RuntimeError("this call was abandoned; its reply is gone")

@@ -12,8 +12,8 @@ attempts were made, so ``except PaymentDeclined:`` keeps working.
 from __future__ import annotations
 
 import inspect
-from types import CoroutineType
 from collections.abc import Awaitable, Callable, Mapping
+from types import CoroutineType
 from typing import Any
 
 import trio
@@ -82,7 +82,7 @@ def make_invoker(fn: Callable[..., Any], tool_name: str) -> Invoker:
 
 def _awaitable(result: object, tool_name: str) -> Awaitable[Any]:
     if type(result) is CoroutineType or inspect.isawaitable(result):
-        return result  # type: ignore[return-value]
+        return result
     raise TypeError(
         f"tool {tool_name!r} returned {type(result).__name__}, not an awaitable; "
         "the tool function must be `async def`"
@@ -228,7 +228,8 @@ class ToolRunner:
         if state != self._last_state and self.publish is not None:
             old, self._last_state = self._last_state, state
             self.publish(
-                BreakerTransition(tool=self.spec.tool_name, old=old, new=state,
-                                  at=trio.current_time())
+                BreakerTransition(
+                    tool=self.spec.tool_name, old=old, new=state, at=trio.current_time()
+                )
             )
         self._last_state = state

@@ -79,9 +79,7 @@ class Counters:
             lat[self._lat_i] = seconds
             self._lat_i = (self._lat_i + 1) % _RING
 
-    def snapshot(
-        self, tool: str, *, in_flight: int, queued: int, breaker_state: str
-    ) -> ToolStats:
+    def snapshot(self, tool: str, *, in_flight: int, queued: int, breaker_state: str) -> ToolStats:
         """Freeze the counters into a :class:`ToolStats`."""
         lat = sorted(self._lat)
 

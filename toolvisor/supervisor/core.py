@@ -14,6 +14,7 @@ finish for ``grace_s`` seconds, then cancels the rest; every call gets a reply.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import deque
@@ -301,16 +302,16 @@ class Supervisor:
 
         async def one(i: int, item: CallSpec) -> None:
             tool, args = item[0], item[1]
-            ctx = item[2] if len(item) > 2 else None  # type: ignore[misc]
+            ctx = item[2] if len(item) > 2 else None
             started = trio.current_time()
-            slot_box: list[ReplySlot] = []
             try:
                 pending = await self.submit(tool, args, ctx, timeout=timeout)
-                slot_box.append(pending._slot)  # noqa: SLF001 - same package
                 results[i] = await pending.result()
             except Exception as exc:
                 results[i] = ToolResult(
-                    tool=tool, ok=False, error=exc,
+                    tool=tool,
+                    ok=False,
+                    error=exc,
                     elapsed_s=trio.current_time() - started,
                 )
 
@@ -417,11 +418,12 @@ class Supervisor:
             raise route.unavailable()
         try:
             route.inbox_send.send_nowait(msg)
-            return
         except trio.WouldBlock:
             pass
         except trio.ClosedResourceError:
             raise route.unavailable() from None
+        else:
+            return
         spec = route.spec
         if spec.overflow == "reject":
             route.counters.rejected += 1
@@ -451,7 +453,11 @@ class Supervisor:
         inner = ReplySlot()
         try:
             value, cached = await self._idem.run(
-                route.spec, args, ctx, deadline, route.counters,
+                route.spec,
+                args,
+                ctx,
+                deadline,
+                route.counters,
                 lambda: self._call(route, args, ctx, deadline, timeout, inner),
             )
         except Exception as exc:
@@ -475,12 +481,12 @@ class Supervisor:
                 try:
                     await actor.run()
                 except Exception as exc:  # a crash: a bug in toolvisor or in a policy
-                    error = exc
+                    error = _single(exc)
                 cause = actor.crash or error
                 if cause is None or route.status == "stopping":
                     return  # inbox closed and drained, or stop() ran out of grace
                 log.error("actor of tool %r crashed: %r", route.name, cause)
-                self._answer(actor, lambda c=cause: ActorCrashedError(route.name, c))
+                self._answer(actor, functools.partial(ActorCrashedError, route.name, cause))
                 if not self._may_restart(route, cause):
                     return
         finally:
@@ -559,6 +565,13 @@ class Supervisor:
             route.status = "closed"
 
 
+def _single(exc: Exception) -> Exception:
+    """The one error inside nested single-error exception groups, else ``exc``."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _deadline(timeout: float | None) -> float:
     if timeout is None:
         return math.inf
@@ -610,10 +623,10 @@ async def open_supervisor(
             try:
                 yield sup
             except BaseException:
-                sup._abort()  # noqa: SLF001 - the context manager owns the supervisor
+                sup._abort()
                 nursery.cancel_scope.cancel()
                 raise
-            await sup._close(grace_s)  # noqa: SLF001
+            await sup._close(grace_s)
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if len(group.exceptions) == 1:

@@ -135,6 +135,7 @@ class IdempotencyCache:
         if isinstance(result, outcome.Error):
             counters.failures += 1
             raise result.error
+        assert isinstance(result, outcome.Value)
         counters.successes += 1
         counters.cache_hits += 1
         return result.value

@@ -60,7 +60,12 @@ class PendingCall:
     __slots__ = ("_slot", "_started", "deadline", "timeout", "tool")
 
     def __init__(
-        self, tool: str, slot: ReplySlot, *, deadline: float, timeout: float | None,
+        self,
+        tool: str,
+        slot: ReplySlot,
+        *,
+        deadline: float,
+        timeout: float | None,
         started: float,
     ) -> None:
         self.tool = tool
@@ -90,9 +95,15 @@ class PendingCall:
             return self._make(ok=False, error=exc)
         return self._make(ok=True, value=value)
 
-    def _make(self, *, ok: bool, value: Any = None, error: BaseException | None = None) -> ToolResult:
+    def _make(
+        self, *, ok: bool, value: Any = None, error: BaseException | None = None
+    ) -> ToolResult:
         return ToolResult(
-            tool=self.tool, ok=ok, value=value, error=error, attempts=self._slot.attempts,
+            tool=self.tool,
+            ok=ok,
+            value=value,
+            error=error,
+            attempts=self._slot.attempts,
             elapsed_s=trio.current_time() - self._started,
             cached=self._slot.cached,
         )
@@ -106,14 +117,20 @@ class ToolRef:
     supervisor: Supervisor = attrs.field(repr=False)
 
     async def execute(
-        self, args: Mapping[str, Any], ctx: ExecutionContext | None = None, *,
+        self,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None = None,
+        *,
         timeout: float | None = None,
     ) -> Any:
         """``supervisor.execute(name, ...)``."""
         return await self.supervisor.execute(self.name, args, ctx, timeout=timeout)
 
     async def submit(
-        self, args: Mapping[str, Any], ctx: ExecutionContext | None = None, *,
+        self,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None = None,
+        *,
         timeout: float | None = None,
     ) -> PendingCall:
         """``supervisor.submit(name, ...)``."""
@@ -127,4 +144,3 @@ class ToolRef:
     def function_schema(self) -> Mapping[str, Any]:
         """The tool's function-calling schema."""
         return self.supervisor.function_schemas()[self.name]
-
