@@ -1,0 +1,69 @@
+"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, factories.
+
+Policies are configuration plus behaviour, free of I/O and actors; all timing is on
+trio's clock. See DESIGN.md section 3.
+"""
+
+from toolvisor.policies.circuit_breaker import (
+    AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy,
+)
+from toolvisor.policies.circuit_breaker import CircuitState as CircuitState
+from toolvisor.policies.circuit_breaker import ExcludeRule as ExcludeRule
+from toolvisor.policies.circuit_breaker import ICircuitBreakerPolicy as ICircuitBreakerPolicy
+from toolvisor.policies.circuit_breaker import (
+    NoOpCircuitBreakerPolicy as NoOpCircuitBreakerPolicy,
+)
+from toolvisor.policies.circuit_breaker import (
+    StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy,
+)
+from toolvisor.policies.factory import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
+from toolvisor.policies.factory import RetryPolicyFactory as RetryPolicyFactory
+from toolvisor.policies.idempotency import (
+    FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator,
+)
+from toolvisor.policies.idempotency import (
+    HashIdempotencyKeyGenerator as HashIdempotencyKeyGenerator,
+)
+from toolvisor.policies.idempotency import IIdempotencyKeyGenerator as IIdempotencyKeyGenerator
+from toolvisor.policies.idempotency import canonical_json as canonical_json
+from toolvisor.policies.idempotency import default_key_generator as default_key_generator
+from toolvisor.policies.idempotency import fingerprint as fingerprint
+from toolvisor.policies.retry import DEFAULT_RNG as DEFAULT_RNG
+from toolvisor.policies.retry import NEVER_RETRIED as NEVER_RETRIED
+from toolvisor.policies.retry import CustomRetryFn as CustomRetryFn
+from toolvisor.policies.retry import CustomRetryPolicy as CustomRetryPolicy
+from toolvisor.policies.retry import (
+    ExponentialBackoffRetryPolicy as ExponentialBackoffRetryPolicy,
+)
+from toolvisor.policies.retry import FixedRetryPolicy as FixedRetryPolicy
+from toolvisor.policies.retry import IRetryPolicy as IRetryPolicy
+from toolvisor.policies.retry import NoRetryPolicy as NoRetryPolicy
+from toolvisor.policies.retry import OnRetry as OnRetry
+from toolvisor.policies.retry import RetryOn as RetryOn
+
+__all__ = [
+    "DEFAULT_RNG",
+    "NEVER_RETRIED",
+    "AdaptiveCircuitBreakerPolicy",
+    "CircuitBreakerPolicyFactory",
+    "CircuitState",
+    "CustomRetryFn",
+    "CustomRetryPolicy",
+    "ExcludeRule",
+    "ExponentialBackoffRetryPolicy",
+    "FieldBasedIdempotencyKeyGenerator",
+    "FixedRetryPolicy",
+    "HashIdempotencyKeyGenerator",
+    "ICircuitBreakerPolicy",
+    "IIdempotencyKeyGenerator",
+    "IRetryPolicy",
+    "NoOpCircuitBreakerPolicy",
+    "NoRetryPolicy",
+    "OnRetry",
+    "RetryOn",
+    "RetryPolicyFactory",
+    "StandardCircuitBreakerPolicy",
+    "canonical_json",
+    "default_key_generator",
+    "fingerprint",
+]

@@ -1,0 +1,390 @@
+"""The circuit-breaker machinery shared by the Standard and Adaptive policies.
+
+One :class:`pybreaker.CircuitBreaker` per tool keeps the counters, the state, the
+``success_threshold``, the ``exclude`` rules and the listeners. pybreaker knows nothing of
+trio, so this module adds what it lacks, on trio's clock:
+
+* the open timeout: pybreaker is given a reset timeout it never reaches and this module
+  keeps ``opened_at`` on ``trio.current_time()``, moving the breaker to half-open itself
+  once ``recovery_timeout`` has elapsed;
+* trial slots: half-open admits at most ``half_open_max_calls`` calls at once;
+* epochs: every state change (and every ``reset()``) starts a new epoch, and an outcome
+  is recorded only if it arrives in the epoch its call was admitted in. A call started
+  while closed that fails after the breaker opened, or a success arriving after
+  ``reset()``, changes nothing.
+
+The tool is never awaited inside pybreaker: the policy awaits it, catching only
+``Exception``, and replays the outcome synchronously through ``breaker.call()``.
+Cancellation and other ``BaseException`` s are neither counted nor recorded; they only give
+back the trial slot they held.
+
+The admission and recording steps are synchronous and take ``now`` explicitly, so tests
+can drive the state machine exactly without running trio.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+
+import attrs
+import pybreaker
+import trio
+
+from toolvisor.errors import CircuitOpenError
+
+__all__ = ["CircuitState", "ExcludeRule", "ICircuitBreakerPolicy"]
+
+T = TypeVar("T")
+
+ExcludeRule = type[BaseException] | Callable[[BaseException], bool]
+"""An ``exclude`` entry: an exception type, or a predicate on the exception."""
+
+# pybreaker's own timeout reads datetime.now(); it must never fire. 10**9 s (~31 years)
+# stays well inside datetime's range when pybreaker adds it to "now".
+_NEVER = 1e9
+
+
+class CircuitState(enum.StrEnum):
+    """The state of one tool's circuit breaker; a ``str`` (``state == "closed"`` holds)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+_FROM_PYBREAKER = {
+    pybreaker.STATE_CLOSED: CircuitState.CLOSED,
+    pybreaker.STATE_OPEN: CircuitState.OPEN,
+    pybreaker.STATE_HALF_OPEN: CircuitState.HALF_OPEN,
+}
+
+
+@runtime_checkable
+class ICircuitBreakerPolicy(Protocol):
+    """What the tool actor needs from a circuit breaker.
+
+    State is kept per ``tool_name``; one policy instance may serve several tools.
+    Implement it structurally or subclass it as a plain base class::
+
+        class AlwaysClosed(ICircuitBreakerPolicy):
+            async def execute_with_breaker(self, func, tool_name):
+                return await func()
+
+            def get_state(self, tool_name):
+                return "closed"
+
+            def reset(self, tool_name):
+                pass
+    """
+
+    async def execute_with_breaker(self, func: Callable[[], Awaitable[T]], tool_name: str) -> T:
+        """Run ``func()`` once if the breaker admits it, record its outcome, return its value.
+
+        Raises:
+            CircuitOpenError: the breaker did not admit the call (``func`` was not run), or
+                this call's failure opened it (chained ``from`` the tool's exception).
+        """
+        ...
+
+    def get_state(self, tool_name: str) -> CircuitState:
+        """Return the breaker state of ``tool_name`` (a pure read)."""
+        ...
+
+    def reset(self, tool_name: str) -> None:
+        """Close the breaker of ``tool_name`` and clear its counters."""
+        ...
+
+
+@attrs.frozen
+class _InstanceOf:
+    """An exclusion predicate for exception classes pybreaker cannot check itself.
+
+    pybreaker treats an exclusion as a type only if ``type(exclusion) is type``; classes
+    with another metaclass (trio's errors, ABCs) would be *called* as a predicate.
+    """
+
+    cls: type[BaseException]
+
+    def __call__(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.cls)
+
+
+def _to_pybreaker_rule(rule: ExcludeRule) -> ExcludeRule:
+    if isinstance(rule, type) and type(rule) is not type:
+        return _InstanceOf(rule)
+    return rule
+
+
+def _convert_exclude(rules: Sequence[ExcludeRule]) -> tuple[ExcludeRule, ...]:
+    return tuple(rules)
+
+
+def _validate_exclude(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    assert isinstance(value, tuple)
+    for rule in value:
+        is_exc_type = isinstance(rule, type) and issubclass(rule, BaseException)
+        if not is_exc_type and (isinstance(rule, type) or not callable(rule)):
+            raise TypeError(
+                f"{attribute.name!r} takes exception types or predicates "
+                f"(exception -> bool), got {rule!r}"
+            )
+
+
+def _finite_ge_0(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not value >= 0:  # also rejects NaN
+        raise ValueError(f"{attribute.name!r} must be >= 0 seconds, got {value!r}")
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _succeed() -> None:
+    return None
+
+
+@attrs.define(slots=True, eq=False)
+class _Circuit:
+    """The breaker of one tool: pybreaker's counters and state plus trio-clock bookkeeping."""
+
+    breaker: pybreaker.CircuitBreaker
+    storage: pybreaker.CircuitMemoryStorage
+    epoch: int = 0
+    opened_at: float = -math.inf
+    trials: int = 0
+    # Adaptive only: recorded outcomes (True = failure) and how many are failures.
+    window: deque[bool] = attrs.field(factory=deque)
+    window_failures: int = 0
+
+
+class _PybreakerPolicy:
+    """Base of Standard and Adaptive: admission, recording, epochs and trial slots.
+
+    Subclasses are attrs classes that define the fields read here.
+    """
+
+    __slots__ = ()
+
+    recovery_timeout: float
+    success_threshold: int
+    half_open_max_calls: int
+    exclude: tuple[ExcludeRule, ...]
+    listeners: tuple[pybreaker.CircuitBreakerListener, ...]
+    _circuits: dict[str, _Circuit]
+    # Whether _observe() must see every recorded outcome (Adaptive's window).
+    _OBSERVES: ClassVar[bool] = False
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def _initial_fail_max(self) -> int:
+        raise NotImplementedError
+
+    def _observe(self, circuit: _Circuit, exc: Exception | None) -> None:
+        """See a recorded outcome before pybreaker does (Adaptive updates its window)."""
+
+    # -- public API ----------------------------------------------------------------------
+
+    async def execute_with_breaker(self, func: Callable[[], Awaitable[T]], tool_name: str) -> T:
+        """Run ``func()`` through the breaker of ``tool_name``.
+
+        Raises:
+            CircuitOpenError: open (``retry_after`` = seconds until half-open), half-open
+                with every trial slot busy (``retry_after`` = 0), or this call's failure
+                opened the breaker (chained ``from`` the tool's exception).
+            Exception: whatever ``func`` raised, unchanged, when it did not open the breaker.
+        """
+        circuit = self._circuits.get(tool_name)
+        if circuit is None:
+            circuit = self._circuit(tool_name)
+        epoch = self._admit(circuit, tool_name)
+        try:
+            value = await func()
+        except Exception as exc:
+            tripped = self._record_failure(circuit, tool_name, epoch, exc)
+            if tripped is not None:
+                raise tripped from exc
+            raise
+        except BaseException:
+            self._abandon(circuit, epoch)
+            raise
+        self._record_success(circuit, epoch)
+        return value
+
+    def get_state(self, tool_name: str) -> CircuitState:
+        """Return the state of ``tool_name``'s breaker without changing anything.
+
+        An open breaker whose ``recovery_timeout`` has elapsed on trio's clock reports
+        ``HALF_OPEN``. Outside a trio run the recorded state is returned.
+        """
+        return self._state_at(tool_name, _now())
+
+    def reset(self, tool_name: str) -> None:
+        """Close ``tool_name``'s breaker and clear its counters.
+
+        Outcomes of calls admitted before the reset are not recorded.
+        """
+        circuit = self._circuits.get(tool_name)
+        if circuit is None:
+            return
+        if circuit.storage.state != pybreaker.STATE_CLOSED:
+            circuit.breaker.close()
+        circuit.storage.reset_counter()
+        circuit.storage.reset_success_counter()
+        circuit.window.clear()
+        circuit.window_failures = 0
+        circuit.epoch += 1
+        circuit.trials = 0
+        circuit.opened_at = -math.inf
+
+    def retry_after(self, tool_name: str) -> float:
+        """Seconds until ``tool_name``'s open breaker admits a trial call (0 unless open).
+
+        Outside a trio run an open breaker reports the whole ``recovery_timeout``.
+        """
+        return self._retry_after_at(tool_name, _now())
+
+    def failure_count(self, tool_name: str) -> int:
+        """pybreaker's counter of consecutive failures of ``tool_name``."""
+        circuit = self._circuits.get(tool_name)
+        return 0 if circuit is None else circuit.storage.counter
+
+    def success_count(self, tool_name: str) -> int:
+        """pybreaker's counter of consecutive half-open trial successes of ``tool_name``."""
+        circuit = self._circuits.get(tool_name)
+        return 0 if circuit is None else circuit.storage.success_counter
+
+    # -- the synchronous core --------------------------------------------------------------
+
+    def _circuit(self, tool_name: str) -> _Circuit:
+        circuit = self._circuits.get(tool_name)
+        if circuit is None:
+            storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self._initial_fail_max(),
+                reset_timeout=_NEVER,
+                success_threshold=self.success_threshold,
+                exclude=[_to_pybreaker_rule(rule) for rule in self.exclude],
+                listeners=self.listeners,
+                state_storage=storage,
+                name=tool_name,
+                throw_new_error_on_trip=True,
+            )
+            circuit = self._circuits[tool_name] = _Circuit(breaker, storage)
+        return circuit
+
+    def _state_at(self, tool_name: str, now: float | None) -> CircuitState:
+        circuit = self._circuits.get(tool_name)
+        if circuit is None:
+            return CircuitState.CLOSED
+        state = _FROM_PYBREAKER[circuit.storage.state]
+        if (
+            state is CircuitState.OPEN
+            and now is not None
+            and now >= circuit.opened_at + self.recovery_timeout
+        ):
+            return CircuitState.HALF_OPEN
+        return state
+
+    def _retry_after_at(self, tool_name: str, now: float | None) -> float:
+        circuit = self._circuits.get(tool_name)
+        if circuit is None or circuit.storage.state != pybreaker.STATE_OPEN:
+            return 0.0
+        if now is None:
+            return float(self.recovery_timeout)
+        return max(0.0, circuit.opened_at + self.recovery_timeout - now)
+
+    def _admit(self, circuit: _Circuit, tool_name: str, now: float | None = None) -> int:
+        """Admit one call or raise CircuitOpenError; return the epoch it was admitted in."""
+        state = circuit.storage.state
+        if state == pybreaker.STATE_CLOSED:
+            return circuit.epoch
+        if now is None:
+            now = trio.current_time()
+        if state == pybreaker.STATE_OPEN:
+            wait = circuit.opened_at + self.recovery_timeout - now
+            if wait > 0:
+                raise CircuitOpenError(tool_name, wait)
+            circuit.breaker.half_open()
+            self._new_epoch(circuit)
+        if circuit.trials >= self.half_open_max_calls:
+            raise CircuitOpenError(tool_name, 0.0)
+        circuit.trials += 1
+        return circuit.epoch
+
+    def _abandon(self, circuit: _Circuit, epoch: int) -> None:
+        """Give back the trial slot of a call that ended without an outcome (cancelled)."""
+        if epoch == circuit.epoch and circuit.storage.state == pybreaker.STATE_HALF_OPEN:
+            circuit.trials -= 1
+
+    def _record_success(self, circuit: _Circuit, epoch: int, now: float | None = None) -> None:
+        """Record a success of a call admitted in ``epoch`` (ignored if the epoch is over)."""
+        if epoch != circuit.epoch:
+            return
+        state = circuit.storage.state
+        if self._OBSERVES:
+            self._observe(circuit, None)
+        if state == pybreaker.STATE_CLOSED and not circuit.storage.counter and not self.listeners:
+            # pybreaker would only reset a counter that is already 0: skip its overhead.
+            return
+        if state == pybreaker.STATE_HALF_OPEN:
+            circuit.trials -= 1
+        circuit.breaker.call(_succeed)
+        if circuit.storage.state != state:
+            self._transitioned(circuit, now)
+
+    def _record_failure(
+        self,
+        circuit: _Circuit,
+        tool_name: str,
+        epoch: int,
+        exc: Exception,
+        now: float | None = None,
+    ) -> CircuitOpenError | None:
+        """Record ``exc`` (pybreaker decides whether it is excluded).
+
+        Returns the CircuitOpenError to raise if this failure opened the breaker.
+        """
+        if epoch != circuit.epoch:
+            return None
+        state = circuit.storage.state
+        if state == pybreaker.STATE_HALF_OPEN:
+            circuit.trials -= 1
+        if self._OBSERVES:
+            self._observe(circuit, exc)
+        traceback = exc.__traceback__
+        try:
+            circuit.breaker.call(_raise, exc)
+        except pybreaker.CircuitBreakerError:
+            pass  # the trip; seen through the state below
+        except Exception as replayed:
+            if replayed is not exc:
+                raise
+        finally:
+            exc.__traceback__ = traceback  # hide pybreaker's frames from the tool's error
+        if circuit.storage.state == state:
+            return None
+        self._transitioned(circuit, now)
+        if circuit.storage.state == pybreaker.STATE_OPEN:
+            return CircuitOpenError(tool_name, self.recovery_timeout)
+        return None
+
+    def _transitioned(self, circuit: _Circuit, now: float | None) -> None:
+        self._new_epoch(circuit)
+        if circuit.storage.state == pybreaker.STATE_OPEN:
+            circuit.opened_at = trio.current_time() if now is None else now
+
+    @staticmethod
+    def _new_epoch(circuit: _Circuit) -> None:
+        circuit.epoch += 1
+        circuit.trials = 0
+
+
+def _now() -> float | None:
+    try:
+        return trio.current_time()
+    except RuntimeError:  # not inside trio.run
+        return None
