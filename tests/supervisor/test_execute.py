@@ -393,7 +393,9 @@ async def test_opening_breaker_stops_the_remaining_retries(
         assert again.value.retry_after == pytest.approx(30.0)  # opened at t=1, now t=1
         stats = sup.stats("t")
     assert stats.breaker_state == "open"
-    assert stats.rejected == 2 and stats.calls == 2
+    assert stats.calls == 2
+    assert stats.failures == 1  # the call that tripped it ran the tool: a failure
+    assert stats.rejected == 1  # the next one never ran: a rejection
 
 
 async def test_breaker_of_one_tool_never_affects_another() -> None:

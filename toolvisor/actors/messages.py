@@ -33,12 +33,13 @@ class SlotState(enum.IntEnum):
 class ReplySlot:
     """A one-shot reply channel with cancellation back to the running attempt."""
 
-    __slots__ = ("_outcome", "_scope", "_waiter", "attempts", "cached", "state")
+    __slots__ = ("_counted", "_outcome", "_scope", "_waiter", "attempts", "cached", "state")
 
     def __init__(self) -> None:
         self.state = SlotState.QUEUED
         self.attempts = 0
         self.cached = False
+        self._counted = False
         self._outcome: outcome.Outcome[Any] | None = None
         self._waiter: trio.lowlevel.Task | None = None
         self._scope: trio.CancelScope | None = None
@@ -83,6 +84,13 @@ class ReplySlot:
         if scope is not None:
             scope.cancel()
         return True
+
+    def abandoned_now(self) -> bool:
+        """True the first time it is asked after the caller gave up: count that once."""
+        if self.state is SlotState.ABANDONED and not self._counted:
+            self._counted = True
+            return True
+        return False
 
     async def wait(self) -> Any:
         """The reply's value (or its exception raised).

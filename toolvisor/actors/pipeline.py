@@ -154,8 +154,15 @@ class ToolRunner:
         breaker = spec.breaker
         attempts = 0 if first_error is None else 1
         replay = first_error
+        # Did the tool run at all? A refusal at admission is a CircuitOpenError with no
+        # cause; the one raised when a failure trips the breaker is chained from it.
+        ran = first_error is not None and not (
+            isinstance(first_error, CircuitOpenError) and first_error.__cause__ is None
+        )
 
         async def timed() -> Any:
+            nonlocal ran
+            ran = True
             with trio.move_on_after(timeout_s):
                 return await invoke(args, ctx)
             counters.timeouts += 1
@@ -180,7 +187,7 @@ class ToolRunner:
                 attempt, deadline=deadline, on_retry=self._on_retry
             )
         except Exception as exc:
-            if isinstance(exc, CircuitOpenError):
+            if isinstance(exc, CircuitOpenError) and not ran:
                 counters.rejected += 1
             else:
                 counters.failures += 1

@@ -18,6 +18,9 @@ class ToolStats:
         successes / failures: calls that ended with the tool's value / with an error.
         retries: attempts after the first.
         rejected: calls refused without running: breaker open, or bulkhead full.
+        cancelled: calls their caller cancelled (its own cancel scope) before the reply.
+            Every call ends in exactly one of successes, failures, rejected and
+            cancelled: ``calls == successes + failures + rejected + cancelled``.
         timeouts: attempts or calls that ran out of time.
         cache_hits: calls answered by the idempotency cache (no execution).
         in_flight / queued: calls running now / waiting in the inbox now.
@@ -32,6 +35,7 @@ class ToolStats:
     failures: int
     retries: int
     rejected: int
+    cancelled: int
     timeouts: int
     cache_hits: int
     in_flight: int
@@ -50,6 +54,7 @@ class Counters:
         "_lat_i",
         "cache_hits",
         "calls",
+        "cancelled",
         "failures",
         "rejected",
         "restarts",
@@ -64,6 +69,7 @@ class Counters:
         self.failures = 0
         self.retries = 0
         self.rejected = 0
+        self.cancelled = 0
         self.timeouts = 0
         self.cache_hits = 0
         self.restarts = 0
@@ -95,6 +101,7 @@ class Counters:
             failures=self.failures,
             retries=self.retries,
             rejected=self.rejected,
+            cancelled=self.cancelled,
             timeouts=self.timeouts,
             cache_hits=self.cache_hits,
             in_flight=in_flight,

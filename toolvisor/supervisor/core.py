@@ -243,17 +243,22 @@ class Supervisor:
         spec.validator.validate(args)
         deadline = _deadline(timeout)
         route.counters.calls += 1
-        if spec.idempotent:
-            value, _cached = await self._idem.run(
-                spec,
-                args,
-                ctx or _NO_CONTEXT,
-                deadline,
-                route.counters,
-                lambda: self._call(route, args, ctx or _NO_CONTEXT, deadline, timeout, None),
-            )
-            return value
-        return await self._call(route, args, ctx or _NO_CONTEXT, deadline, timeout, None)
+        ctx = ctx or _NO_CONTEXT
+        try:
+            if spec.idempotent:
+                value, _cached = await self._idem.run(
+                    spec,
+                    args,
+                    ctx,
+                    deadline,
+                    route.counters,
+                    lambda: self._call(route, args, ctx, deadline, timeout, None),
+                )
+                return value
+            return await self._call(route, args, ctx, deadline, timeout, None)
+        except trio.Cancelled:
+            route.counters.cancelled += 1  # the caller's own scope: its running attempt too
+            raise
 
     async def submit(
         self,
@@ -284,7 +289,9 @@ class Supervisor:
             )
         else:
             await self._enqueue(route, Execute(args, ctx, deadline, started, slot), timeout)
-        return PendingCall(tool, slot, deadline=deadline, timeout=timeout, started=started)
+        return PendingCall(
+            tool, slot, route.counters, deadline=deadline, timeout=timeout, started=started
+        )
 
     async def execute_many(
         self,

@@ -10,7 +10,7 @@ import attrs
 import trio
 
 from ..actors.messages import ReplySlot
-from ..actors.stats import ToolStats
+from ..actors.stats import Counters, ToolStats
 from ..errors import ToolTimeoutError
 from ..spec import ExecutionContext
 
@@ -57,12 +57,13 @@ class PendingCall:
     the actor. Awaiting ``result()`` after the deadline gives the timeout error.
     """
 
-    __slots__ = ("_slot", "_started", "deadline", "timeout", "tool")
+    __slots__ = ("_counters", "_slot", "_started", "deadline", "timeout", "tool")
 
     def __init__(
         self,
         tool: str,
         slot: ReplySlot,
+        counters: Counters,
         *,
         deadline: float,
         timeout: float | None,
@@ -70,6 +71,7 @@ class PendingCall:
     ) -> None:
         self.tool = tool
         self._slot = slot
+        self._counters = counters
         self.deadline = deadline
         self.timeout = timeout
         self._started = started
@@ -81,10 +83,18 @@ class PendingCall:
 
     async def value(self) -> Any:
         """The tool's value, or raise the call's error (like ``execute()``)."""
-        if math.isinf(self.deadline):
-            return await self._slot.wait()
-        with trio.move_on_at(self.deadline):
-            return await self._slot.wait()
+        try:
+            if math.isinf(self.deadline):
+                return await self._slot.wait()
+            with trio.move_on_at(self.deadline):
+                return await self._slot.wait()
+        except trio.Cancelled:
+            if self._slot.abandoned_now():
+                self._counters.cancelled += 1
+            raise
+        if self._slot.abandoned_now():
+            self._counters.timeouts += 1
+            self._counters.failures += 1
         raise ToolTimeoutError(self.tool, self.timeout or 0.0, scope="call")
 
     async def result(self) -> ToolResult:
