@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -117,6 +117,10 @@ def _name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None
 # --------------------------------------------------------------------------- parameters
 
 
+def _optional_tuple(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Parameter:
     """Base of the parameter classes; see the subclasses."""
@@ -154,9 +158,7 @@ def _check_bounds(lo: float | None, hi: float | None, what: str) -> None:
 class StringParameter(Parameter):
     """A string, optionally limited by ``enum``, length bounds or a regex ``pattern``."""
 
-    enum: Sequence[str] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
+    enum: Sequence[str] | None = attrs.field(default=None, converter=_optional_tuple)
     min_length: int | None = attrs.field(default=None, validator=_optional_count)
     max_length: int | None = attrs.field(default=None, validator=_optional_count)
     pattern: str | None = None
@@ -199,9 +201,7 @@ class NumericParameter(Parameter):
     maximum: float | None = attrs.field(default=None, validator=_optional_number)
     exclusive_minimum: float | None = attrs.field(default=None, validator=_optional_number)
     exclusive_maximum: float | None = attrs.field(default=None, validator=_optional_number)
-    enum: Sequence[float] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
+    enum: Sequence[float] | None = attrs.field(default=None, converter=_optional_tuple)
     _json_type: str = attrs.field(default="number", init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -500,9 +500,11 @@ class ToolSpec:
             persist_result=idem.persist_result,
             idempotency_ttl_s=float(idem.ttl_s),
             key_fields=tuple(idem.key_fields),
-            claim_ttl_s=idem.claim_ttl_s,
+            claim_ttl_s=idem.claim_ttl_s
+            or _worst_case_s(self.effective_retry_policy(), float(self.timeout_s)),
             key_generator=self.idempotency_key_generator or default_key_generator(idem.key_fields),
             function_schema=self.to_function_schema(),
+            derived_claim_ttl=idem.claim_ttl_s is None,
         )
 
 
@@ -544,9 +546,10 @@ class CompiledSpec:
     persist_result: bool
     idempotency_ttl_s: float
     key_fields: tuple[str, ...]
-    claim_ttl_s: float | None
+    claim_ttl_s: float
     key_generator: IIdempotencyKeyGenerator
     function_schema: Mapping[str, Any]
+    derived_claim_ttl: bool = True
 
     def with_policies(
         self,
@@ -555,28 +558,37 @@ class CompiledSpec:
         circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
     ) -> CompiledSpec:
         """A copy with the given policies swapped in (None keeps the current one)."""
+        new_retry = retry_policy if retry_policy is not None else self.retry_policy
+        claim_ttl_s = self.claim_ttl_s
+        if self.derived_claim_ttl:
+            claim_ttl_s = _worst_case_s(new_retry, self.timeout_s)
         return attrs.evolve(
             self,
-            retry_policy=retry_policy if retry_policy is not None else self.retry_policy,
+            claim_ttl_s=claim_ttl_s,
+            retry_policy=new_retry,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
         )
 
     def worst_case_s(self) -> float:
-        """An upper bound of one call's run time, for claims that must outlive it.
+        """An upper bound of one call's run time (see ``_worst_case_s``)."""
+        return _worst_case_s(self.retry_policy, self.timeout_s)
 
-        ``max_attempts * timeout_s`` plus the longest possible waits between attempts,
-        for the built-in retry policies; an hour when that cannot be bounded (a custom
-        retry policy, or ``timeout_s`` infinite).
-        """
-        policy = self.retry_policy
-        attempts = getattr(policy, "max_attempts", None)
-        longest_wait = getattr(policy, "max_delay", None)
-        if longest_wait is None:
-            longest_wait = getattr(policy, "delay_seconds", 0.0) + getattr(policy, "jitter", 0.0)
-        if not isinstance(attempts, int) or not isinstance(longest_wait, int | float):
-            return _UNBOUNDED_CALL_S
-        total = attempts * self.timeout_s + (attempts - 1) * float(longest_wait)
-        return total if math.isfinite(total) else _UNBOUNDED_CALL_S
+
+def _worst_case_s(policy: IRetryPolicy, timeout_s: float) -> float:
+    """An upper bound of one call's run time, for claims that must outlive it.
+
+    ``max_attempts * timeout_s`` plus the longest possible waits between attempts, for
+    the built-in retry policies; an hour when that cannot be bounded (a custom retry
+    policy, or ``timeout_s`` infinite).
+    """
+    attempts = getattr(policy, "max_attempts", None)
+    longest_wait = getattr(policy, "max_delay", None)
+    if longest_wait is None:
+        longest_wait = getattr(policy, "delay_seconds", 0.0) + getattr(policy, "jitter", 0.0)
+    if not isinstance(attempts, int) or not isinstance(longest_wait, int | float):
+        return _UNBOUNDED_CALL_S
+    total = attempts * timeout_s + (attempts - 1) * float(longest_wait)
+    return total if math.isfinite(total) else _UNBOUNDED_CALL_S
 
 
 _UNBOUNDED_CALL_S = 3600.0
