@@ -15,6 +15,7 @@ share keys (not even with the tenant-less namespace); ``<kind>`` is ``fields`` o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,12 @@ class IIdempotencyKeyGenerator(Protocol):
         ...
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: object) -> str:
     """Serialise ``value`` canonically (sorted keys, no spaces, no NaN).
 
@@ -58,9 +65,7 @@ def canonical_json(value: object) -> str:
         ValidationError: ``value`` is not JSON data (the caller's fault).
     """
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return _CANONICAL.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValidationError(
             [FieldError("", f"arguments must be JSON data to derive an idempotency key: {exc}")]
@@ -88,6 +93,7 @@ def _key(tool_name: str, tenant_id: str | None, kind: str, digest: str) -> str:
     return f"idem:{_encode(tool_name)}:{tenant}:{kind}:{digest}"
 
 
+@functools.lru_cache(maxsize=4096)  # tool names and tenants repeat across calls
 def _encode(component: str) -> str:
     # Percent-encoding with nothing "safe" is injective and never emits ':'.
     return quote(component, safe="", errors="surrogatepass")

@@ -152,7 +152,7 @@ class IdempotencyCache:
         store = self.store if spec.persist_result else self.local
         self._seq += 1
         owner = f"{self._owner}-{self._seq}"
-        claim_ttl = spec.claim_ttl_s or spec.worst_case_s()
+        claim_ttl = spec.claim_ttl_s
         if deadline != math.inf:
             claim_ttl = min(claim_ttl, max(deadline - trio.current_time(), 0.001)) + 1.0
         poll = _POLL_FIRST_S
@@ -193,7 +193,10 @@ class IdempotencyCache:
             raise
         result_json, reason = _encode(value)
         try:
-            with trio.move_on_after(_CLEANUP_S, shield=True):
+            if store.persistent:  # I/O: finish it even if the caller is being cancelled
+                with trio.move_on_after(_CLEANUP_S, shield=True):
+                    await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
+            else:  # in memory: never blocks, so cancellation cannot cut it short
                 await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
             reason = f"the store failed to record the success: {exc}"
@@ -222,9 +225,12 @@ class IdempotencyCache:
             ) from exc
 
 
+_RESULT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def _encode(value: Any) -> tuple[str | None, str | None]:
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":")), None
+        return _RESULT_ENCODER.encode(value), None
     except (TypeError, ValueError, RecursionError) as exc:
         return None, f"the result is not JSON-serialisable ({type(exc).__name__}: {exc})"
 
