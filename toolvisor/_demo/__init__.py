@@ -1,0 +1,230 @@
+"""``toolvisor demo``: the seed's payment tool and two others against failing back ends.
+
+Three tools run under one supervisor, each against a simulated back end that fails in
+a pattern (a gateway outage, an API with a rate limit and a slow period, a database
+failover). A stream of calls, duplicates included, goes to each; the view shows live,
+per tool, what the policies do. Payments are idempotent with results in a SQLite file,
+so a second run answers the payments the first one charged from the store, without
+charging them again. See docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sqlite3
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import attrs
+import trio
+import trio.lowlevel
+
+from ..supervisor import IdempotencyStore, SQLiteStore, Supervisor, open_supervisor
+from .backends import Database, PaymentGateway, SearchApi, Timeline
+from .report import DemoReport, PaymentSummary, ToolSummary, Tracker
+from .tools import Backends, DemoTool, build_tools
+from .view import LiveView, PlainView, View, plain_summary
+
+__all__ = [
+    "DemoOptions",
+    "DemoReport",
+    "PaymentSummary",
+    "ToolSummary",
+    "check_db_path",
+    "default_db_path",
+    "plain_summary",
+    "run_demo",
+]
+
+_DUPLICATE_RATE = {"process_payment": 0.25, "record_order": 0.2}
+_DRAIN_S = 3.0  # after the duration: calls still running get this long (they have deadlines)
+
+
+@attrs.frozen(kw_only=True)
+class DemoOptions:
+    """The demo's settings (the command-line options)."""
+
+    duration: float = 15.0
+    seed: int = 7
+    db: Path
+    plain: bool = False
+
+
+def default_db_path() -> Path:
+    """Where the demo keeps its SQLite file when ``--db`` is not given.
+
+    The per-user data directory (``$XDG_DATA_HOME/toolvisor/demo.db``, by default
+    ``~/.local/share/toolvisor/demo.db``; ``~/Library/Application Support/toolvisor`` on
+    macOS; ``%LOCALAPPDATA%\\toolvisor`` on Windows), or ``./toolvisor-demo.db`` when that
+    directory cannot be created.
+    """
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    directory = base / "toolvisor"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path.cwd() / "toolvisor-demo.db"
+    if not os.access(directory, os.W_OK):
+        return Path.cwd() / "toolvisor-demo.db"
+    return directory / "demo.db"
+
+
+def check_db_path(path: Path) -> str | None:
+    """Why ``path`` cannot hold the demo's SQLite store, or None if it can."""
+    if path.is_dir():
+        return f"--db {str(path)!r} is a directory; give a file path"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"--db {str(path)!r}: directory {str(parent)!r} does not exist"
+    # WAL mode writes the -wal and -shm files next to the database.
+    if not os.access(parent, os.W_OK):
+        return f"--db {str(path)!r}: directory {str(parent)!r} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"--db {str(path)!r} is not writable"
+    try:
+        conn = sqlite3.connect(path, timeout=1.0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"--db {str(path)!r} cannot be used as a SQLite database: {exc}"
+    return None
+
+
+async def _produce(
+    sup: Supervisor,
+    tool: DemoTool,
+    callers: trio.Nursery,
+    tracker: Tracker,
+    end: float,
+    rng: random.Random,
+) -> None:
+    """Send calls to ``tool`` at its rate until ``end``; resend some earlier ones."""
+    name = tool.spec.tool_name
+    duplicate_rate = _DUPLICATE_RATE.get(name, 0.0)
+    sent: list[int] = []
+    index = 0
+    while trio.current_time() < end:
+        if sent and rng.random() < duplicate_rate:
+            which = rng.choice(sent[-40:])
+        else:
+            which, index = index, index + 1
+            sent.append(which)
+        callers.start_soon(_call, sup, tool, which, tracker)
+        await trio.sleep(min(rng.expovariate(tool.rate), 4 / tool.rate))
+
+
+async def _call(sup: Supervisor, tool: DemoTool, index: int, tracker: Tracker) -> None:
+    name = tool.spec.tool_name
+    args = tool.make_args(index)
+    # execute(), not submit(): a PendingCall whose deadline passes before the reply is
+    # not counted in the tool's stats (a core bug, see tests/test_demo.py), and the
+    # summary checks that every call is counted once.
+    try:
+        await sup.execute(name, args, timeout=tool.timeout)
+    except Exception as exc:  # every failure is shown in the summary
+        tracker.on_result(name, args, exc)
+    else:
+        tracker.on_result(name, args, None)
+
+
+async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None) -> DemoReport:
+    t0 = trio.current_time()
+    timeline = Timeline(t0, options.duration)
+    backends = Backends(
+        gateway=PaymentGateway(timeline, options.seed),
+        api=SearchApi(timeline, options.seed),
+        db=Database(timeline, options.seed),
+    )
+    tools = build_tools(backends, options.seed)
+    tracker = Tracker([t.spec.tool_name for t in tools], t0)
+    if store is None:
+        store = SQLiteStore(options.db)
+    try:
+        async with open_supervisor(idempotency_store=store, grace_s=1.0) as sup:
+            for tool in tools:
+                await sup.spawn(tool.spec, tool.fn)
+            async with sup.events(buffer=4096) as events, trio.open_nursery() as background:
+                background.start_soon(tracker.consume, events)
+                background.start_soon(view.run, sup, tools, tracker)
+                end = t0 + options.duration
+                with trio.move_on_at(end + _DRAIN_S):
+                    async with trio.open_nursery() as callers:
+                        for i, tool in enumerate(tools):
+                            rng = random.Random(f"stream:{options.seed}:{i}")
+                            callers.start_soon(_produce, sup, tool, callers, tracker, end, rng)
+                await trio.lowlevel.checkpoint()  # let the event consumer catch up
+                background.cancel_scope.cancel()
+            view.close()
+            summaries = tuple(
+                tracker.summarise(sup.stats(t.spec.tool_name), t.policies, t.backend_attempts())
+                for t in tools
+            )
+            dropped = sup.events_dropped
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+    return DemoReport(
+        db_path=str(options.db),
+        seed=options.seed,
+        duration_s=options.duration,
+        elapsed_s=trio.current_time() - t0,
+        tools=summaries,
+        payments=tracker.payments(backends.gateway.charged),
+        events_dropped=dropped,
+    )
+
+
+def run_demo(
+    options: DemoOptions,
+    *,
+    out: TextIO | None = None,
+    clock: trio.abc.Clock | None = None,
+    store: IdempotencyStore | None = None,
+) -> DemoReport:
+    """Run the demo to its end, print its summary, return the report.
+
+    Args:
+        options: duration, seed, database file and view.
+        out: where to print (default ``sys.stdout``); the live view needs a terminal,
+            so anything that is not one gets the plain view.
+        clock: a trio clock (tests pass a ``MockClock``).
+        store: the idempotency store (default: ``SQLiteStore(options.db)``). With a
+            MockClock use a MemoryStore: SQLite's worker thread lets the clock jump.
+    """
+    if not (math.isfinite(options.duration) and options.duration > 0):
+        raise ValueError(f"duration must be > 0 seconds, got {options.duration!r}")
+    stream = sys.stdout if out is None else out
+    plain = options.plain or not stream.isatty()
+    view: View
+    if plain:
+        view = PlainView(stream)
+    else:
+        from rich.console import Console
+
+        view = LiveView(Console(file=stream))
+    view.intro(_intro(options))
+    report = trio.run(_run, options, view, store, clock=clock)
+    view.summary(report)
+    return report
+
+
+def _intro(options: DemoOptions) -> Sequence[str]:
+    return [
+        f"toolvisor demo: {options.duration:g} s, seed {options.seed}",
+        f"idempotency store (SQLite): {options.db}",
+        "tools: process_payment (card gateway with an outage), search_catalog (partner "
+        "API with a rate limit and a slow period), record_order (database with a failover)",
+    ]

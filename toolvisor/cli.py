@@ -1,0 +1,293 @@
+"""The ``toolvisor`` command: ``demo``, ``schema`` and ``bench``.
+
+Every error of the user's making (a bad option, a module that does not import, a path
+that cannot be written) prints one line on stderr and exits non-zero, without a
+traceback: exit status 2 for bad usage, 1 for a failure while running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .errors import ToolvisorError
+
+__all__ = ["main"]
+
+_PROG = "toolvisor"
+
+_DESCRIPTION = """\
+Run tools as supervised trio actors with circuit breakers, retries, timeouts,
+bulkheads and idempotency.
+
+commands:
+  demo     run the seed's payment tool and two others against failing back ends
+           and show live what the policies do (about 15 s)
+  schema   print the function-calling JSON schemas of a spec, a list of specs or
+           a supervisor's tools: toolvisor schema MODULE:ATTR
+  bench    run the benchmark suite (toolvisor bench --help)
+
+Exit status: 0 on success, 1 when a command fails, 2 on bad usage.
+"""
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line on stderr (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    if value > 24 * 3600:
+        raise argparse.ArgumentTypeError(f"must be at most one day (86400 s), got {text!r}")
+    return value
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog=_PROG,
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"toolvisor {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the live demo",
+        description=(
+            "Spawn the seed's payment processor, a rate-limited partner API and an orders "
+            "database against simulated back ends that fail in patterns; send calls, "
+            "duplicates included; show per tool what the policies do; end with a summary. "
+            "Payments are idempotent and stored in a SQLite file: run it twice with the "
+            "same --db and the second run answers them from the store."
+        ),
+    )
+    demo.add_argument(
+        "--duration",
+        type=_duration,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long calls are sent (default 15)",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="seeds the call stream and the back ends' failures (default 7); payments "
+        "have the same transaction ids for the same seed on every run",
+    )
+    demo.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the SQLite file of the idempotency store (default: the per-user data "
+        "directory, e.g. ~/.local/share/toolvisor/demo.db, else ./toolvisor-demo.db)",
+    )
+    demo.add_argument(
+        "--plain",
+        action="store_true",
+        help="plain log lines instead of the live table (automatic when stdout is not a terminal)",
+    )
+
+    schema = commands.add_parser(
+        "schema",
+        help="print function-calling JSON schemas",
+        description=(
+            "Import MODULE and print the function-calling schemas of ATTR: a ToolSpec "
+            "(one object), a list/tuple/dict of ToolSpecs or a Supervisor (a JSON array). "
+            "ATTR may also be a function taking no arguments (sync or async) returning one "
+            "of those. The current directory is importable, as with python -m."
+        ),
+    )
+    schema.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:payment_spec")
+    schema.add_argument(
+        "--indent", type=int, default=2, help="JSON indentation (default 2; 0 for one line)"
+    )
+
+    commands.add_parser(
+        "bench",
+        help="run the benchmark suite (options: toolvisor bench --help)",
+        add_help=False,
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ._demo import DemoOptions, check_db_path, default_db_path, run_demo
+
+    db = (args.db if args.db is not None else default_db_path()).expanduser()
+    problem = check_db_path(db)
+    if problem is not None:
+        raise UsageError(problem)
+    options = DemoOptions(duration=args.duration, seed=args.seed, db=db.resolve(), plain=args.plain)
+    try:
+        run_demo(options)
+    except KeyboardInterrupt:
+        print(f"{_PROG}: demo interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _load(target: str) -> Any:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:ATTR (e.g. myapp.tools:payment_spec), got {target!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's own modules
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise UsageError(f"cannot import module {module_name!r}: no such module") from None
+        raise UsageError(f"importing module {module_name!r} failed: {exc}") from None
+    except Exception as exc:
+        raise UsageError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    value: Any = module
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return value
+
+
+def _call_factory(target: str, value: Any) -> Any:
+    try:
+        if inspect.iscoroutinefunction(value):
+            import trio
+
+            return trio.run(value)
+        return value()
+    except Exception as exc:
+        raise UsageError(f"calling {target} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _schemas(target: str, value: Any, *, called: bool = False) -> Any:
+    from .spec import ToolSpec
+    from .supervisor import Supervisor, ToolRef
+
+    if isinstance(value, ToolSpec):
+        return value.to_function_schema()
+    if isinstance(value, Supervisor):
+        return list(value.function_schemas().values())
+    if isinstance(value, ToolRef):
+        return dict(value.function_schema)
+    items: list[Any] | None = None
+    if isinstance(value, Mapping):
+        items = list(value.values())
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    if items is not None:
+        bad = [x for x in items if not isinstance(x, ToolSpec)]
+        if not bad:
+            return [spec.to_function_schema() for spec in items]
+        raise UsageError(
+            f"{target} holds a {type(bad[0]).__name__}, not a ToolSpec; give a ToolSpec, "
+            "a list of ToolSpecs or a Supervisor"
+        )
+    if callable(value) and not called and not isinstance(value, type):
+        return _schemas(target, _call_factory(target, value), called=True)
+    what = "returned" if called else "is"
+    raise UsageError(
+        f"{target} {what} a {type(value).__name__}, not a ToolSpec, a list of ToolSpecs or a "
+        "Supervisor"
+    )
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    schemas = _schemas(args.target, _load(args.target))
+    indent = args.indent if args.indent > 0 else None
+    print(json.dumps(schemas, indent=indent, ensure_ascii=False))
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _cmd_bench(argv: Sequence[str]) -> int:
+    try:
+        bench = importlib.import_module("toolvisor._bench")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("toolvisor._bench", "toolvisor"):
+            print(
+                f"{_PROG}: error: the benchmark suite (toolvisor._bench) is not part of this "
+                "installation",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            f"{_PROG}: error: the benchmarks need {exc.name!r}: pip install 'toolvisor[bench]'",
+            file=sys.stderr,
+        )
+        return 2
+    status = bench.main(list(argv))
+    return int(status) if status is not None else 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``toolvisor`` command with ``argv`` (default ``sys.argv[1:]``); return its status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    if args_list[:1] == ["bench"]:
+        return _cmd_bench(args_list[1:])
+    try:
+        if not args_list:
+            parser.print_help()
+            return 0
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help and --version: report, do not exit the caller
+            return exc.code if isinstance(exc.code, int) else 0
+        if args.command == "demo":
+            return _cmd_demo(args)
+        if args.command == "schema":
+            return _cmd_schema(args)
+    except UsageError as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except ToolvisorError as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
