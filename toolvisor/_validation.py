@@ -79,6 +79,26 @@ def _non_json_problems(
     return None
 
 
+def _closed(schema: object) -> bool:
+    """Whether jsonschema-rs type-checks every value the schema admits.
+
+    Where a schema leaves values open (an array without ``items``, an object with
+    ``additionalProperties``), jsonschema-rs never looks at them, so NaN, bytes or sets
+    there would pass ``is_valid``: such schemas need the JSON walk on the fast path too.
+    """
+    if not isinstance(schema, Mapping) or "type" not in schema:
+        return False
+    kinds = schema["type"]
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    if "array" in kinds and not _closed(schema.get("items")):
+        return False
+    if "object" not in kinds:
+        return True
+    return schema.get("additionalProperties", True) is False and all(
+        _closed(s) for s in schema.get("properties", {}).values()
+    )
+
+
 class ArgumentValidator:
     """Validates a call's arguments against a compiled JSON Schema.
 
@@ -87,13 +107,14 @@ class ArgumentValidator:
         tool: the tool's name, for error messages.
     """
 
-    __slots__ = ("_is_valid", "_validator", "schema", "tool")
+    __slots__ = ("_closed", "_is_valid", "_validator", "schema", "tool")
 
     def __init__(self, schema: Mapping[str, Any], tool: str | None = None) -> None:
         self.schema = schema
         self.tool = tool
         self._validator = jsonschema_rs.validator_for(dict(schema))
         self._is_valid = self._validator.is_valid
+        self._closed = _closed(schema)
 
     def validate(self, args: object) -> None:
         """Raise ``ValidationError`` listing every problem, or return None.
@@ -102,7 +123,12 @@ class ArgumentValidator:
         """
         try:
             if type(args) is dict and self._is_valid(args):
-                return
+                if self._closed:
+                    return
+                found: list[FieldError] = []
+                _non_json_problems(args, [], found, set())
+                if not found:
+                    return
         except ValueError:
             pass  # a value jsonschema-rs cannot convert: explained below
         problems = self.explain(args)

@@ -11,6 +11,7 @@ A *tool's own* failure is never wrapped: the caller gets the exception the tool 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -34,6 +35,20 @@ __all__ = [
 
 class ToolvisorError(Exception):
     """Base class of every error toolvisor raises on its own account."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The subclasses' __init__ take structured fields, not the message that ends up in
+        # ``args``: rebuild from args + fields so pickle and copy.copy keep working.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[ToolvisorError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ToolvisorError:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 @attrs.frozen

@@ -1,0 +1,189 @@
+"""The error hierarchy: structured fields, actionable messages, the stdlib bases users catch."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+
+import toolvisor
+from toolvisor import (
+    ActorCrashedError,
+    CircuitBreakerPolicyFactory,
+    CircuitOpenError,
+    DuplicateToolError,
+    FieldError,
+    IdempotencyConflictError,
+    IdempotencyStoreError,
+    PolicyNotFoundError,
+    RetryPolicyFactory,
+    SupervisorClosedError,
+    ToolOverloadedError,
+    ToolTimeoutError,
+    ToolUnavailableError,
+    ToolvisorError,
+    UnknownToolError,
+    ValidationError,
+)
+from toolvisor import errors as errors_module
+
+
+def examples() -> list[ToolvisorError]:
+    """One instance of every public error class."""
+    return [
+        ValidationError([FieldError("/amount", "required field is missing")], tool="pay"),
+        CircuitOpenError("pay", retry_after=12.5),
+        ToolTimeoutError("pay", 30),
+        ToolOverloadedError("pay", max_concurrency=4, queue_size=10),
+        ToolUnavailableError("pay", reason="restarted 4 times within 5 s"),
+        ActorCrashedError("pay", RuntimeError("boom")),
+        IdempotencyConflictError("tx-1", tool="pay"),
+        IdempotencyStoreError("SQLiteStore('tv.db')", "database is locked"),
+        UnknownToolError("pya", ["pay", "lookup"]),
+        DuplicateToolError("pay"),
+        SupervisorClosedError(),
+        PolicyNotFoundError("tenant_aware", ["standard", "adaptive", "noop"]),
+    ]
+
+
+def test_every_error_class_is_covered_and_derives_from_the_base() -> None:
+    public = {
+        name
+        for name in errors_module.__all__
+        if isinstance(getattr(errors_module, name), type)
+        and issubclass(getattr(errors_module, name), BaseException)
+    }
+    assert {type(e).__name__ for e in examples()} | {"ToolvisorError"} == public
+    for err in examples():
+        assert isinstance(err, ToolvisorError)
+        assert type(err).__doc__, f"{type(err).__name__} needs a docstring saying whose fault"
+
+
+def test_validation_error_fields_and_message() -> None:
+    problems = [FieldError("/amount", "required field is missing"), FieldError("", "bad")]
+    err = ValidationError(problems, tool="process_payment")
+    assert err.errors == tuple(problems)
+    assert err.tool == "process_payment"
+    assert isinstance(err, ValueError)
+    text = str(err)
+    assert "process_payment" in text
+    assert "2 problems" in text
+    assert "/amount: required field is missing" in text
+    assert "<arguments>: bad" in text
+
+
+def test_field_error_is_a_frozen_value() -> None:
+    err = FieldError("/a/0", "too long")
+    assert err == FieldError("/a/0", "too long")
+    assert (err.path, err.message) == ("/a/0", "too long")
+    assert str(err) == "/a/0: too long"
+    with pytest.raises(AttributeError):
+        err.path = "/b"  # type: ignore[misc]
+
+
+def test_circuit_open_error_carries_retry_after() -> None:
+    err = CircuitOpenError("pay", 12.5)
+    assert (err.tool, err.retry_after) == ("pay", 12.5)
+    assert "'pay'" in str(err)
+    assert "12.5 s" in str(err)
+    assert CircuitOpenError("pay", -3).retry_after == 0.0  # never negative
+
+
+def test_tool_timeout_error_is_a_timeout_error() -> None:
+    err = ToolTimeoutError("pay", 30)
+    assert isinstance(err, TimeoutError)
+    assert (err.tool, err.timeout_s, err.scope) == ("pay", 30, "attempt")
+    assert "'pay'" in str(err)
+    assert "30 s" in str(err)
+    assert "timeout_s" in str(err)  # tells what to raise
+    with pytest.raises(TimeoutError):
+        raise ToolTimeoutError("pay", 1.5, scope="call")
+    assert "timeout=" in str(ToolTimeoutError("pay", 1.5, scope="call"))
+
+
+def test_overloaded_unavailable_crashed_fields() -> None:
+    over = ToolOverloadedError("pay", max_concurrency=4, queue_size=10)
+    assert (over.tool, over.max_concurrency, over.queue_size) == ("pay", 4, 10)
+    assert "max_concurrency" in str(over)
+    assert "'pay'" in str(over)
+
+    down = ToolUnavailableError("pay", "restarted 4 times within 5 s")
+    assert (down.tool, down.reason) == ("pay", "restarted 4 times within 5 s")
+    assert "restarted 4 times" in str(down)
+
+    cause = RuntimeError("boom")
+    crashed = ActorCrashedError("pay", cause)
+    assert (crashed.tool, crashed.cause) == ("pay", cause)
+    assert "RuntimeError: boom" in str(crashed)
+    assert ActorCrashedError("pay").cause is None
+
+
+def test_idempotency_errors_fields() -> None:
+    conflict = IdempotencyConflictError("tx-1", tool="pay")
+    assert (conflict.key, conflict.tool) == ("tx-1", "pay")
+    assert "'tx-1'" in str(conflict)
+    assert "new key" in str(conflict)
+
+    store = IdempotencyStoreError("redis://cache", "connection refused")
+    assert (store.store, store.detail) == ("redis://cache", "connection refused")
+    assert "not executed" in str(store)
+
+
+def test_unknown_tool_error_lists_known_names() -> None:
+    err = UnknownToolError("pya", ["pay", "lookup"])
+    assert isinstance(err, LookupError)
+    assert err.name == "pya"
+    assert err.known == ("lookup", "pay")
+    assert "'pya'" in str(err)
+    assert "'lookup', 'pay'" in str(err)
+    assert "none" in str(UnknownToolError("x", []))
+
+
+def test_policy_not_found_error_lists_known_names() -> None:
+    err = PolicyNotFoundError("tenant_aware", ["standard", "adaptive"])
+    assert isinstance(err, LookupError)
+    assert (err.name, err.known) == ("tenant_aware", ("adaptive", "standard"))
+    assert "'tenant_aware'" in str(err)
+    assert "adaptive, standard" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("factory", "expected"),
+    [
+        (CircuitBreakerPolicyFactory, {"standard", "adaptive", "noop"}),
+        (RetryPolicyFactory, {"none", "fixed", "exponential"}),
+    ],
+)
+def test_factories_raise_policy_not_found_naming_the_known_ones(
+    factory: type[CircuitBreakerPolicyFactory], expected: set[str]
+) -> None:
+    with pytest.raises(PolicyNotFoundError) as info:
+        factory.get_policy("no-such-policy")
+    assert info.value.name == "no-such-policy"
+    assert expected <= set(info.value.known)
+    for name in expected:
+        assert name in str(info.value)
+
+
+def test_duplicate_and_closed_messages_say_what_to_do() -> None:
+    dup = DuplicateToolError("pay")
+    assert dup.name == "pay"
+    assert "reconfigure()" in str(dup)
+    assert "stop()" in str(dup)
+    assert "new supervisor" in str(SupervisorClosedError())
+    assert str(SupervisorClosedError("closing")).startswith("closing")
+
+
+@pytest.mark.parametrize("err", examples(), ids=lambda e: type(e).__name__)
+def test_errors_survive_pickle_and_copy(err: ToolvisorError) -> None:
+    for clone in (pickle.loads(pickle.dumps(err)), copy.copy(err)):
+        assert type(clone) is type(err)
+        assert str(clone) == str(err)
+        assert clone.args == err.args
+        assert set(vars(clone)) == set(vars(err))
+
+
+def test_errors_are_reexported_from_the_package() -> None:
+    for err in examples():
+        assert getattr(toolvisor, type(err).__name__) is type(err)
