@@ -24,6 +24,7 @@ can drive the state machine exactly without running trio.
 
 from __future__ import annotations
 
+import abc
 import enum
 import math
 from collections import deque
@@ -161,7 +162,7 @@ class _Circuit:
     window_failures: int = 0
 
 
-class _PybreakerPolicy:
+class _PybreakerPolicy(abc.ABC):
     """Base of Standard and Adaptive: admission, recording, epochs and trial slots.
 
     Subclasses are attrs classes that define the fields read here.
@@ -180,8 +181,9 @@ class _PybreakerPolicy:
 
     # -- hooks -------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _initial_fail_max(self) -> int:
-        raise NotImplementedError
+        """The pybreaker ``fail_max`` a tool's new breaker starts with."""
 
     def _observe(self, circuit: _Circuit, exc: Exception | None) -> None:
         """See a recorded outcome before pybreaker does (Adaptive updates its window)."""
