@@ -136,6 +136,25 @@ async def test_close_answers_queued_calls_past_grace(
     assert all(isinstance(r.error, tv.SupervisorClosedError) for r in results)
 
 
+async def test_idempotent_submits_are_answered_when_the_supervisor_closes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def hang(args: dict[str, Any]) -> Any:
+        await trio.sleep_forever()
+
+    spec = make_spec(max_concurrency=1)
+    spec.idempotency.enabled = True
+    pendings: list[tv.PendingCall] = []
+    async with tv.open_supervisor(grace_s=1) as sup:
+        await sup.spawn(spec, hang)
+        for x in range(3):
+            pendings.append(await sup.submit("t", {"x": x}))
+        await trio.sleep(0.1)
+    with trio.fail_after(1):
+        results = [await p.result() for p in pendings]
+    assert all(isinstance(r.error, tv.SupervisorClosedError) for r in results)
+
+
 async def test_stop_drains_then_frees_the_name(autojump_clock: trio.testing.MockClock) -> None:
     async def slow(args: dict[str, Any]) -> Any:
         await trio.sleep(1)

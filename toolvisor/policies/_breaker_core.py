@@ -185,7 +185,7 @@ class _PybreakerPolicy(abc.ABC):
     def _initial_fail_max(self) -> int:
         """The pybreaker ``fail_max`` a tool's new breaker starts with."""
 
-    def _observe(self, circuit: _Circuit, exc: Exception | None) -> None:
+    def _observe(self, circuit: _Circuit, exc: Exception | None) -> None:  # noqa: B027 - optional hook
         """See a recorded outcome before pybreaker does (Adaptive updates its window)."""
 
     # -- public API ----------------------------------------------------------------------

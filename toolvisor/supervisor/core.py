@@ -457,6 +457,7 @@ class Supervisor:
         timeout: float | None,
         slot: ReplySlot,
     ) -> None:
+        """Run an idempotent ``submit()`` in the supervisor's nursery; reply to ``slot``."""
         inner = ReplySlot()
         try:
             value, cached = await self._idem.run(
@@ -474,6 +475,10 @@ class Supervisor:
             slot.attempts = inner.attempts
             slot.cached = cached
             slot.reply(outcome.Value(value))
+        finally:
+            # Cancelled because the supervisor closed: the call still gets its answer.
+            if not slot.done and slot.reply(outcome.Error(route.unavailable())):
+                route.counters.failures += 1
 
     async def _supervise(
         self, route: _Route, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
