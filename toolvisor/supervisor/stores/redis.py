@@ -1,0 +1,282 @@
+"""The shared idempotency store: records in Redis, through coredis (extra ``redis``)."""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from toolvisor.errors import IdempotencyStoreError
+from toolvisor.supervisor.stores import _redis_lua as lua
+from toolvisor.supervisor.stores._common import check_ttl
+from toolvisor.supervisor.stores.base import ClaimOutcome, Record, RecordState
+
+if TYPE_CHECKING:
+    import coredis
+    from coredis.commands import Script
+
+__all__ = ["RedisStore"]
+
+_STATES = {s.value: s for s in RecordState}
+#: A server that stops answering fails the call after this long instead of hanging it.
+_STREAM_TIMEOUT_S = 10.0
+_CONNECT_TIMEOUT_S = 2.0
+
+
+def _import_coredis() -> Any:
+    try:
+        import coredis
+    except ImportError as exc:
+        raise ImportError(
+            "RedisStore needs the coredis package: pip install 'toolvisor[redis]'"
+        ) from exc
+    return coredis
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _ms(ttl_s: float) -> int:
+    return max(1, math.ceil(ttl_s * 1000.0))
+
+
+class _Anchor:
+    """Keeps coredis's connection pool entered in a trio system task.
+
+    coredis (6.x) runs its connections in an anyio task group that must be entered and
+    exited by one task, but a store has no ``async with`` of its own: operations come
+    from whichever task calls them. The anchor task holds the pool open until
+    ``aclose()`` or the end of the trio run; operations use it from their own tasks.
+    """
+
+    def __init__(self, client: coredis.Redis[str]) -> None:
+        self.client = client
+        self.token = trio.lowlevel.current_trio_token()
+        self.ready = trio.Event()
+        self.stop = trio.Event()
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+    async def run(self) -> None:
+        # A system task must not raise (it would crash the trio run): keep the error
+        # for the operation waiting on ``ready``, or for the next one.
+        try:
+            async with self.client:
+                self.ready.set()
+                await self.stop.wait()
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.ready.set()
+            self.done.set()
+
+    @property
+    def usable(self) -> bool:
+        return not self.done.is_set() and self.token is trio.lowlevel.current_trio_token()
+
+
+class RedisStore:
+    """Idempotency records in Redis: shared by every process and host that uses it.
+
+    Each record is a hash under ``prefix + key`` whose PX expiry, held by Redis, is the
+    claim's or the done record's TTL: an expired record vanishes by itself, so a key
+    that exists is live. ``claim``, ``complete`` and ``release`` are Lua scripts, so the
+    owner check and the write are one atomic step on the server (``SET NX`` alone could
+    claim, but not check the owner on complete and release). ``expires_at`` in the
+    returned records is on this process's wall clock (``time.time()``).
+
+    The connection opens on first use. With ``client=None`` the store makes a coredis
+    client from ``url`` and owns it (``aclose()`` closes it); a ``client`` you pass must
+    already be entered (``async with client:``) for as long as the store is used, and
+    stays yours. A server that cannot be reached, a timeout, or a key under ``prefix``
+    that is not a toolvisor record raises ``IdempotencyStoreError``.
+
+    Args:
+        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        prefix: prepended to every key; give each application or test its own.
+        client: an entered ``coredis.Redis`` to use instead of ``url``.
+
+    Raises:
+        ImportError: coredis is missing (``pip install 'toolvisor[redis]'``).
+    """
+
+    persistent: bool = True
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = "toolvisor:idem:",
+        client: coredis.Redis[str] | coredis.Redis[bytes] | None = None,
+    ) -> None:
+        self._coredis = _import_coredis()
+        self.url = url
+        self.prefix = prefix
+        self._user_client = client
+        self._name = f"RedisStore({_redact(url) if client is None else repr(client)!r})"
+        script_cls: type[Script[str]] = self._coredis.commands.Script
+        self._claim_script = script_cls(script=lua.CLAIM)
+        self._complete_script = script_cls(script=lua.COMPLETE)
+        self._release_script = script_cls(script=lua.RELEASE)
+        self._anchor: _Anchor | None = None
+        self._anchor_lock = trio.Lock()
+
+    def __repr__(self) -> str:
+        return f"{self._name[:-1]}, prefix={self.prefix!r})"
+
+    async def claim(
+        self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
+    ) -> ClaimOutcome:
+        """Claim ``key`` for ``owner`` unless a live record stands there (see ``base``)."""
+        ttl = check_ttl("claim_ttl_s", claim_ttl_s)
+        expires_at = time.time() + ttl
+        args = [fingerprint, owner, repr(expires_at), str(_ms(ttl))]
+        reply = await self._script(self._claim_script, key, args, "claim")
+        if reply == 0:
+            record = Record(
+                key=key,
+                fingerprint=fingerprint,
+                state=RecordState.IN_PROGRESS,
+                owner=owner,
+                expires_at=expires_at,
+            )
+            return ClaimOutcome(claimed=True, record=record)
+        if not isinstance(reply, Sequence) or isinstance(reply, str | bytes) or len(reply) % 2:
+            raise IdempotencyStoreError(self._name, f"claim of {key!r}: bad reply {reply!r}")
+        fields = {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+        return ClaimOutcome(claimed=False, record=self._parse(key, fields))
+
+    async def complete(
+        self,
+        key: str,
+        owner: str,
+        ttl_s: float,
+        result_json: str | None,
+        not_stored_reason: str | None = None,
+    ) -> bool:
+        """Turn ``owner``'s live claim on ``key`` into a done record kept ``ttl_s`` seconds."""
+        ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
+        args = [
+            owner,
+            repr(time.time() + ttl),
+            "0" if ttl == 0.0 else str(_ms(ttl)),
+            "0" if result_json is None else "1",
+            result_json or "",
+            "0" if not_stored_reason is None else "1",
+            not_stored_reason or "",
+        ]
+        return await self._script(self._complete_script, key, args, "complete") == 1
+
+    async def release(self, key: str, owner: str) -> bool:
+        """Drop ``owner``'s claim on ``key``."""
+        return await self._script(self._release_script, key, [owner], "release") == 1
+
+    async def get(self, key: str) -> Record | None:
+        """The live record of ``key``, or None (Redis drops expired records itself)."""
+        client = await self._client()
+        try:
+            fields = await client.hgetall(self.prefix + key)
+        except Exception as exc:
+            raise self._failed("get", key, exc) from exc
+        if not fields:
+            return None
+        return self._parse(key, {_text(k): v for k, v in fields.items()})
+
+    async def aclose(self) -> None:
+        """Close the connections the store opened (not a ``client`` you passed). Idempotent.
+
+        A later operation connects again.
+        """
+        anchor, self._anchor = self._anchor, None
+        if anchor is not None and anchor.usable:
+            anchor.stop.set()
+            await anchor.done.wait()
+
+    # --- private ----------------------------------------------------------------------
+
+    async def _client(self) -> coredis.Redis[str] | coredis.Redis[bytes]:
+        if self._user_client is not None:
+            return self._user_client
+        anchor = self._anchor
+        if anchor is not None and anchor.usable:
+            return anchor.client
+        async with self._anchor_lock:
+            anchor = self._anchor
+            if anchor is None or not anchor.usable:
+                client = self._coredis.Redis.from_url(
+                    self.url,
+                    decode_responses=True,
+                    stream_timeout=_STREAM_TIMEOUT_S,
+                    connect_timeout=_CONNECT_TIMEOUT_S,
+                )
+                anchor = _Anchor(client)
+                trio.lowlevel.spawn_system_task(anchor.run, name=f"toolvisor {self._name}")
+                await anchor.ready.wait()
+                if anchor.error is not None:
+                    raise self._failed("connect", None, anchor.error) from anchor.error
+                self._anchor = anchor
+            return anchor.client
+
+    async def _script(self, script: Script[str], key: str, args: list[str], what: str) -> object:
+        client = await self._client()
+        try:
+            return await script(keys=[self.prefix + key], args=args, client=client)  # type: ignore[arg-type]
+        except Exception as exc:
+            raise self._failed(what, key, exc) from exc
+
+    def _failed(self, what: str, key: str | None, exc: BaseException) -> IdempotencyStoreError:
+        on = f" of {key!r}" if key is not None else ""
+        if isinstance(exc, self._coredis.exceptions.WrongTypeError) or "WRONGTYPE" in str(exc):
+            detail = (
+                f"{what}{on}: key {self.prefix + (key or '')!r} holds data that is not a "
+                f"toolvisor record ({exc}); give the store a prefix of its own"
+            )
+        else:
+            detail = f"{what}{on} failed: {type(exc).__name__}: {exc}"
+        return IdempotencyStoreError(self._name, detail)
+
+    def _parse(self, key: str, raw: Mapping[str, object]) -> Record:
+        fields = {k: _text(v) for k, v in raw.items()}
+        problem = None
+        state = _STATES.get(fields.get("st", ""))
+        try:
+            expires_at = float(fields.get("exp", "nan"))
+        except ValueError:
+            expires_at = math.nan
+        if fields.get("v") != lua.FORMAT_VERSION:
+            problem = f"format version {fields.get('v')!r}, expected {lua.FORMAT_VERSION!r}"
+        elif state is None:
+            problem = f"unknown state {fields.get('st')!r}"
+        elif "fp" not in fields or "ow" not in fields:
+            problem = "fingerprint or owner missing"
+        elif not math.isfinite(expires_at):
+            problem = f"expires_at {fields.get('exp')!r} is not a finite number"
+        if problem is not None or state is None:
+            raise IdempotencyStoreError(
+                self._name,
+                f"unreadable record at {self.prefix + key!r}: {problem}; "
+                "give the store a prefix of its own or delete the key",
+            )
+        return Record(
+            key=key,
+            fingerprint=fields["fp"],
+            state=state,
+            owner=fields["ow"],
+            expires_at=expires_at,
+            result_json=fields.get("res"),
+            not_stored_reason=fields.get("nsr"),
+        )
