@@ -22,13 +22,14 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 import jsonschema_rs
 
 from ._validation import ArgumentValidator
+from .policies._breaker_core import _PybreakerPolicy
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -550,6 +551,14 @@ class CompiledSpec:
     key_generator: IIdempotencyKeyGenerator
     function_schema: Mapping[str, Any]
     derived_claim_ttl: bool = True
+    #: Seconds the breaker stays open (0 when it admits calls), for breakers whose open
+    #: state can be read without admitting a call: the supervisor then refuses calls in
+    #: the caller's task, without the hop to the actor. None for other breakers.
+    open_for: Callable[[str], float] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.open_for is None and isinstance(self.breaker, _PybreakerPolicy):
+            object.__setattr__(self, "open_for", self.breaker.retry_after)
 
     def with_policies(
         self,
@@ -567,6 +576,7 @@ class CompiledSpec:
             claim_ttl_s=claim_ttl_s,
             retry_policy=new_retry,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
+            open_for=None,
         )
 
     def worst_case_s(self) -> float:

@@ -53,12 +53,12 @@ async def test_a_real_crash_is_handled_like_kill(monkeypatch: pytest.MonkeyPatch
     original = ToolActor._serve
     crashes = 0
 
-    async def buggy(self: ToolActor, msg: Any, scope: trio.CancelScope) -> None:
+    async def buggy(self: ToolActor, msg: Any, *rest: Any) -> None:
         nonlocal crashes
         if msg.args["x"] == 13 and crashes == 0:
             crashes += 1
             raise RuntimeError("bug in the actor")
-        await original(self, msg, scope)
+        await original(self, msg, *rest)
 
     monkeypatch.setattr(ToolActor, "_serve", buggy)
     events: list[tv.Event] = []
@@ -230,7 +230,7 @@ async def test_seed_scenario_breaker_opens_and_retries_follow_their_delays(
     spec.retry_policy = tv.FixedRetryPolicy(max_attempts=3, delay_seconds=2.0)
     async with tv.open_supervisor() as sup:
         await sup.spawn(spec, failing_function)
-        results = [await (await sup.submit("t", {"x": i})).result() for i in range(30)]
+        results = [(await sup.execute_many([("t", {"x": i})]))[0] for i in range(30)]
         stats = sup.stats("t")
     opened = [r for r in results if isinstance(r.error, tv.CircuitOpenError)]
     assert opened, "the breaker must open under a 70% failure rate"

@@ -1,4 +1,4 @@
-"""The tool actor: a pool of worker tasks reading one inbox.
+"""The tool actor: a pool of worker tasks reading one inbox, and their watchdog.
 
 One incarnation of a tool's actor. Its workers receive :class:`Execute` messages straight
 from the tool's inbox (a trio memory channel: one hop from the caller), run them through
@@ -6,12 +6,23 @@ the tool's :class:`ToolRunner` and reply. The pool starts with one worker and gr
 demand up to ``max_concurrency``, so an idle actor costs one task, and never more than
 ``max_concurrency`` attempts of the tool run at once (the bulkhead).
 
+Deadlines without a timer per call: each worker runs its calls inside one long-lived
+cancel scope and only *writes down* the deadline of the call it serves (the first
+attempt's ``now + timeout_s``, or the call's overall deadline if that comes first). One
+watchdog task per actor sleeps until the earliest deadline written down and cancels the
+scope of every worker past its own. Deadlines of successive calls only grow when they
+come from ``timeout_s`` (the same for every call), so a new one never precedes the
+watchdog's wake-up and nothing needs to wake it; only a call whose own ``timeout=`` ends
+sooner moves the watchdog's alarm forward. Entering a trio cancel scope costs several
+times more than the rest of a call's bookkeeping: the hot path enters none.
+
 The actor only ever *replies*; crashing and restarting are the supervisor's business. The
 calls it holds are tracked in ``held`` so that a crash can answer each of them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import outcome
@@ -28,6 +39,16 @@ class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error calle
     """The reason recorded when ``Supervisor.kill()`` crashes an actor on purpose."""
 
 
+class _Worker:
+    """What the watchdog sees of one worker: its scope and the deadline it must keep."""
+
+    __slots__ = ("deadline", "scope")
+
+    def __init__(self) -> None:
+        self.deadline = math.inf
+        self.scope: trio.CancelScope | None = None
+
+
 class ToolActor:
     """One incarnation of a tool's actor.
 
@@ -37,7 +58,19 @@ class ToolActor:
             survive a crash).
     """
 
-    __slots__ = ("_idle", "_nursery", "_workers", "crash", "held", "inbox", "runner")
+    __slots__ = (
+        "_alarm",
+        "_alarm_at",
+        "_idle",
+        "_nursery",
+        "_pool",
+        "_watchdog_stop",
+        "_workers",
+        "crash",
+        "held",
+        "inbox",
+        "runner",
+    )
 
     def __init__(self, runner: ToolRunner, inbox: trio.MemoryReceiveChannel[Execute]) -> None:
         self.runner = runner
@@ -45,8 +78,12 @@ class ToolActor:
         self.held: set[ReplySlot] = set()
         self.crash: BaseException | None = None
         self._nursery: trio.Nursery | None = None
-        self._workers = 0
+        self._pool: list[_Worker] = []  # the running workers, as the watchdog sees them
+        self._workers = 0  # workers started, including those not yet running
         self._idle = 0
+        self._watchdog_stop: trio.CancelScope | None = None
+        self._alarm: trio.CancelScope | None = None  # the watchdog's sleep, once started
+        self._alarm_at = math.inf  # when the watchdog wakes next (inf: not started)
 
     async def run(self) -> None:
         """Serve the inbox until it is closed and drained (or the actor is killed)."""
@@ -67,38 +104,52 @@ class ToolActor:
         """Calls this incarnation holds now."""
         return len(self.held)
 
-    async def _worker(self) -> None:
-        # Each worker runs its calls inside one long-lived cancel scope and moves that
-        # scope's deadline per call: entering a fresh trio CancelScope costs several
-        # times more than setting a deadline, and the first attempt of most calls is
-        # also their last. A cancellation (deadline, per-attempt timeout or a caller
-        # giving up) ends the scope; the call is then settled and a new scope begins.
-        receive = self.inbox.receive
-        limit = self.runner.spec.max_concurrency
-        current: list[Execute] = []
-        while True:
-            with trio.CancelScope() as scope:
-                while True:
-                    self._idle += 1
-                    try:
-                        msg = await receive()
-                    except (trio.EndOfChannel, trio.ClosedResourceError):
-                        return
-                    finally:
-                        self._idle -= 1
-                    if self._idle == 0 and self._workers < limit and self._nursery is not None:
-                        self._workers += 1
-                        self._nursery.start_soon(self._worker)
-                    # Held from the moment it leaves the inbox: a crash answers it.
-                    self.held.add(msg.reply)
-                    current.append(msg)
-                    await self._serve(msg, scope)
-                    current.clear()
-            if current:
-                msg = current.pop()
-                await self._settle_cut(msg)
+    # ------------------------------------------------------------------ workers
 
-    async def _serve(self, msg: Execute, scope: trio.CancelScope) -> None:
+    async def _worker(self) -> None:
+        me = _Worker()
+        self._pool.append(me)
+        receive = self.inbox.receive
+        current: list[Execute] = []
+        try:
+            while True:
+                with trio.CancelScope() as scope:
+                    me.scope = scope
+                    while True:
+                        self._idle += 1
+                        try:
+                            msg = await receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return
+                        finally:
+                            self._idle -= 1
+                        if self._idle == 0:
+                            self._grow()
+                        # Held from the moment it leaves the inbox: a crash answers it.
+                        self.held.add(msg.reply)
+                        current.append(msg)
+                        await self._serve(msg, me, scope)
+                        current.clear()
+                # A cancellation ended the scope: a deadline, or the caller gave up.
+                me.deadline = math.inf
+                if current:
+                    await self._settle_cut(current.pop(), me)
+        finally:
+            self._pool.remove(me)
+            self._workers -= 1
+            if self._workers == 0 and self._watchdog_stop is not None:
+                self._watchdog_stop.cancel()  # the inbox is drained: nothing left to watch
+
+    def _grow(self) -> None:
+        """Every worker is busy: start as many more as the backlog needs (up to the cap)."""
+        room = self.runner.spec.max_concurrency - self._workers
+        if room <= 0 or self._nursery is None:
+            return
+        for _ in range(min(room, max(1, self.inbox.statistics().current_buffer_used))):
+            self._workers += 1
+            self._nursery.start_soon(self._worker)
+
+    async def _serve(self, msg: Execute, me: _Worker, scope: trio.CancelScope) -> None:
         slot = msg.reply
         if slot.state is not SlotState.QUEUED:
             self.held.discard(slot)
@@ -112,7 +163,7 @@ class ToolActor:
             self._reply_call_timeout(msg)
             return
         attempt_deadline = now + runner.spec.timeout_s
-        scope.deadline = attempt_deadline if attempt_deadline < deadline else deadline
+        self._watch(me, attempt_deadline if attempt_deadline < deadline else deadline)
         slot.start(scope)
         first_error: Exception | None = None
         try:
@@ -126,12 +177,14 @@ class ToolActor:
         except Exception as exc:
             first_error = exc
         if first_error is None:
+            me.deadline = math.inf
             counters.successes += 1
             slot.attempts = 1
             result: outcome.Outcome[Any] = outcome.Value(value)
         else:
-            scope.deadline = deadline  # the retries run on the call's deadline
+            self._watch(me, deadline)  # the retries run on the call's deadline
             result = await self._rest(msg, first_error)
+            me.deadline = math.inf
         self.held.discard(slot)
         counters.latency(trio.current_time() - msg.enqueued_at)
         slot.reply(result)
@@ -145,8 +198,8 @@ class ToolActor:
             return outcome.Error(exc)
         return outcome.Value(value)
 
-    async def _settle_cut(self, msg: Execute) -> None:
-        """The worker's scope caught a cancellation while serving ``msg``: settle it."""
+    async def _settle_cut(self, msg: Execute, me: _Worker) -> None:
+        """A worker's scope caught a cancellation while serving ``msg``: settle the call."""
         slot = msg.reply
         if slot.state is not SlotState.RUNNING:
             self.held.discard(slot)
@@ -159,14 +212,18 @@ class ToolActor:
         # The first attempt ran past timeout_s: a retryable failure the breaker counts.
         runner.counters.timeouts += 1
         timeout = ToolTimeoutError(runner.spec.tool_name, runner.spec.timeout_s)
-        with trio.CancelScope(deadline=msg.deadline) as scope:
+        with trio.CancelScope() as scope:
+            me.scope = scope
             slot.start_again(scope)
+            self._watch(me, msg.deadline)
             first_error = await runner.count_failure(timeout)
             result = await self._rest(msg, first_error)
+            me.deadline = math.inf
             self.held.discard(slot)
             runner.counters.latency(trio.current_time() - msg.enqueued_at)
             slot.reply(result)
             return
+        me.deadline = math.inf
         self.held.discard(slot)
         if slot.state is SlotState.RUNNING:
             self._reply_call_timeout(msg)
@@ -179,3 +236,43 @@ class ToolActor:
         msg.reply.reply(
             outcome.Error(ToolTimeoutError(self.runner.spec.tool_name, budget, scope="call"))
         )
+
+    # ------------------------------------------------------------------ watchdog
+
+    def _watch(self, me: _Worker, deadline: float) -> None:
+        """Write down the deadline ``me`` must keep; wake the watchdog earlier if needed."""
+        me.deadline = deadline
+        if deadline < self._alarm_at:
+            self._alarm_at = deadline
+            if self._alarm is not None:
+                self._alarm.deadline = deadline
+            elif self._nursery is not None:
+                self._alarm = trio.CancelScope()  # placeholder until the watchdog sleeps
+                self._nursery.start_soon(self._watchdog)
+
+    async def _watchdog(self) -> None:
+        """Cancel every worker whose deadline passed; sleep until the next one."""
+        horizon = self.runner.spec.timeout_s
+        with trio.CancelScope() as stop:
+            self._watchdog_stop = stop
+            if self._workers > 0:
+                await self._watch_loop(horizon)
+
+    async def _watch_loop(self, horizon: float) -> None:
+        while True:
+            now = trio.current_time()
+            # Calls starting later get deadlines of at least now + timeout_s; earlier
+            # overall deadlines move the alarm forward themselves (_watch).
+            wake = now + horizon
+            for worker in self._pool:
+                due = worker.deadline
+                if due <= now:
+                    worker.deadline = math.inf
+                    if worker.scope is not None:
+                        worker.scope.cancel()
+                elif due < wake:
+                    wake = due
+            self._alarm_at = wake
+            with trio.CancelScope(deadline=wake) as alarm:
+                self._alarm = alarm
+                await trio.sleep_forever()

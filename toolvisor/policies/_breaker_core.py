@@ -247,6 +247,9 @@ class _PybreakerPolicy(abc.ABC):
 
         Outside a trio run an open breaker reports the whole ``recovery_timeout``.
         """
+        circuit = self._circuits.get(tool_name)
+        if circuit is None or circuit.storage.state != pybreaker.STATE_OPEN:
+            return 0.0  # decided without reading the clock: the supervisor asks every call
         return self._retry_after_at(tool_name, _now())
 
     def failure_count(self, tool_name: str) -> int:

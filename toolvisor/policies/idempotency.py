@@ -163,7 +163,17 @@ class HashIdempotencyKeyGenerator:
         tenant_id: str | None = None,
     ) -> str:
         """Return the key of all ``args`` for ``tool_name`` and ``tenant_id``."""
-        return _key(tool_name, tenant_id, "args", fingerprint(args))
+        return self.key_for_fingerprint(tool_name, fingerprint(args), tenant_id=tenant_id)
+
+    def key_for_fingerprint(
+        self, tool_name: str, args_fingerprint: str, *, tenant_id: str | None = None
+    ) -> str:
+        """The key of arguments whose :func:`fingerprint` is already known.
+
+        The key's digest *is* the arguments' fingerprint, so a caller that needs both
+        (the idempotency cache does) hashes the arguments once.
+        """
+        return _key(tool_name, tenant_id, "args", args_fingerprint)
 
 
 def default_key_generator(key_fields: Sequence[str]) -> IIdempotencyKeyGenerator:

@@ -31,6 +31,7 @@ from ..actors.pipeline import ToolRunner, make_invoker, state_name
 from ..actors.stats import Counters, ToolStats
 from ..errors import (
     ActorCrashedError,
+    CircuitOpenError,
     DuplicateToolError,
     SupervisorClosedError,
     ToolOverloadedError,
@@ -271,7 +272,7 @@ class Supervisor:
         """Send a call now, await its result later (``await pending.result()``).
 
         Raises at once what is wrong before sending: unknown tool, invalid arguments,
-        closed supervisor, overload (``overflow="reject"``).
+        closed supervisor, overload (``overflow="reject"``), an open circuit breaker.
         """
         route = self._routes.get(tool)
         if route is None:
@@ -288,6 +289,7 @@ class Supervisor:
                 self._idempotent_into_slot, route, args, ctx, deadline, timeout, slot
             )
         else:
+            _refuse_if_open(route)
             await self._enqueue(route, Execute(args, ctx, deadline, started, slot), timeout)
         return PendingCall(
             tool, slot, route.counters, deadline=deadline, timeout=timeout, started=started
@@ -403,6 +405,7 @@ class Supervisor:
         timeout: float | None,
         slot: ReplySlot | None,
     ) -> Any:
+        _refuse_if_open(route)
         slot = slot or ReplySlot()
         msg = Execute(args, ctx, deadline, trio.current_time(), slot)
         try:
@@ -575,6 +578,16 @@ class Supervisor:
         self._closing = True
         for route in self._routes.values():
             route.status = "closed"
+
+
+def _refuse_if_open(route: _Route) -> None:
+    """Fail fast in the caller's task while the tool's breaker is open (no hop)."""
+    open_for = route.spec.open_for
+    if open_for is not None:
+        wait = open_for(route.name)
+        if wait > 0:
+            route.counters.rejected += 1
+            raise CircuitOpenError(route.name, wait)
 
 
 def _single(exc: Exception) -> Exception:

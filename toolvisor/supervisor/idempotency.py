@@ -37,7 +37,7 @@ import trio
 from ..actors.stats import Counters
 from ..errors import IdempotencyConflictError, IdempotencyStoreError, ToolTimeoutError
 from ..events import Event, ResultNotStored
-from ..policies.idempotency import fingerprint
+from ..policies.idempotency import HashIdempotencyKeyGenerator, fingerprint
 from ..spec import CompiledSpec, ExecutionContext
 from .stores.base import IdempotencyStore, Record, RecordState
 from .stores.memory import MemoryStore
@@ -100,10 +100,14 @@ class IdempotencyCache:
         execute: Callable[[], Awaitable[Any]],
     ) -> tuple[Any, bool]:
         """Run ``execute`` at most once per key; return ``(value, answered_from_cache)``."""
-        key = spec.key_generator.generate(
-            spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
-        )
         fp = fingerprint(args)
+        generator = spec.key_generator
+        if type(generator) is HashIdempotencyKeyGenerator:
+            key = generator.key_for_fingerprint(spec.tool_name, fp, tenant_id=ctx.tenant_id)
+        else:
+            key = generator.generate(
+                spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
+            )
         while True:
             flight = self._flights.get(key)
             if flight is None:
