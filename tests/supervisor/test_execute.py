@@ -209,6 +209,31 @@ async def test_per_attempt_timeout_is_retryable_and_exact(
     assert any("3 attempts" in n for n in info.value.__notes__)
 
 
+async def test_attempt_timeouts_without_retry_count_as_breaker_failures(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def hang(args: dict[str, Any]) -> Any:
+        await trio.sleep_forever()
+
+    spec = make_spec(timeout_s=1.0)
+    spec.circuit_breaker_policy = tv.StandardCircuitBreakerPolicy(
+        failure_threshold=2, recovery_timeout=10
+    )
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, hang)
+        t0 = trio.current_time()
+        with pytest.raises(tv.ToolTimeoutError):
+            await sup.execute("t", {"x": 1})
+        assert trio.current_time() - t0 == pytest.approx(1.0)
+        with pytest.raises(tv.CircuitOpenError) as trip:  # the 2nd timeout trips it
+            await sup.execute("t", {"x": 1})
+        assert isinstance(trip.value.__cause__, tv.ToolTimeoutError)
+        with pytest.raises(tv.CircuitOpenError):  # and now it fails fast
+            await sup.execute("t", {"x": 1})
+        stats = sup.stats("t")
+    assert (stats.timeouts, stats.failures, stats.rejected) == (2, 2, 1)
+
+
 async def test_overall_deadline_cancels_the_running_attempt(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -29,6 +29,7 @@ import outcome
 import trio
 
 from ..errors import ToolTimeoutError
+from ..policies.retry import NoRetryPolicy
 from .messages import Execute, ReplySlot, SlotState
 from .pipeline import ToolRunner
 
@@ -212,6 +213,14 @@ class ToolActor:
         # The first attempt ran past timeout_s: a retryable failure the breaker counts.
         runner.counters.timeouts += 1
         timeout = ToolTimeoutError(runner.spec.tool_name, runner.spec.timeout_s)
+        if type(runner.spec.retry_policy) is NoRetryPolicy:
+            # Nothing left that can block: settle it now, without a new cancel scope
+            # (thousands of calls timing out together each pay for one otherwise).
+            result = await self._rest(msg, await runner.count_failure(timeout))
+            self.held.discard(slot)
+            runner.counters.latency(trio.current_time() - msg.enqueued_at)
+            slot.reply(result)
+            return
         with trio.CancelScope() as scope:
             me.scope = scope
             slot.start_again(scope)
