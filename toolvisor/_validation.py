@@ -8,6 +8,7 @@ every problem names its path and says what to do.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -99,6 +100,13 @@ def _closed(schema: object) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _compile(schema_json: str) -> jsonschema_rs.Validator:
+    """One compiled validator per distinct schema: they are immutable, so tools with the
+    same parameters share one (each costs a few KB of native memory)."""
+    return jsonschema_rs.validator_for(json.loads(schema_json))
+
+
 class ArgumentValidator:
     """Validates a call's arguments against a compiled JSON Schema.
 
@@ -112,7 +120,7 @@ class ArgumentValidator:
     def __init__(self, schema: Mapping[str, Any], tool: str | None = None) -> None:
         self.schema = schema
         self.tool = tool
-        self._validator = jsonschema_rs.validator_for(dict(schema))
+        self._validator = _compile(json.dumps(schema, sort_keys=True))
         self._is_valid = self._validator.is_valid
         self._closed = _closed(schema)
 

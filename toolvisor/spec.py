@@ -487,11 +487,12 @@ class ToolSpec:
     def compile(self) -> CompiledSpec:
         """Take the immutable snapshot a tool's actor runs with."""
         idem = self.idempotency
+        validator = self._argument_validator()
         return CompiledSpec(
             tool_name=self.tool_name,
             spec_id=self.id,
             timeout_s=float(self.timeout_s),
-            validator=self._argument_validator(),
+            validator=validator,
             retry_policy=self.effective_retry_policy(),
             breaker=self.effective_circuit_breaker_policy(),
             max_concurrency=self.max_concurrency,
@@ -504,7 +505,11 @@ class ToolSpec:
             claim_ttl_s=idem.claim_ttl_s
             or _worst_case_s(self.effective_retry_policy(), float(self.timeout_s)),
             key_generator=self.idempotency_key_generator or default_key_generator(idem.key_fields),
-            function_schema=self.to_function_schema(),
+            function_schema={  # shares the validator's schema: no second copy per tool
+                "name": self.tool_name,
+                "description": self.description,
+                "parameters": validator.schema,
+            },
             derived_claim_ttl=idem.claim_ttl_s is None,
         )
 

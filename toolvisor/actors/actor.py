@@ -114,23 +114,20 @@ class ToolActor:
         current: list[Execute] = []
         try:
             while True:
+                # The scope is entered once a message arrives: an idle actor holds none.
+                msg = await self._next(receive)
+                if msg is None:
+                    return
                 with trio.CancelScope() as scope:
                     me.scope = scope
-                    while True:
-                        self._idle += 1
-                        try:
-                            msg = await receive()
-                        except (trio.EndOfChannel, trio.ClosedResourceError):
-                            return
-                        finally:
-                            self._idle -= 1
-                        if self._idle == 0:
-                            self._grow()
-                        # Held from the moment it leaves the inbox: a crash answers it.
+                    while msg is not None:
+                        # Held from the moment it left the inbox: a crash answers it.
                         self.held.add(msg.reply)
                         current.append(msg)
                         await self._serve(msg, me, scope)
                         current.clear()
+                        msg = await self._next(receive)
+                    return
                 # A cancellation ended the scope: a deadline, or the caller gave up.
                 me.deadline = math.inf
                 if current:
@@ -140,6 +137,19 @@ class ToolActor:
             self._workers -= 1
             if self._workers == 0 and self._watchdog_stop is not None:
                 self._watchdog_stop.cancel()  # the inbox is drained: nothing left to watch
+
+    async def _next(self, receive: Any) -> Execute | None:
+        """The next message of the inbox; None once it is closed and drained."""
+        self._idle += 1
+        try:
+            msg: Execute = await receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return None
+        finally:
+            self._idle -= 1
+        if self._idle == 0:
+            self._grow()
+        return msg
 
     def _grow(self) -> None:
         """Every worker is busy: start as many more as the backlog needs (up to the cap)."""

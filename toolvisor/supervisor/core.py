@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -60,9 +59,11 @@ class _Route:
     """One routing-table entry: a tool's inbox, counters and current actor."""
 
     __slots__ = (
+        "_done_event",
         "actor",
         "counters",
         "done",
+        "finished",
         "inbox_receive",
         "inbox_send",
         "invoke",
@@ -85,9 +86,29 @@ class _Route:
         self.actor: ToolActor | None = None
         self.status = "running"  # running | stopping | failed | closed
         self.reason = ""
-        self.restart_times: deque[float] = deque()
-        self.restarted = trio.Event()
-        self.done = trio.Event()
+        # Idle tools are the common case: keep their footprint small (an empty deque
+        # takes 760 bytes; this list never holds more than max_restarts + 1 times).
+        self.restart_times: list[float] = []
+        self.restarted: trio.Event | None = None  # made by kill(), set on the restart
+        self.finished = False
+        self._done_event: trio.Event | None = None
+
+    def mark_finished(self) -> None:
+        """The actor loop ended: wake whoever waits for it."""
+        self.finished = True
+        if self._done_event is not None:
+            self._done_event.set()
+        if self.restarted is not None:
+            self.restarted.set()
+
+    async def wait_finished(self) -> None:
+        """Wait until the actor loop ended."""
+        if self.finished:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._done_event is None:
+            self._done_event = trio.Event()
+        await self._done_event.wait()
 
     def unavailable(self) -> Exception:
         if self.status == "closed":
@@ -200,10 +221,10 @@ class Supervisor:
             route.reason = "it was stopped"
             route.inbox_send.close()
         with trio.move_on_after(self._grace_s if grace_s is None else grace_s):
-            await route.done.wait()
-        if not route.done.is_set() and route.actor is not None:
+            await route.wait_finished()
+        if not route.finished and route.actor is not None:
             route.actor.kill(ActorKilled("stopped: grace period over"))
-            await route.done.wait()
+            await route.wait_finished()
         if self._routes.get(tool) is route:
             del self._routes[tool]
 
@@ -509,8 +530,7 @@ class Supervisor:
             if actor_now is not None:
                 self._answer(actor_now, route.unavailable)
             self._drain(route)
-            route.done.set()
-            route.restarted.set()
+            route.mark_finished()
 
     def _may_restart(self, route: _Route, cause: BaseException) -> bool:
         now = trio.current_time()
@@ -518,8 +538,7 @@ class Supervisor:
         counters.restarts += 1
         times = route.restart_times
         times.append(now)
-        while times and times[0] < now - self._within_s:
-            times.popleft()
+        times[:] = [t for t in times if t >= now - self._within_s]
         if len(times) > self._max_restarts:
             route.status = "failed"
             route.reason = (
@@ -535,7 +554,8 @@ class Supervisor:
             log.exception("resetting the breaker of tool %r failed", route.name)
         route.runner = ToolRunner(route.spec, route.invoke, counters, route.runner.publish)
         self._publish_if(ActorRestarted(route.name, counters.restarts, repr(cause), now))
-        route.restarted.set()
+        if route.restarted is not None:
+            route.restarted.set()
         return True
 
     def _publish_if(self, event: Event) -> None:
@@ -570,7 +590,7 @@ class Supervisor:
             route.inbox_send.close()
         with trio.move_on_after(grace_s):
             for route in list(self._routes.values()):
-                await route.done.wait()
+                await route.wait_finished()
         for route in self._routes.values():
             route.status = "closed"
 
