@@ -58,7 +58,7 @@ class _Flight:
 
     def __init__(self, fp: str) -> None:
         self.fingerprint = fp
-        self.done = trio.Event()
+        self.done: trio.Event | None = None  # made by the first duplicate that waits
         self.result: outcome.Outcome[Any] | None = None  # None: the leader left; retry
 
 
@@ -115,6 +115,8 @@ class IdempotencyCache:
             if flight.fingerprint != fp:
                 counters.failures += 1
                 raise IdempotencyConflictError(key, tool=spec.tool_name)
+            if flight.done is None:
+                flight.done = trio.Event()
             await _wait_until(flight.done, deadline, spec.tool_name, counters)
             if flight.result is not None:
                 return self._joined(flight.result, counters), True
@@ -130,7 +132,8 @@ class IdempotencyCache:
             flight.result = outcome.Value(value)
             return value, cached
         finally:
-            flight.done.set()
+            if flight.done is not None:
+                flight.done.set()
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
