@@ -15,7 +15,7 @@ import asyncio
 import gc
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,7 +63,10 @@ class Contender:
     setup: Setup
 
 
-async def _drive_trio(call: Call, calls: int, concurrency: int, base: int) -> dict[str, Any]:
+def _callers(
+    call: Call, calls: int, concurrency: int
+) -> tuple[Callable[[int], Coroutine[Any, Any, None]], list[int], Counter[str]]:
+    """The caller coroutine both event loops run, with where it records what it saw."""
     latencies: list[int] = []
     errors: Counter[str] = Counter()
     per = calls // concurrency
@@ -79,6 +82,11 @@ async def _drive_trio(call: Call, calls: int, concurrency: int, base: int) -> di
                 errors[type(exc).__name__] += 1
             record(clock() - started)
 
+    return caller, latencies, errors
+
+
+async def _drive_trio(call: Call, calls: int, concurrency: int, base: int) -> dict[str, Any]:
+    caller, latencies, errors = _callers(call, calls, concurrency)
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for w in range(concurrency):
@@ -87,21 +95,7 @@ async def _drive_trio(call: Call, calls: int, concurrency: int, base: int) -> di
 
 
 async def _drive_asyncio(call: Call, calls: int, concurrency: int, base: int) -> dict[str, Any]:
-    latencies: list[int] = []
-    errors: Counter[str] = Counter()
-    per = calls // concurrency
-
-    async def caller(first: int) -> None:
-        clock = time.perf_counter_ns
-        record = latencies.append
-        for k in range(first, first + per * concurrency, concurrency):
-            started = clock()
-            try:
-                await call({"i": k})
-            except Exception as exc:
-                errors[type(exc).__name__] += 1
-            record(clock() - started)
-
+    caller, latencies, errors = _callers(call, calls, concurrency)
     started = time.perf_counter()
     async with asyncio.TaskGroup() as group:
         for w in range(concurrency):
