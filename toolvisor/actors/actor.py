@@ -224,9 +224,13 @@ class ToolActor:
         runner.counters.timeouts += 1
         timeout = ToolTimeoutError(runner.spec.tool_name, runner.spec.timeout_s)
         if type(runner.spec.retry_policy) is NoRetryPolicy:
-            # Nothing left that can block: settle it now, without a new cancel scope
-            # (thousands of calls timing out together each pay for one otherwise).
-            result = await self._rest(msg, await runner.count_failure(timeout))
+            # No retry: the call ends with this attempt. Settle it at once, without a new
+            # cancel scope nor the retry machinery (thousands of calls timing out
+            # together would each pay for both).
+            error = await runner.count_failure(timeout)
+            runner.counters.failures += 1
+            slot.attempts = 1
+            result: outcome.Outcome[Any] = outcome.Error(error)
             self.held.discard(slot)
             runner.counters.latency(trio.current_time() - msg.enqueued_at)
             slot.reply(result)
