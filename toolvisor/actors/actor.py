@@ -120,14 +120,23 @@ class ToolActor:
                     return
                 with trio.CancelScope() as scope:
                     me.scope = scope
-                    while msg is not None:
+                    while True:
                         # Held from the moment it left the inbox: a crash answers it.
                         self.held.add(msg.reply)
                         current.append(msg)
                         await self._serve(msg, me, scope)
                         current.clear()
-                        msg = await self._next(receive)
-                    return
+                        # The next message, as _next() does but inline: this is the hot
+                        # loop, where one more coroutine per call shows in the benchmarks.
+                        self._idle += 1
+                        try:
+                            msg = await receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return
+                        finally:
+                            self._idle -= 1
+                        if self._idle == 0:
+                            self._grow()
                 # A cancellation ended the scope: a deadline, or the caller gave up.
                 me.deadline = math.inf
                 if current:

@@ -277,7 +277,13 @@ class Supervisor:
                     lambda: self._call(route, args, ctx, deadline, timeout, None),
                 )
                 return value
-            return await self._call(route, args, ctx, deadline, timeout, None)
+            slot = ReplySlot()
+            waiting = self._post(route, args, ctx, deadline, slot)
+            if waiting is not None:
+                await self._enqueue(route, waiting, timeout)
+            if deadline == math.inf:
+                return await slot.wait()  # the hot path: no frame between caller and reply
+            return await self._await_reply(route, slot, deadline, timeout)
         except trio.Cancelled:
             route.counters.cancelled += 1  # the caller's own scope: its running attempt too
             raise
@@ -417,6 +423,25 @@ class Supervisor:
         if self._closing:
             raise SupervisorClosedError()
 
+    def _post(
+        self,
+        route: _Route,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext,
+        deadline: float,
+        slot: ReplySlot,
+    ) -> Execute | None:
+        """Put a call into the tool's inbox at once; the message back if it must wait."""
+        _refuse_if_open(route)
+        msg = Execute(args, ctx, deadline, trio.current_time(), slot)
+        if route.status == "running":
+            try:
+                route.inbox_send.send_nowait(msg)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                return msg
+            return None
+        return msg  # _enqueue raises the reason
+
     async def _call(
         self,
         route: _Route,
@@ -426,17 +451,18 @@ class Supervisor:
         timeout: float | None,
         slot: ReplySlot | None,
     ) -> Any:
-        _refuse_if_open(route)
         slot = slot or ReplySlot()
-        msg = Execute(args, ctx, deadline, trio.current_time(), slot)
-        try:
-            if route.status != "running":
-                raise route.unavailable()
-            route.inbox_send.send_nowait(msg)
-        except (trio.WouldBlock, trio.ClosedResourceError):
-            await self._enqueue(route, msg, timeout)
+        waiting = self._post(route, args, ctx, deadline, slot)
+        if waiting is not None:
+            await self._enqueue(route, waiting, timeout)
         if deadline == math.inf:
             return await slot.wait()
+        return await self._await_reply(route, slot, deadline, timeout)
+
+    async def _await_reply(
+        self, route: _Route, slot: ReplySlot, deadline: float, timeout: float | None
+    ) -> Any:
+        """Wait for the reply until ``deadline`` (finite); past it, the call times out."""
         with trio.move_on_at(deadline):
             return await slot.wait()
         route.counters.timeouts += 1
