@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
 import attrs
 
+from toolvisor._json import canonical_dumps
 from toolvisor.errors import FieldError, ValidationError
 
 __all__ = [
@@ -52,12 +52,6 @@ class IIdempotencyKeyGenerator(Protocol):
         ...
 
 
-# One encoder for every call: json.dumps with options builds a new one each time.
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
 def canonical_json(value: object) -> str:
     """Serialise ``value`` canonically (sorted keys, no spaces, no NaN).
 
@@ -65,8 +59,8 @@ def canonical_json(value: object) -> str:
         ValidationError: ``value`` is not JSON data (the caller's fault).
     """
     try:
-        return _CANONICAL.encode(value)
-    except (TypeError, ValueError) as exc:
+        return canonical_dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(
             [FieldError("", f"arguments must be JSON data to derive an idempotency key: {exc}")]
         ) from exc

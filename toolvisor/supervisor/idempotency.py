@@ -34,6 +34,7 @@ from typing import Any
 import outcome
 import trio
 
+from .._json import compact_dumps
 from ..actors.stats import Counters
 from ..errors import IdempotencyConflictError, IdempotencyStoreError, ToolTimeoutError
 from ..events import Event, ResultNotStored
@@ -163,9 +164,14 @@ class IdempotencyCache:
         if deadline != math.inf:
             claim_ttl = min(claim_ttl, max(deadline - trio.current_time(), 0.001)) + 1.0
         poll = _POLL_FIRST_S
+        # A MemoryStore never waits: call it without a coroutine (subclasses: as usual).
+        memory = store if type(store) is MemoryStore else None
         while True:
             try:
-                claim = await store.claim(key, fp, owner, claim_ttl)
+                if memory is not None:
+                    claim = memory.claim_now(key, fp, owner, claim_ttl)
+                else:
+                    claim = await store.claim(key, fp, owner, claim_ttl)
             except IdempotencyStoreError:
                 counters.failures += 1
                 raise
@@ -203,7 +209,9 @@ class IdempotencyCache:
             if store.persistent:  # I/O: finish it even if the caller is being cancelled
                 with trio.move_on_after(_CLEANUP_S, shield=True):
                     await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
-            else:  # in memory: never blocks, so cancellation cannot cut it short
+            elif memory is not None:  # never blocks, so cancellation cannot cut it short
+                memory.complete_now(key, owner, spec.idempotency_ttl_s, result_json, reason)
+            else:
                 await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
             reason = f"the store failed to record the success: {exc}"
@@ -232,12 +240,9 @@ class IdempotencyCache:
             ) from exc
 
 
-_RESULT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-
-
 def _encode(value: Any) -> tuple[str | None, str | None]:
     try:
-        return _RESULT_ENCODER.encode(value), None
+        return compact_dumps(value), None
     except (TypeError, ValueError, RecursionError) as exc:
         return None, f"the result is not JSON-serialisable ({type(exc).__name__}: {exc})"
 

@@ -65,6 +65,10 @@ class MemoryStore:
         self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
     ) -> ClaimOutcome:
         """Claim ``key`` for ``owner`` unless a live record stands there (see ``base``)."""
+        return self.claim_now(key, fingerprint, owner, claim_ttl_s)
+
+    def claim_now(self, key: str, fingerprint: str, owner: str, claim_ttl_s: float) -> ClaimOutcome:
+        """``claim`` without the coroutine: this store never waits (the hot path uses it)."""
         ttl = check_ttl("claim_ttl_s", claim_ttl_s)
         now = self._clock()
         done = self._done
@@ -102,6 +106,17 @@ class MemoryStore:
         not_stored_reason: str | None = None,
     ) -> bool:
         """Turn ``owner``'s live claim on ``key`` into a done record kept ``ttl_s`` seconds."""
+        return self.complete_now(key, owner, ttl_s, result_json, not_stored_reason)
+
+    def complete_now(
+        self,
+        key: str,
+        owner: str,
+        ttl_s: float,
+        result_json: str | None,
+        not_stored_reason: str | None = None,
+    ) -> bool:
+        """``complete`` without the coroutine (see ``claim_now``)."""
         ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
         now = self._clock()
         claim = self._claims.get(key)
