@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -217,3 +220,18 @@ def measure_series(
         if a is not b
     }
     return {"concurrency": concurrency, "runs": runs, "ratios": ratios}
+
+
+def run_fresh(module: str, *args: object) -> dict[str, Any]:
+    """Run ``python -m module args...`` in a fresh interpreter; its last line is JSON."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{module} {args!r} failed (exit {done.returncode}):\n{done.stderr}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import json
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -30,6 +29,7 @@ import trio
 import trio.testing
 
 from ._config import Config, Target, make_target
+from ._harness import run_fresh
 from ._stats import paired_ratio, summarize
 
 __all__ = ["main", "measure", "run_actors", "steps_actors"]
@@ -131,19 +131,7 @@ def measure(contender: str, n: int) -> dict[str, Any]:
 
 def run_in_subprocess(contender: str, n: int) -> dict[str, Any]:
     """Run :func:`measure` in a fresh interpreter and return its figures."""
-    done = subprocess.run(
-        [sys.executable, "-m", "toolvisor._bench.actors", contender, str(n)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"actors benchmark {contender!r} failed (exit {done.returncode}):\n{done.stderr}"
-        )
-    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures
+    return run_fresh("toolvisor._bench.actors", contender, n)
 
 
 def steps_actors(cfg: Config) -> int:

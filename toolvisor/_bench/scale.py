@@ -23,7 +23,6 @@ import asyncio
 import gc
 import json
 import resource
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from typing import Any
 import trio
 
 from ._config import Config, Target, make_target
-from ._harness import Args, Tick
+from ._harness import Args, Tick, run_fresh
 from ._stats import paired_ratio, summarize
 
 __all__ = ["main", "run_scale", "steps_scale"]
@@ -193,16 +192,7 @@ def measure(contender: str, calls: int, tools: int, sleep_s: float) -> dict[str,
 
 def run_in_subprocess(contender: str, calls: int, tools: int, sleep_s: float) -> dict[str, Any]:
     """Run :func:`measure` in a fresh interpreter and return its figures."""
-    argv = [sys.executable, "-m", "toolvisor._bench.scale", contender, str(calls), str(tools)]
-    done = subprocess.run(
-        [*argv, repr(sleep_s)], capture_output=True, text=True, timeout=600, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"scale benchmark {contender!r} failed (exit {done.returncode}):\n{done.stderr}"
-        )
-    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return figures
+    return run_fresh("toolvisor._bench.scale", contender, calls, tools, repr(sleep_s))
 
 
 def steps_scale(cfg: Config) -> int:

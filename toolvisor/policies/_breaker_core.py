@@ -89,15 +89,12 @@ class ICircuitBreakerPolicy(Protocol):
             CircuitOpenError: the breaker did not admit the call (``func`` was not run), or
                 this call's failure opened it (chained ``from`` the tool's exception).
         """
-        ...
 
     def get_state(self, tool_name: str) -> CircuitState:
         """Return the breaker state of ``tool_name`` (a pure read)."""
-        ...
 
     def reset(self, tool_name: str) -> None:
         """Close the breaker of ``tool_name`` and clear its counters."""
-        ...
 
 
 @attrs.frozen

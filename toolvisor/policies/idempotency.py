@@ -49,7 +49,6 @@ class IIdempotencyKeyGenerator(Protocol):
         tenant_id: str | None = None,
     ) -> str:
         """Return the key of calling ``tool_name`` with ``args`` for ``tenant_id``."""
-        ...
 
 
 def canonical_json(value: object) -> str:

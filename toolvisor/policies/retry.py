@@ -89,7 +89,6 @@ class IRetryPolicy(Protocol):
         Raises:
             Exception: the last attempt's exception when the policy gives up.
         """
-        ...
 
 
 def _convert_retry_on(

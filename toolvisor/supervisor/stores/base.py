@@ -86,7 +86,6 @@ class IdempotencyStore(Protocol):
         self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
     ) -> ClaimOutcome:
         """Claim ``key`` for ``owner`` for ``claim_ttl_s`` seconds, atomically."""
-        ...
 
     async def complete(
         self,
@@ -100,16 +99,12 @@ class IdempotencyStore(Protocol):
 
         Returns False (and changes nothing) when ``owner`` no longer holds the claim.
         """
-        ...
 
     async def release(self, key: str, owner: str) -> bool:
         """Drop ``owner``'s claim on ``key``; False when it no longer held it."""
-        ...
 
     async def get(self, key: str) -> Record | None:
         """The live (unexpired) record of ``key``, or None."""
-        ...
 
     async def aclose(self) -> None:
         """Release connections and files. Idempotent."""
-        ...
