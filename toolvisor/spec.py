@@ -584,10 +584,6 @@ class CompiledSpec:
             open_for=None,
         )
 
-    def worst_case_s(self) -> float:
-        """An upper bound of one call's run time (see ``_worst_case_s``)."""
-        return _worst_case_s(self.retry_policy, self.timeout_s)
-
 
 def _worst_case_s(policy: IRetryPolicy, timeout_s: float) -> float:
     """An upper bound of one call's run time, for claims that must outlive it.
