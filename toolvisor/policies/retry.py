@@ -23,6 +23,7 @@ Rules common to the built-ins:
 
 from __future__ import annotations
 
+import abc
 import math
 import random
 from collections.abc import Awaitable, Callable, Iterable
@@ -129,7 +130,7 @@ def _retry_after(exc: BaseException) -> float:
     return 0.0
 
 
-class _ScheduledRetryPolicy:
+class _ScheduledRetryPolicy(abc.ABC):
     """The base of the built-ins: the pure schedule and the one ``execute`` loop."""
 
     __slots__ = ()
@@ -138,9 +139,9 @@ class _ScheduledRetryPolicy:
     retry_on: RetryOn
     rng: random.Random | None
 
+    @abc.abstractmethod
     def _wait(self, attempt: int) -> float:
         """The (jittered) wait after failed attempt ``attempt``, before the floors."""
-        raise NotImplementedError
 
     def _random(self) -> random.Random:
         return DEFAULT_RNG if self.rng is None else self.rng
