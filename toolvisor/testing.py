@@ -278,7 +278,7 @@ class EventLog:
     Example::
 
         log = EventLog.attach(sup)
-        ...
+        await sup.execute("pay", args)  # calls that trip and close the breaker
         assert [e.new for e in log.of_type(BreakerTransition)] == ["open", "half_open"]
         log.detach()
     """

@@ -193,7 +193,7 @@ class ToolActor:
                     lambda: invoke(args, ctx), runner.spec.tool_name
                 )
             else:
-                value = await runner.first_attempt(msg.args, msg.ctx)
+                value = await runner.first_attempt_observed(msg.args, msg.ctx)
         except Exception as exc:
             first_error = exc
         if first_error is None:

@@ -111,19 +111,15 @@ class ToolRunner:
         self.publish = publish
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
 
-    async def first_attempt(self, args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
-        """The first attempt, without a timeout scope of its own.
+    async def first_attempt_observed(self, args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
+        """The first attempt while events are subscribed: breaker transitions published.
 
-        The caller runs it inside a cancel scope whose deadline is the attempt's, and
-        counts the outcome. This is the hot path: a call whose first attempt succeeds
-        costs one breaker admission and nothing else.
+        Like the actor's own fast path (no timeout scope of its own: the caller runs it
+        inside a cancel scope whose deadline is the attempt's), with the breaker's state
+        observed before and after.
         """
         spec = self.spec
         invoke = self.invoke
-        if self.publish is None:
-            return await spec.breaker.execute_with_breaker(
-                lambda: invoke(args, ctx), spec.tool_name
-            )
         self._observe_breaker()
         try:
             return await spec.breaker.execute_with_breaker(
@@ -142,7 +138,7 @@ class ToolRunner:
     ) -> Any:
         """Run the call's attempts through the retry policy; count the outcome.
 
-        With ``first_error``, the first attempt already ran (in ``first_attempt``) and
+        With ``first_error``, the first attempt already ran (in the actor's fast path) and
         failed with it: the retry policy sees that failure as attempt 1 and schedules
         the rest. Every attempt run here has its own ``timeout_s`` scope.
         """
