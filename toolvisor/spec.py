@@ -29,7 +29,7 @@ import attrs
 import jsonschema_rs
 
 from ._validation import ArgumentValidator
-from .policies._breaker_core import _PybreakerPolicy
+from .policies._breaker_core import _Circuit, _PybreakerPolicy
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -560,10 +560,14 @@ class CompiledSpec:
     #: state can be read without admitting a call: the supervisor then refuses calls in
     #: the caller's task, without the hop to the actor. None for other breakers.
     open_for: Callable[[str], float] | None = None
+    #: The tool's circuit in a built-in (pybreaker) breaker: while ``circuit.clean``, a
+    #: call may skip the breaker entirely (see ``_breaker_core``). None for other breakers.
+    circuit: _Circuit | None = attrs.field(default=None, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.open_for is None and isinstance(self.breaker, _PybreakerPolicy):
             object.__setattr__(self, "open_for", self.breaker.retry_after)
+            object.__setattr__(self, "circuit", self.breaker.circuit_for(self.tool_name))
 
     def with_policies(
         self,
@@ -582,6 +586,7 @@ class CompiledSpec:
             retry_policy=new_retry,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
             open_for=None,
+            circuit=None,
         )
 
 

@@ -8,7 +8,9 @@ Calls that complete at once go through the public ``execute_with_breaker`` in a
 ``trio.run`` per step. Calls that stay in flight across steps (concurrent half-open
 trials, late results of an older epoch, cancellations) use the policy's synchronous
 core (``_admit`` / ``_record_*`` / ``_abandon``), which ``execute_with_breaker`` is
-built from.
+built from. The tool actor's fast path (``circuit.clean``, ``succeeded`` / ``failed``)
+has its own rules: it must behave exactly as ``execute_with_breaker`` whenever it is
+taken, and ``clean`` must hold exactly when it may be taken.
 """
 
 from __future__ import annotations
@@ -231,6 +233,46 @@ class BreakerMachine(RuleBasedStateMachine):
             error = self.policy._record_failure(circuit, TOOL, epoch, exc, now)
             assert (error is not None) == tripped
 
+    @rule(outcome=st.sampled_from(["success", "failure", "excluded"]))
+    def fast_call(self, outcome: Outcome) -> None:
+        """A call as the tool actor runs it: straight through while the circuit is clean."""
+        circuit = self.policy.circuit_for(TOOL)
+        if not circuit.clean:
+            self.call(outcome)  # the actor falls back to execute_with_breaker
+            return
+        now = self.now
+        admitted = self.model.admit(now)
+        assert admitted == self.model.epoch and self.model.state == "closed"
+        epoch = circuit.epoch
+        tripped = self.model.complete(admitted, outcome, now)
+        if outcome == "success":
+            self.policy.succeeded(circuit, epoch, now)
+            return
+        exc = BoomError() if outcome == "failure" else BenignError()
+        error = self.policy.failed(circuit, TOOL, epoch, exc, now)
+        if tripped:
+            assert isinstance(error, CircuitOpenError)
+            assert error.retry_after == self.model.recovery
+            assert error.__cause__ is exc
+        else:
+            assert error is exc
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data(), outcome=st.sampled_from(["success", "failure", "excluded"]))
+    def finish_fast(self, data: st.DataObject, outcome: str) -> None:
+        """A late outcome delivered through the fast path's recording methods."""
+        expected, epoch = self.pending.pop(data.draw(st.integers(0, len(self.pending) - 1)))
+        circuit = self.policy.circuit_for(TOOL)
+        now = self.now
+        if outcome == "success":
+            assert not self.model.complete(expected, "success", now)
+            self.policy.succeeded(circuit, epoch, now)
+            return
+        exc = BoomError() if outcome == "failure" else BenignError()
+        tripped = self.model.complete(expected, outcome, now)  # type: ignore[arg-type]
+        error = self.policy.failed(circuit, TOOL, epoch, exc, now)
+        assert isinstance(error, CircuitOpenError) == tripped
+
     @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 5.0, 10.0]) | st.floats(0, 40))
     def advance(self, dt: float) -> None:
         self.clock.jump(dt)
@@ -259,6 +301,10 @@ class BreakerMachine(RuleBasedStateMachine):
             circuit = self.policy._circuit(TOOL)
             assert circuit.trials == self.model.trials
             assert 0 <= circuit.trials <= self.model.max_trials
+            # clean: a success would change nothing (closed, no failure counted, no
+            # listener, no adaptive window), so the actor may skip the breaker.
+            quiet = self.model.adaptive is None
+            assert circuit.clean == (quiet and self.model.state == "closed" and not self.model.fail)
 
 
 _settings = settings(

@@ -151,12 +151,22 @@ class _Circuit:
 
     breaker: pybreaker.CircuitBreaker
     storage: pybreaker.CircuitMemoryStorage
+    # The policy and tool this circuit belongs to (for the actor's fast path).
+    policy: _PybreakerPolicy = attrs.field(repr=False)
+    tool_name: str
     epoch: int = 0
     opened_at: float = -math.inf
     trials: int = 0
     # Adaptive only: recorded outcomes (True = failure) and how many are failures.
     window: deque[bool] = attrs.field(factory=deque)
     window_failures: int = 0
+    # No listener to notify and no window to update: a success in a clean closed breaker
+    # changes nothing at all (fixed when the circuit is made).
+    quiet: bool = False
+    # Closed, no failure counted, and quiet: a call may run without admission and a
+    # success needs no recording. Kept in step with pybreaker's state by every method
+    # that changes it; the actor's hot path reads only this flag.
+    clean: bool = False
 
 
 class _PybreakerPolicy(abc.ABC):
@@ -210,8 +220,54 @@ class _PybreakerPolicy(abc.ABC):
         except BaseException:
             self._abandon(circuit, epoch)
             raise
-        self._record_success(circuit, epoch)
+        if not circuit.clean:
+            self._record_success(circuit, epoch)
         return value
+
+    # -- the actor's fast path ---------------------------------------------------------
+    #
+    # While ``circuit.clean`` holds, admission is a no-op (closed) and so is recording a
+    # success, so the actor runs the tool itself, reading only the flag:
+    #
+    #     if circuit.clean:
+    #         epoch = circuit.epoch
+    #         try:
+    #             value = await tool()
+    #         except Exception as exc:
+    #             error = circuit.policy.failed(circuit, circuit.tool_name, epoch, exc)
+    #         else:
+    #             circuit.policy.succeeded(circuit, epoch)  # nothing to do if still clean
+    #
+    # which is exactly ``execute_with_breaker`` for a clean circuit.
+
+    def circuit_for(self, tool_name: str) -> _Circuit:
+        """The circuit of ``tool_name`` (made on first use; never replaced afterwards)."""
+        circuit = self._circuits.get(tool_name)
+        return circuit if circuit is not None else self._circuit(tool_name)
+
+    def succeeded(self, circuit: _Circuit, epoch: int, now: float | None = None) -> None:
+        """Record a success of a call run through the fast path (admitted in ``epoch``)."""
+        if not circuit.clean:
+            self._record_success(circuit, epoch, now)
+
+    def failed(
+        self,
+        circuit: _Circuit,
+        tool_name: str,
+        epoch: int,
+        exc: Exception,
+        now: float | None = None,
+    ) -> Exception:
+        """Record a failure of a call run through the fast path; return what to raise.
+
+        ``exc`` itself, or the ``CircuitOpenError`` (caused by ``exc``) when this failure
+        opened the breaker. ``now`` defaults to trio's clock.
+        """
+        tripped = self._record_failure(circuit, tool_name, epoch, exc, now)
+        if tripped is None:
+            return exc
+        tripped.__cause__ = exc
+        return tripped
 
     def get_state(self, tool_name: str) -> CircuitState:
         """Return the state of ``tool_name``'s breaker without changing anything.
@@ -238,6 +294,7 @@ class _PybreakerPolicy(abc.ABC):
         circuit.epoch += 1
         circuit.trials = 0
         circuit.opened_at = -math.inf
+        circuit.clean = circuit.quiet
 
     def retry_after(self, tool_name: str) -> float:
         """Seconds until ``tool_name``'s open breaker admits a trial call (0 unless open).
@@ -275,7 +332,9 @@ class _PybreakerPolicy(abc.ABC):
                 name=tool_name,
                 throw_new_error_on_trip=True,
             )
-            circuit = self._circuits[tool_name] = _Circuit(breaker, storage)
+            quiet = not self.listeners and not self._OBSERVES
+            circuit = _Circuit(breaker, storage, self, tool_name, quiet=quiet, clean=quiet)
+            self._circuits[tool_name] = circuit
         return circuit
 
     def _state_at(self, tool_name: str, now: float | None) -> CircuitState:
@@ -312,6 +371,7 @@ class _PybreakerPolicy(abc.ABC):
                 raise CircuitOpenError(tool_name, wait)
             circuit.breaker.half_open()
             self._new_epoch(circuit)
+            circuit.clean = False
         if circuit.trials >= self.half_open_max_calls:
             raise CircuitOpenError(tool_name, 0.0)
         circuit.trials += 1
@@ -326,17 +386,17 @@ class _PybreakerPolicy(abc.ABC):
         """Record a success of a call admitted in ``epoch`` (ignored if the epoch is over)."""
         if epoch != circuit.epoch:
             return
+        if circuit.clean:
+            return  # pybreaker would only reset a counter that is already 0
         state = circuit.storage.state
         if self._OBSERVES:
             self._observe(circuit, None)
-        if state == pybreaker.STATE_CLOSED and not circuit.storage.counter and not self.listeners:
-            # pybreaker would only reset a counter that is already 0: skip its overhead.
-            return
         if state == pybreaker.STATE_HALF_OPEN:
             circuit.trials -= 1
         circuit.breaker.call(_succeed)
         if circuit.storage.state != state:
             self._transitioned(circuit, now)
+        self._refresh(circuit)
 
     def _record_failure(
         self,
@@ -367,6 +427,7 @@ class _PybreakerPolicy(abc.ABC):
                 raise
         finally:
             exc.__traceback__ = traceback  # hide pybreaker's frames from the tool's error
+        self._refresh(circuit)
         if circuit.storage.state == state:
             return None
         self._transitioned(circuit, now)
@@ -378,6 +439,14 @@ class _PybreakerPolicy(abc.ABC):
         self._new_epoch(circuit)
         if circuit.storage.state == pybreaker.STATE_OPEN:
             circuit.opened_at = trio.current_time() if now is None else now
+
+    @staticmethod
+    def _refresh(circuit: _Circuit) -> None:
+        """Recompute ``circuit.clean`` after pybreaker's state or counter may have moved."""
+        storage = circuit.storage
+        circuit.clean = (
+            circuit.quiet and storage.state == pybreaker.STATE_CLOSED and not storage.counter
+        )
 
     @staticmethod
     def _new_epoch(circuit: _Circuit) -> None:
