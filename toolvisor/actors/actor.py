@@ -35,6 +35,10 @@ from .pipeline import ToolRunner
 
 __all__ = ["ActorKilled", "ToolActor"]
 
+_INF = math.inf
+_QUEUED = SlotState.QUEUED  # globals: an enum member read through its class costs more
+_RUNNING = SlotState.RUNNING
+
 
 class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error callers see
     """The reason recorded when ``Supervisor.kill()`` crashes an actor on purpose."""
@@ -62,6 +66,7 @@ class ToolActor:
     __slots__ = (
         "_alarm",
         "_alarm_at",
+        "_clock",
         "_idle",
         "_nursery",
         "_pool",
@@ -85,6 +90,8 @@ class ToolActor:
         self._watchdog_stop: trio.CancelScope | None = None
         self._alarm: trio.CancelScope | None = None  # the watchdog's sleep, once started
         self._alarm_at = math.inf  # when the watchdog wakes next (inf: not started)
+        # self._clock() without its lookups (the run's clock is fixed for the run).
+        self._clock = trio.lowlevel.current_clock().current_time
 
     async def run(self) -> None:
         """Serve the inbox until it is closed and drained (or the actor is killed)."""
@@ -111,7 +118,8 @@ class ToolActor:
         me = _Worker()
         self._pool.append(me)
         receive = self.inbox.receive
-        current: list[Execute] = []
+        held = self.held
+        current: Execute | None = None  # the call being served, if a cancellation cuts it
         try:
             while True:
                 # The scope is entered once a message arrives: an idle actor holds none.
@@ -122,10 +130,10 @@ class ToolActor:
                     me.scope = scope
                     while True:
                         # Held from the moment it left the inbox: a crash answers it.
-                        self.held.add(msg.reply)
-                        current.append(msg)
+                        held.add(msg.reply)
+                        current = msg
                         await self._serve(msg, me, scope)
-                        current.clear()
+                        current = None
                         # The next message, as _next() does but inline: this is the hot
                         # loop, where one more coroutine per call shows in the benchmarks.
                         self._idle += 1
@@ -138,9 +146,10 @@ class ToolActor:
                         if self._idle == 0:
                             self._grow()
                 # A cancellation ended the scope: a deadline, or the caller gave up.
-                me.deadline = math.inf
-                if current:
-                    await self._settle_cut(current.pop(), me)
+                me.deadline = _INF
+                if current is not None:
+                    cut, current = current, None
+                    await self._settle_cut(cut, me)
         finally:
             self._pool.remove(me)
             self._workers -= 1
@@ -171,42 +180,53 @@ class ToolActor:
 
     async def _serve(self, msg: Execute, me: _Worker, scope: trio.CancelScope) -> None:
         slot = msg.reply
-        if slot.state is not SlotState.QUEUED:
+        if slot.state is not _QUEUED:
             self.held.discard(slot)
             return  # the caller gave up while the call was queued: drop it unexecuted
         runner = self.runner
-        counters = runner.counters
-        now = trio.current_time()
+        spec = runner.spec
+        now = self._clock()
         deadline = msg.deadline
         if deadline <= now:
             self.held.discard(slot)
             self._reply_call_timeout(msg)
             return
-        attempt_deadline = now + runner.spec.timeout_s
-        self._watch(me, attempt_deadline if attempt_deadline < deadline else deadline)
+        due = now + spec.timeout_s
+        if deadline < due:
+            due = deadline
+        me.deadline = due  # what _watch() does, inline: this runs once per call
+        if due < self._alarm_at:
+            self._watch(me, due)
         slot.start(scope)
-        first_error: Exception | None = None
-        try:
-            if runner.publish is None:
-                args, ctx, invoke = msg.args, msg.ctx, runner.invoke
-                value = await runner.spec.breaker.execute_with_breaker(
-                    lambda: invoke(args, ctx), runner.spec.tool_name
-                )
+        error: Exception | None = None
+        circuit = spec.circuit
+        if circuit is not None and circuit.clean and runner.publish is None:
+            # A clean closed breaker: nothing to admit, nothing to record on success.
+            epoch = circuit.epoch
+            try:
+                value = await runner.invoke(msg.args, msg.ctx)
+            except Exception as exc:
+                error = circuit.policy.failed(circuit, circuit.tool_name, epoch, exc)
             else:
-                value = await runner.first_attempt_observed(msg.args, msg.ctx)
-        except Exception as exc:
-            first_error = exc
-        if first_error is None:
-            me.deadline = math.inf
+                if not circuit.clean:
+                    circuit.policy.succeeded(circuit, epoch)
+        else:
+            try:
+                value = await runner.first_attempt(msg.args, msg.ctx)
+            except Exception as exc:
+                error = exc
+        counters = runner.counters
+        if error is None:
+            me.deadline = _INF
             counters.successes += 1
             slot.attempts = 1
             result: outcome.Outcome[Any] = outcome.Value(value)
         else:
             self._watch(me, deadline)  # the retries run on the call's deadline
-            result = await self._rest(msg, first_error)
-            me.deadline = math.inf
+            result = await self._rest(msg, error)
+            me.deadline = _INF
         self.held.discard(slot)
-        counters.latency(trio.current_time() - msg.enqueued_at)
+        counters.latency(self._clock() - msg.enqueued_at)
         slot.reply(result)
 
     async def _rest(self, msg: Execute, first_error: Exception) -> outcome.Outcome[Any]:
@@ -221,11 +241,11 @@ class ToolActor:
     async def _settle_cut(self, msg: Execute, me: _Worker) -> None:
         """A worker's scope caught a cancellation while serving ``msg``: settle the call."""
         slot = msg.reply
-        if slot.state is not SlotState.RUNNING:
+        if slot.state is not _RUNNING:
             self.held.discard(slot)
             return  # the caller gave up (abandoned): it has its answer already
         runner = self.runner
-        if trio.current_time() >= msg.deadline:
+        if self._clock() >= msg.deadline:
             self.held.discard(slot)
             self._reply_call_timeout(msg)
             return
@@ -241,7 +261,7 @@ class ToolActor:
             slot.attempts = 1
             result: outcome.Outcome[Any] = outcome.Error(error)
             self.held.discard(slot)
-            runner.counters.latency(trio.current_time() - msg.enqueued_at)
+            runner.counters.latency(self._clock() - msg.enqueued_at)
             slot.reply(result)
             return
         with trio.CancelScope() as scope:
@@ -252,12 +272,12 @@ class ToolActor:
             result = await self._rest(msg, first_error)
             me.deadline = math.inf
             self.held.discard(slot)
-            runner.counters.latency(trio.current_time() - msg.enqueued_at)
+            runner.counters.latency(self._clock() - msg.enqueued_at)
             slot.reply(result)
             return
         me.deadline = math.inf
         self.held.discard(slot)
-        if slot.state is SlotState.RUNNING:
+        if slot.state is _RUNNING:
             self._reply_call_timeout(msg)
 
     def _reply_call_timeout(self, msg: Execute) -> None:
@@ -292,7 +312,7 @@ class ToolActor:
 
     async def _watch_loop(self, horizon: float) -> None:
         while True:
-            now = trio.current_time()
+            now = self._clock()
             # Calls starting later get deadlines of at least now + timeout_s; earlier
             # overall deadlines move the alarm forward themselves (_watch).
             wake = now + horizon

@@ -30,13 +30,25 @@ class SlotState(enum.IntEnum):
     ABANDONED = 3
 
 
+# Module constants: an enum member read through its class costs ~10x a global on the
+# Python versions supported (the slot's methods run several times per call).
+_QUEUED = SlotState.QUEUED
+_RUNNING = SlotState.RUNNING
+_DONE = SlotState.DONE
+_ABANDONED = SlotState.ABANDONED
+_ABORTED = trio.lowlevel.Abort.SUCCEEDED
+_current_task = trio.lowlevel.current_task
+_reschedule = trio.lowlevel.reschedule
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+
+
 class ReplySlot:
     """A one-shot reply channel with cancellation back to the running attempt."""
 
     __slots__ = ("_counted", "_outcome", "_scope", "_waiter", "attempts", "cached", "state")
 
     def __init__(self) -> None:
-        self.state = SlotState.QUEUED
+        self.state = _QUEUED
         self.attempts = 0
         self.cached = False
         self._counted = False
@@ -47,39 +59,39 @@ class ReplySlot:
     @property
     def done(self) -> bool:
         """True once a reply was given (or the caller gave up)."""
-        return self.state >= SlotState.DONE
+        return self.state >= _DONE
 
     def start(self, scope: trio.CancelScope) -> bool:
         """The actor takes the call; False if the caller already gave up."""
-        if self.state is not SlotState.QUEUED:
+        if self.state is not _QUEUED:
             return False
-        self.state = SlotState.RUNNING
+        self.state = _RUNNING
         self._scope = scope
         return True
 
     def start_again(self, scope: trio.CancelScope) -> None:
         """The running call continues under a new cancel scope."""
-        if self.state is SlotState.RUNNING:
+        if self.state is _RUNNING:
             self._scope = scope
 
     def reply(self, result: outcome.Outcome[Any]) -> bool:
         """Deliver the outcome; False (and nothing happens) if already replied/abandoned."""
-        if self.state >= SlotState.DONE:
+        if self.state >= _DONE:
             return False
-        self.state = SlotState.DONE
+        self.state = _DONE
         self._scope = None
         self._outcome = result
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            trio.lowlevel.reschedule(waiter, result)
+            _reschedule(waiter, result)
         return True
 
     def abandon(self) -> bool:
         """The caller gives up: cancel the running attempt, drop any later reply."""
-        if self.state >= SlotState.DONE:
+        if self.state >= _DONE:
             return False
-        self.state = SlotState.ABANDONED
+        self.state = _ABANDONED
         scope, self._scope = self._scope, None
         if scope is not None:
             scope.cancel()
@@ -87,7 +99,7 @@ class ReplySlot:
 
     def abandoned_now(self) -> bool:
         """True the first time it is asked after the caller gave up: count that once."""
-        if self.state is SlotState.ABANDONED and not self._counted:
+        if self.state is _ABANDONED and not self._counted:
             self._counted = True
             return True
         return False
@@ -104,16 +116,16 @@ class ReplySlot:
                 raise stored.error
             assert isinstance(stored, outcome.Value)
             return stored.value
-        if self.state >= SlotState.DONE:
+        if self.state >= _DONE:
             raise RuntimeError("this call was abandoned; its reply is gone")
-        self._waiter = trio.lowlevel.current_task()
+        self._waiter = _current_task()
+        return await _wait_task_rescheduled(self._abort)
 
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            self._waiter = None
-            self.abandon()
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        """The waiting caller is cancelled: give up the call."""
+        self._waiter = None
+        self.abandon()
+        return _ABORTED
 
 
 class Execute(NamedTuple):

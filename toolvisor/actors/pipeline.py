@@ -111,15 +111,19 @@ class ToolRunner:
         self.publish = publish
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
 
-    async def first_attempt_observed(self, args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
-        """The first attempt while events are subscribed: breaker transitions published.
+    async def first_attempt(self, args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
+        """The actor's first attempt of a call, through the breaker.
 
-        Like the actor's own fast path (no timeout scope of its own: the caller runs it
-        inside a cancel scope whose deadline is the attempt's), with the breaker's state
-        observed before and after.
+        No timeout scope of its own: the actor runs it inside a cancel scope whose
+        deadline is the attempt's. While events are subscribed, the breaker's state is
+        observed before and after, so its transitions are published.
         """
         spec = self.spec
         invoke = self.invoke
+        if self.publish is None:
+            return await spec.breaker.execute_with_breaker(
+                lambda: invoke(args, ctx), spec.tool_name
+            )
         self._observe_breaker()
         try:
             return await spec.breaker.execute_with_breaker(
