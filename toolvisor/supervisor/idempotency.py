@@ -109,10 +109,8 @@ class IdempotencyCache:
             key = generator.generate(
                 spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
             )
-        while True:
-            flight = self._flights.get(key)
-            if flight is None:
-                break
+        flights = self._flights
+        while (flight := flights.get(key)) is not None:
             if flight.fingerprint != fp:
                 counters.failures += 1
                 raise IdempotencyConflictError(key, tool=spec.tool_name)
@@ -121,22 +119,56 @@ class IdempotencyCache:
             await _wait_until(flight.done, deadline, spec.tool_name, counters)
             if flight.result is not None:
                 return self._joined(flight.result, counters), True
-        flight = _Flight(fp)
-        self._flights[key] = flight
+        store = self.store if spec.persist_result else self.local
+        if type(store) is not MemoryStore:  # subclasses too: they may override the methods
+            return await self._lead(spec, store, key, fp, deadline, counters, execute)
+        # A MemoryStore never waits: its claim and completion are plain calls, in this frame.
+        owner, claim_ttl = self._claim_terms(spec, deadline)
         try:
-            value, cached = await self._lead(spec, key, fp, deadline, counters, execute)
+            record = store._claim(key, fp, owner, claim_ttl)
+        except IdempotencyStoreError:
+            counters.failures += 1
+            raise
+        if record is not None:
+            if record.fingerprint != fp:
+                counters.failures += 1
+                raise IdempotencyConflictError(key, tool=spec.tool_name)
+            if record.state is RecordState.DONE:
+                return self._hit(store, record, counters), True
+            # Claimed by another cache sharing the store: wait for it as for another process.
+            return await self._lead(spec, store, key, fp, deadline, counters, execute)
+        flight = _Flight(fp)
+        flights[key] = flight
+        try:
+            try:
+                value = await execute()
+            except BaseException:
+                try:
+                    store._release(key, owner)
+                except Exception:
+                    log.exception("releasing idempotency key %r failed", key)
+                raise
+            result_json, reason = _encode(value)
+            try:
+                store._complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
+            except Exception as exc:  # a TTL the store refuses
+                reason = f"the store failed to record the success: {exc}"
+                log.exception("completing idempotency key %r failed", key)
+            if reason is not None and self.publish is not None:
+                self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
         except Exception as exc:
-            if not (isinstance(exc, ToolTimeoutError) and exc.scope == "call"):
-                flight.result = outcome.Error(exc)
-            raise  # a leader that ran out of *its* time leaves: a waiter takes over
+            if flight.done is not None:
+                flight.result = _left_or_failed(exc)
+            raise
         else:
-            flight.result = outcome.Value(value)
-            return value, cached
+            if flight.done is not None:  # only a waiting duplicate reads the result
+                flight.result = outcome.Value(value)
+            return value, False
         finally:
             if flight.done is not None:
                 flight.done.set()
-            if self._flights.get(key) is flight:
-                del self._flights[key]
+            if flights.get(key) is flight:
+                del flights[key]
 
     @staticmethod
     def _joined(result: outcome.Outcome[Any], counters: Counters) -> Any:
@@ -148,30 +180,64 @@ class IdempotencyCache:
         counters.cache_hits += 1
         return result.value
 
+    def _claim_terms(self, spec: CompiledSpec, deadline: float) -> tuple[str, float]:
+        """A new owner token, and how long its claim lasts (not past the call's deadline)."""
+        self._seq += 1
+        claim_ttl = spec.claim_ttl_s
+        if deadline != math.inf:
+            claim_ttl = min(claim_ttl, max(deadline - trio.current_time(), 0.001)) + 1.0
+        return f"{self._owner}-{self._seq}", claim_ttl
+
+    def _hit(self, store: IdempotencyStore, record: Record, counters: Counters) -> Any:
+        value = self._decode(store, record, counters)
+        counters.successes += 1
+        counters.cache_hits += 1
+        return value
+
     async def _lead(
         self,
         spec: CompiledSpec,
+        store: IdempotencyStore,
         key: str,
         fp: str,
         deadline: float,
         counters: Counters,
         execute: Callable[[], Awaitable[Any]],
     ) -> tuple[Any, bool]:
-        store = self.store if spec.persist_result else self.local
-        self._seq += 1
-        owner = f"{self._owner}-{self._seq}"
-        claim_ttl = spec.claim_ttl_s
-        if deadline != math.inf:
-            claim_ttl = min(claim_ttl, max(deadline - trio.current_time(), 0.001)) + 1.0
+        """Claim ``key`` in ``store`` (polling while another holds it), then execute."""
+        flight = _Flight(fp)
+        self._flights[key] = flight
+        try:
+            value, cached = await self._claim_and_execute(
+                spec, store, key, fp, deadline, counters, execute
+            )
+        except Exception as exc:
+            flight.result = _left_or_failed(exc)
+            raise
+        else:
+            flight.result = outcome.Value(value)
+            return value, cached
+        finally:
+            if flight.done is not None:
+                flight.done.set()
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    async def _claim_and_execute(
+        self,
+        spec: CompiledSpec,
+        store: IdempotencyStore,
+        key: str,
+        fp: str,
+        deadline: float,
+        counters: Counters,
+        execute: Callable[[], Awaitable[Any]],
+    ) -> tuple[Any, bool]:
+        owner, claim_ttl = self._claim_terms(spec, deadline)
         poll = _POLL_FIRST_S
-        # A MemoryStore never waits: call it without a coroutine (subclasses: as usual).
-        memory = store if type(store) is MemoryStore else None
         while True:
             try:
-                if memory is not None:
-                    claim = memory.claim_now(key, fp, owner, claim_ttl)
-                else:
-                    claim = await store.claim(key, fp, owner, claim_ttl)
+                claim = await store.claim(key, fp, owner, claim_ttl)
             except IdempotencyStoreError:
                 counters.failures += 1
                 raise
@@ -182,10 +248,7 @@ class IdempotencyCache:
                 counters.failures += 1
                 raise IdempotencyConflictError(key, tool=spec.tool_name)
             if record.state is RecordState.DONE:
-                value = self._decode(store, record, counters)
-                counters.successes += 1
-                counters.cache_hits += 1
-                return value, True
+                return self._hit(store, record, counters), True
             # Another process runs this key: wait for it to finish or for its claim to end.
             now = trio.current_time()
             if now + poll > deadline:
@@ -209,8 +272,6 @@ class IdempotencyCache:
             if store.persistent:  # I/O: finish it even if the caller is being cancelled
                 with trio.move_on_after(_CLEANUP_S, shield=True):
                     await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
-            elif memory is not None:  # never blocks, so cancellation cannot cut it short
-                memory.complete_now(key, owner, spec.idempotency_ttl_s, result_json, reason)
             else:
                 await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
@@ -238,6 +299,14 @@ class IdempotencyCache:
             raise IdempotencyStoreError(
                 name, f"stored result of key {record.key!r} is not valid JSON ({exc})"
             ) from exc
+
+
+def _left_or_failed(exc: Exception) -> outcome.Error | None:
+    """What a leader's exception tells its waiters: None when the leader ran out of *its*
+    time (it leaves, and a waiter takes over), else the error they all get."""
+    if isinstance(exc, ToolTimeoutError) and exc.scope == "call":
+        return None
+    return outcome.Error(exc)
 
 
 def _encode(value: Any) -> tuple[str | None, str | None]:

@@ -227,6 +227,60 @@ async def test_results_expire_after_their_ttl(autojump_clock: trio.testing.MockC
         assert await sup.execute("pay", {"transaction_id": "t"}) == 2
 
 
+async def test_supervisors_sharing_a_memory_store_run_a_key_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran = 0
+
+    async def slow(args: dict[str, Any]) -> Any:
+        nonlocal ran
+        ran += 1
+        await trio.sleep(1)
+        return ran
+
+    store = tv.MemoryStore()
+    got: list[Any] = []
+
+    async def call(sup: tv.Supervisor) -> None:
+        got.append(await sup.execute("pay", {"transaction_id": "t"}))
+
+    async with (
+        tv.open_supervisor(idempotency_store=store) as first,
+        tv.open_supervisor(idempotency_store=store) as second,
+    ):
+        await first.spawn(payment_spec(), slow)
+        await second.spawn(payment_spec(), slow)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, first)
+            await trio.sleep(0.1)
+            nursery.start_soon(call, second)  # finds the first's claim in the store: waits
+        assert second.stats("pay").cache_hits == 1
+    assert got == [1, 1]
+    assert ran == 1
+
+
+async def test_a_ttl_the_memory_store_refuses_returns_the_value_and_keeps_the_key(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran = 0
+
+    async def pay(args: dict[str, Any]) -> Any:
+        nonlocal ran
+        ran += 1
+        return "charged"
+
+    events: list[tv.Event] = []
+    async with tv.open_supervisor() as sup:
+        sup.subscribe(events.append)
+        await sup.spawn(payment_spec(persist=False, ttl_s=float("inf")), pay)
+        assert await sup.execute("pay", {"transaction_id": "t"}) == "charged"
+        with pytest.raises(tv.ToolTimeoutError):  # the claim still holds the key
+            await sup.execute("pay", {"transaction_id": "t"}, timeout=5)
+    assert ran == 1
+    assert [type(e) for e in events] == [tv.ResultNotStored]
+    assert "failed to record" in events[0].reason  # type: ignore[union-attr]
+
+
 async def test_executor_shares_the_same_idempotency(tmp_path: Path) -> None:
     ran = 0
 

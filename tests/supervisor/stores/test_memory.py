@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import sys
+import tracemalloc
 
 import pytest
 import trio
@@ -11,12 +11,7 @@ import trio.testing
 from store_helpers import FakeClock
 
 from toolvisor.errors import IdempotencyStoreError
-from toolvisor.supervisor.stores import MemoryStore, Record, RecordState
-
-
-def records_alive() -> int:
-    gc.collect()
-    return sum(isinstance(o, Record) for o in gc.get_objects())
+from toolvisor.supervisor.stores import MemoryStore, RecordState
 
 
 async def test_default_clock_is_trios(autojump_clock: trio.testing.MockClock) -> None:
@@ -44,13 +39,19 @@ async def test_bound_holds_under_many_distinct_keys(clock: FakeClock) -> None:
             assert len(store) <= 1000
 
     await fill(0, 100_000)
-    # Memory held: the records alive and the size of the store's tables stop growing
-    # at the bound (counted, not timed or sampled, so other tests cannot disturb it).
+    # Memory held: the bytes allocated for the records alive and the size of the store's
+    # tables stop growing at the bound (counted, not timed or sampled, so other tests
+    # cannot disturb it). Traced from a full store, so every record held was traced.
     sizes = (sys.getsizeof(store._done), sys.getsizeof(store._claims))
-    alive = records_alive()
-    assert alive >= 1000  # the count sees the store's records
-    await fill(100_000, 120_000)
-    assert records_alive() - alive <= 10
+    tracemalloc.start()
+    try:
+        await fill(100_000, 110_000)
+        held = tracemalloc.get_traced_memory()[0]
+        await fill(110_000, 120_000)
+        assert tracemalloc.get_traced_memory()[0] <= held + held // 10
+    finally:
+        tracemalloc.stop()
+    assert held >= 1000 * 100  # the count sees the store's records (keys alone take that)
     assert sys.getsizeof(store._done) <= 2 * sizes[0]
     assert sys.getsizeof(store._claims) <= 2 * sizes[1]
     assert len(store) == 1000

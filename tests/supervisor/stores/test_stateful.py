@@ -25,6 +25,7 @@ from store_helpers import FakeClock
 
 from toolvisor.errors import IdempotencyStoreError
 from toolvisor.supervisor.stores import (
+    ClaimOutcome,
     IdempotencyStore,
     MemoryStore,
     Record,
@@ -207,8 +208,45 @@ class MemoryMachine(StoreMachine):
         assert len(store) <= 3
         now = self.clock()
         for key, entry in self.model.claims.items():
-            if entry.expires_at > now:
-                assert store._claims[key].owner == entry.owner
+            if entry.expires_at > now:  # a live claim's get() changes nothing
+                got = self.run(store.get(key))
+                assert got is not None
+                assert got.state is RecordState.IN_PROGRESS
+                assert got.owner == entry.owner
+
+
+class FastPathStore(MemoryStore):
+    """A MemoryStore driven through the private methods the idempotency cache calls."""
+
+    async def claim(
+        self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
+    ) -> ClaimOutcome:
+        standing = self._claim(key, fingerprint, owner, claim_ttl_s)
+        if standing is not None:
+            return ClaimOutcome(claimed=False, record=standing)
+        record = await self.get(key)
+        assert record is not None
+        return ClaimOutcome(claimed=True, record=record)
+
+    async def complete(
+        self,
+        key: str,
+        owner: str,
+        ttl_s: float,
+        result_json: str | None,
+        not_stored_reason: str | None = None,
+    ) -> bool:
+        return self._complete(key, owner, ttl_s, result_json, not_stored_reason)
+
+    async def release(self, key: str, owner: str) -> bool:
+        return self._release(key, owner)
+
+
+class MemoryFastPathMachine(MemoryMachine):
+    """The same rules and model through the fast path: both must give the same answers."""
+
+    def make_store(self) -> IdempotencyStore:
+        return FastPathStore(max_entries=self.max_entries or 1, clock=self.clock)
 
 
 class SQLiteMachine(StoreMachine):
@@ -236,5 +274,7 @@ class SQLiteMachine(StoreMachine):
 
 TestMemoryStore = MemoryMachine.TestCase
 TestMemoryStore.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
+TestMemoryStoreFastPath = MemoryFastPathMachine.TestCase
+TestMemoryStoreFastPath.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
 TestSQLiteStore = SQLiteMachine.TestCase
 TestSQLiteStore.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)

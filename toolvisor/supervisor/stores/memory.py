@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -15,6 +16,14 @@ __all__ = ["MemoryStore"]
 
 _IN_PROGRESS = RecordState.IN_PROGRESS
 _DONE = RecordState.DONE
+_INF = math.inf
+
+# The records are held as tuples of strings and floats, not as ``Record``s: a tuple of
+# atoms is built faster than an attrs instance, and the garbage collector stops tracking
+# it after one pass, so a store holding many thousands of done records costs later
+# collections nothing. ``Record``s are built only for the callers that read one.
+_Claim = tuple[str, str, float]  # fingerprint, owner, expires_at
+_Done = tuple[str, str, float, str | None, str | None]  # ... result_json, not_stored_reason
 
 
 class MemoryStore:
@@ -48,8 +57,8 @@ class MemoryStore:
         self._clock: Callable[[], float] = clock if clock is not None else trio.current_time
         # Done records in least-recently-used-first order; claims apart, so eviction
         # pops the oldest done record in O(1) and never looks at a claim.
-        self._done: OrderedDict[str, Record] = OrderedDict()
-        self._claims: dict[str, Record] = {}
+        self._done: OrderedDict[str, _Done] = OrderedDict()
+        self._claims: dict[str, _Claim] = {}
 
     def __repr__(self) -> str:
         return (
@@ -65,37 +74,11 @@ class MemoryStore:
         self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
     ) -> ClaimOutcome:
         """Claim ``key`` for ``owner`` unless a live record stands there (see ``base``)."""
-        return self.claim_now(key, fingerprint, owner, claim_ttl_s)
-
-    def claim_now(self, key: str, fingerprint: str, owner: str, claim_ttl_s: float) -> ClaimOutcome:
-        """``claim`` without the coroutine: this store never waits (the hot path uses it)."""
-        ttl = check_ttl("claim_ttl_s", claim_ttl_s)
-        now = self._clock()
-        done = self._done
-        claims = self._claims
-        record = claims.get(key)
-        if record is not None:
-            if record.expires_at > now:
-                return ClaimOutcome(claimed=False, record=record)
-            del claims[key]
-        else:
-            record = done.get(key)
-            if record is not None:
-                if record.expires_at > now:
-                    done.move_to_end(key)
-                    return ClaimOutcome(claimed=False, record=record)
-                del done[key]
-        if len(done) + len(claims) >= self.max_entries:
-            self._make_room(now)
-        new = Record(
-            key=key,
-            fingerprint=fingerprint,
-            state=_IN_PROGRESS,
-            owner=owner,
-            expires_at=now + ttl,
-        )
-        claims[key] = new
-        return ClaimOutcome(claimed=True, record=new)
+        found = self._claim(key, fingerprint, owner, claim_ttl_s)
+        if found is not None:
+            return ClaimOutcome(claimed=False, record=found)
+        claim = self._claims[key]
+        return ClaimOutcome(claimed=True, record=_claim_record(key, claim))
 
     async def complete(
         self,
@@ -106,9 +89,61 @@ class MemoryStore:
         not_stored_reason: str | None = None,
     ) -> bool:
         """Turn ``owner``'s live claim on ``key`` into a done record kept ``ttl_s`` seconds."""
-        return self.complete_now(key, owner, ttl_s, result_json, not_stored_reason)
+        return self._complete(key, owner, ttl_s, result_json, not_stored_reason)
 
-    def complete_now(
+    async def release(self, key: str, owner: str) -> bool:
+        """Drop ``owner``'s live claim on ``key``."""
+        return self._release(key, owner)
+
+    async def get(self, key: str) -> Record | None:
+        """The live record of ``key`` (a hit counts as a use for the LRU order)."""
+        now = self._clock()
+        claim = self._claims.get(key)
+        if claim is not None:
+            if claim[2] > now:
+                return _claim_record(key, claim)
+            del self._claims[key]
+            return None
+        done = self._done.get(key)
+        if done is None:
+            return None
+        if done[2] > now:
+            self._done.move_to_end(key)
+            return _done_record(key, done)
+        del self._done[key]
+        return None
+
+    async def aclose(self) -> None:
+        """Nothing to release: the records stay, so the store may be used again."""
+
+    # The operations without their coroutine, for the idempotency cache's hot path (this
+    # store never waits). The public methods above are these, with ``Record``s built.
+
+    def _claim(self, key: str, fingerprint: str, owner: str, claim_ttl_s: float) -> Record | None:
+        """``claim``: None when ``owner`` now holds ``key``, else the live record there."""
+        ttl = claim_ttl_s
+        if type(ttl) is not float or not 0.0 < ttl < _INF:
+            ttl = check_ttl("claim_ttl_s", claim_ttl_s)
+        now = self._clock()
+        claims = self._claims
+        claim = claims.get(key)
+        if claim is not None:
+            if claim[2] > now:
+                return _claim_record(key, claim)
+            del claims[key]
+        else:
+            done = self._done.get(key)
+            if done is not None:
+                if done[2] > now:
+                    self._done.move_to_end(key)
+                    return _done_record(key, done)
+                del self._done[key]
+        if len(self._done) + len(claims) >= self.max_entries:
+            self._make_room(now)
+        claims[key] = (fingerprint, owner, now + ttl)
+        return None
+
+    def _complete(
         self,
         key: str,
         owner: str,
@@ -116,60 +151,34 @@ class MemoryStore:
         result_json: str | None,
         not_stored_reason: str | None = None,
     ) -> bool:
-        """``complete`` without the coroutine (see ``claim_now``)."""
-        ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
+        """``complete``."""
+        ttl = ttl_s
+        if type(ttl) is not float or not 0.0 <= ttl < _INF:
+            ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
         now = self._clock()
-        claim = self._claims.get(key)
-        if claim is None or claim.owner != owner or claim.expires_at <= now:
+        claims = self._claims
+        claim = claims.get(key)
+        if claim is None or claim[1] != owner or claim[2] <= now:
             return False
-        del self._claims[key]
+        del claims[key]
         if ttl > 0.0:
-            self._done[key] = Record(
-                key=key,
-                fingerprint=claim.fingerprint,
-                state=_DONE,
-                owner=owner,
-                expires_at=now + ttl,
-                result_json=result_json,
-                not_stored_reason=not_stored_reason,
-            )
+            self._done[key] = (claim[0], owner, now + ttl, result_json, not_stored_reason)
         return True
 
-    async def release(self, key: str, owner: str) -> bool:
-        """Drop ``owner``'s live claim on ``key``."""
+    def _release(self, key: str, owner: str) -> bool:
+        """``release``."""
         claim = self._claims.get(key)
-        if claim is None or claim.owner != owner or claim.expires_at <= self._clock():
+        if claim is None or claim[1] != owner or claim[2] <= self._clock():
             return False
         del self._claims[key]
         return True
-
-    async def get(self, key: str) -> Record | None:
-        """The live record of ``key`` (a hit counts as a use for the LRU order)."""
-        now = self._clock()
-        record = self._claims.get(key)
-        if record is not None:
-            if record.expires_at > now:
-                return record
-            del self._claims[key]
-            return None
-        record = self._done.get(key)
-        if record is None:
-            return None
-        if record.expires_at > now:
-            self._done.move_to_end(key)
-            return record
-        del self._done[key]
-        return None
-
-    async def aclose(self) -> None:
-        """Nothing to release: the records stay, so the store may be used again."""
 
     def _make_room(self, now: float) -> None:
         """Free one slot: evict the LRU done record, else drop expired claims, else fail."""
         if self._done:
             self._done.popitem(last=False)
             return
-        expired = [k for k, r in self._claims.items() if r.expires_at <= now]
+        expired = [k for k, c in self._claims.items() if c[2] <= now]
         for k in expired:
             del self._claims[k]
         if not expired:
@@ -178,3 +187,21 @@ class MemoryStore:
                 f"the store is full: all {self.max_entries} entries are calls in progress; "
                 "raise max_entries or lower the number of concurrent idempotent calls",
             )
+
+
+def _claim_record(key: str, claim: _Claim) -> Record:
+    return Record(
+        key=key, fingerprint=claim[0], state=_IN_PROGRESS, owner=claim[1], expires_at=claim[2]
+    )
+
+
+def _done_record(key: str, done: _Done) -> Record:
+    return Record(
+        key=key,
+        fingerprint=done[0],
+        state=_DONE,
+        owner=done[1],
+        expires_at=done[2],
+        result_json=done[3],
+        not_stored_reason=done[4],
+    )
