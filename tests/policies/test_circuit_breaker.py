@@ -317,6 +317,25 @@ async def test_listeners_see_pybreaker_transitions(
     assert seen == [("closed", "open"), ("open", "half-open"), ("half-open", "closed")]
 
 
+async def test_listeners_see_every_outcome_from_the_first_call() -> None:
+    # pybreaker's objects are made lazily; a listener must still see each call.
+    outcomes: list[str] = []
+
+    class Recorder(pybreaker.CircuitBreakerListener):
+        def success(self, cb: pybreaker.CircuitBreaker) -> None:
+            outcomes.append("success")
+
+        def failure(self, cb: pybreaker.CircuitBreaker, exc: BaseException) -> None:
+            outcomes.append("failure")
+
+    policy = StandardCircuitBreakerPolicy(failure_threshold=5, listeners=[Recorder()])
+    await call(policy, ok)
+    await call(policy, boom)
+    await call(policy, ok)
+    assert outcomes == ["success", "failure", "success"]
+    assert policy.failure_count(TOOL) == 0
+
+
 def test_get_state_outside_trio_reports_the_recorded_state() -> None:
     policy = StandardCircuitBreakerPolicy(failure_threshold=1, recovery_timeout=30)
     trio.run(call, policy, boom)

@@ -147,26 +147,70 @@ def _succeed() -> None:
 
 @attrs.define(slots=True, eq=False)
 class _Circuit:
-    """The breaker of one tool: pybreaker's counters and state plus trio-clock bookkeeping."""
+    """The breaker of one tool: pybreaker's counters and state plus trio-clock bookkeeping.
 
-    breaker: pybreaker.CircuitBreaker
-    storage: pybreaker.CircuitMemoryStorage
-    # The policy and tool this circuit belongs to (for the actor's fast path).
+    pybreaker's objects are made on the first outcome that must be recorded (a failure,
+    or any outcome with listeners or an adaptive window): until then the breaker is
+    closed with no failure counted, and a tool that never fails (or an idle one) costs
+    only this object.
+    """
+
+    # The policy and tool this circuit belongs to (the actor's fast path needs both).
     policy: _PybreakerPolicy = attrs.field(repr=False)
     tool_name: str
-    epoch: int = 0
-    opened_at: float = -math.inf
-    trials: int = 0
-    # Adaptive only: recorded outcomes (True = failure) and how many are failures.
-    window: deque[bool] = attrs.field(factory=deque)
-    window_failures: int = 0
-    # No listener to notify and no window to update: a success in a clean closed breaker
-    # changes nothing at all (fixed when the circuit is made).
-    quiet: bool = False
+    # No listener to notify and no window to update: a success in a closed breaker with
+    # no failure counted changes nothing at all (fixed when the circuit is made).
+    quiet: bool
     # Closed, no failure counted, and quiet: a call may run without admission and a
     # success needs no recording. Kept in step with pybreaker's state by every method
     # that changes it; the actor's hot path reads only this flag.
-    clean: bool = False
+    clean: bool
+    epoch: int = 0
+    opened_at: float = -math.inf
+    trials: int = 0
+    # Adaptive only: recorded outcomes (True = failure), made on the first one, and how
+    # many of them are failures.
+    window: deque[bool] | None = None
+    window_failures: int = 0
+    _breaker: pybreaker.CircuitBreaker | None = attrs.field(default=None, init=False)
+    _storage: pybreaker.CircuitMemoryStorage | None = attrs.field(default=None, init=False)
+
+    @property
+    def breaker(self) -> pybreaker.CircuitBreaker:
+        """pybreaker's breaker of this tool (made on first use)."""
+        breaker = self._breaker
+        if breaker is None:
+            self._storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+            breaker = self._breaker = self.policy._new_pybreaker(self.tool_name, self._storage)
+        return breaker
+
+    @property
+    def state(self) -> str:
+        """pybreaker's state name (``pybreaker.STATE_*``)."""
+        storage = self._storage
+        return pybreaker.STATE_CLOSED if storage is None else storage.state
+
+    @property
+    def counter(self) -> int:
+        """pybreaker's count of consecutive failures."""
+        storage = self._storage
+        return 0 if storage is None else storage.counter
+
+    @property
+    def success_counter(self) -> int:
+        """pybreaker's count of consecutive half-open trial successes."""
+        storage = self._storage
+        return 0 if storage is None else storage.success_counter
+
+    def reset_pybreaker(self) -> None:
+        """Close pybreaker's breaker and clear its counters (if it was ever made)."""
+        storage = self._storage
+        if storage is None:
+            return
+        if storage.state != pybreaker.STATE_CLOSED:
+            self.breaker.close()
+        storage.reset_counter()
+        storage.reset_success_counter()
 
 
 class _PybreakerPolicy(abc.ABC):
@@ -285,11 +329,9 @@ class _PybreakerPolicy(abc.ABC):
         circuit = self._circuits.get(tool_name)
         if circuit is None:
             return
-        if circuit.storage.state != pybreaker.STATE_CLOSED:
-            circuit.breaker.close()
-        circuit.storage.reset_counter()
-        circuit.storage.reset_success_counter()
-        circuit.window.clear()
+        circuit.reset_pybreaker()
+        if circuit.window is not None:
+            circuit.window.clear()
         circuit.window_failures = 0
         circuit.epoch += 1
         circuit.trials = 0
@@ -302,46 +344,50 @@ class _PybreakerPolicy(abc.ABC):
         Outside a trio run an open breaker reports the whole ``recovery_timeout``.
         """
         circuit = self._circuits.get(tool_name)
-        if circuit is None or circuit.storage.state != pybreaker.STATE_OPEN:
+        if circuit is None or circuit.state != pybreaker.STATE_OPEN:
             return 0.0  # decided without reading the clock: the supervisor asks every call
         return self._retry_after_at(tool_name, _now())
 
     def failure_count(self, tool_name: str) -> int:
         """pybreaker's counter of consecutive failures of ``tool_name``."""
         circuit = self._circuits.get(tool_name)
-        return 0 if circuit is None else circuit.storage.counter
+        return 0 if circuit is None else circuit.counter
 
     def success_count(self, tool_name: str) -> int:
         """pybreaker's counter of consecutive half-open trial successes of ``tool_name``."""
         circuit = self._circuits.get(tool_name)
-        return 0 if circuit is None else circuit.storage.success_counter
+        return 0 if circuit is None else circuit.success_counter
 
     # -- the synchronous core --------------------------------------------------------------
 
     def _circuit(self, tool_name: str) -> _Circuit:
         circuit = self._circuits.get(tool_name)
         if circuit is None:
-            storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-            breaker = pybreaker.CircuitBreaker(
-                fail_max=self._initial_fail_max(),
-                reset_timeout=_NEVER,
-                success_threshold=self.success_threshold,
-                exclude=[_to_pybreaker_rule(rule) for rule in self.exclude],
-                listeners=self.listeners,
-                state_storage=storage,
-                name=tool_name,
-                throw_new_error_on_trip=True,
-            )
             quiet = not self.listeners and not self._OBSERVES
-            circuit = _Circuit(breaker, storage, self, tool_name, quiet=quiet, clean=quiet)
+            circuit = _Circuit(self, tool_name, quiet=quiet, clean=quiet)
             self._circuits[tool_name] = circuit
         return circuit
+
+    def _new_pybreaker(
+        self, tool_name: str, storage: pybreaker.CircuitMemoryStorage
+    ) -> pybreaker.CircuitBreaker:
+        """pybreaker's breaker for ``tool_name``, on ``storage`` (see ``_Circuit.breaker``)."""
+        return pybreaker.CircuitBreaker(
+            fail_max=self._initial_fail_max(),
+            reset_timeout=_NEVER,
+            success_threshold=self.success_threshold,
+            exclude=[_to_pybreaker_rule(rule) for rule in self.exclude],
+            listeners=self.listeners,
+            state_storage=storage,
+            name=tool_name,
+            throw_new_error_on_trip=True,
+        )
 
     def _state_at(self, tool_name: str, now: float | None) -> CircuitState:
         circuit = self._circuits.get(tool_name)
         if circuit is None:
             return CircuitState.CLOSED
-        state = _FROM_PYBREAKER[circuit.storage.state]
+        state = _FROM_PYBREAKER[circuit.state]
         if (
             state is CircuitState.OPEN
             and now is not None
@@ -352,7 +398,7 @@ class _PybreakerPolicy(abc.ABC):
 
     def _retry_after_at(self, tool_name: str, now: float | None) -> float:
         circuit = self._circuits.get(tool_name)
-        if circuit is None or circuit.storage.state != pybreaker.STATE_OPEN:
+        if circuit is None or circuit.state != pybreaker.STATE_OPEN:
             return 0.0
         if now is None:
             return float(self.recovery_timeout)
@@ -360,7 +406,7 @@ class _PybreakerPolicy(abc.ABC):
 
     def _admit(self, circuit: _Circuit, tool_name: str, now: float | None = None) -> int:
         """Admit one call or raise CircuitOpenError; return the epoch it was admitted in."""
-        state = circuit.storage.state
+        state = circuit.state
         if state == pybreaker.STATE_CLOSED:
             return circuit.epoch
         if now is None:
@@ -379,7 +425,7 @@ class _PybreakerPolicy(abc.ABC):
 
     def _abandon(self, circuit: _Circuit, epoch: int) -> None:
         """Give back the trial slot of a call that ended without an outcome (cancelled)."""
-        if epoch == circuit.epoch and circuit.storage.state == pybreaker.STATE_HALF_OPEN:
+        if epoch == circuit.epoch and circuit.state == pybreaker.STATE_HALF_OPEN:
             circuit.trials -= 1
 
     def _record_success(self, circuit: _Circuit, epoch: int, now: float | None = None) -> None:
@@ -388,13 +434,13 @@ class _PybreakerPolicy(abc.ABC):
             return
         if circuit.clean:
             return  # pybreaker would only reset a counter that is already 0
-        state = circuit.storage.state
+        state = circuit.state
         if self._OBSERVES:
             self._observe(circuit, None)
         if state == pybreaker.STATE_HALF_OPEN:
             circuit.trials -= 1
         circuit.breaker.call(_succeed)
-        if circuit.storage.state != state:
+        if circuit.state != state:
             self._transitioned(circuit, now)
         self._refresh(circuit)
 
@@ -412,7 +458,7 @@ class _PybreakerPolicy(abc.ABC):
         """
         if epoch != circuit.epoch:
             return None
-        state = circuit.storage.state
+        state = circuit.state
         if state == pybreaker.STATE_HALF_OPEN:
             circuit.trials -= 1
         if self._OBSERVES:
@@ -428,24 +474,23 @@ class _PybreakerPolicy(abc.ABC):
         finally:
             exc.__traceback__ = traceback  # hide pybreaker's frames from the tool's error
         self._refresh(circuit)
-        if circuit.storage.state == state:
+        if circuit.state == state:
             return None
         self._transitioned(circuit, now)
-        if circuit.storage.state == pybreaker.STATE_OPEN:
+        if circuit.state == pybreaker.STATE_OPEN:
             return CircuitOpenError(tool_name, self.recovery_timeout)
         return None
 
     def _transitioned(self, circuit: _Circuit, now: float | None) -> None:
         self._new_epoch(circuit)
-        if circuit.storage.state == pybreaker.STATE_OPEN:
+        if circuit.state == pybreaker.STATE_OPEN:
             circuit.opened_at = trio.current_time() if now is None else now
 
     @staticmethod
     def _refresh(circuit: _Circuit) -> None:
         """Recompute ``circuit.clean`` after pybreaker's state or counter may have moved."""
-        storage = circuit.storage
         circuit.clean = (
-            circuit.quiet and storage.state == pybreaker.STATE_CLOSED and not storage.counter
+            circuit.quiet and circuit.state == pybreaker.STATE_CLOSED and not circuit.counter
         )
 
     @staticmethod

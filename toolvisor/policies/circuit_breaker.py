@@ -23,6 +23,7 @@ State machine of one tool's breaker (Standard and Adaptive)::
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
@@ -181,7 +182,7 @@ class AdaptiveCircuitBreakerPolicy(_PybreakerPolicy):
         failures = circuit.window_failures
         if not failures:
             return self.max_threshold
-        rate = Fraction(failures, len(circuit.window))
+        rate = Fraction(failures, len(circuit.window or ()))
         limit = Fraction(self.error_rate_threshold)
         if rate >= limit:
             return self.base_threshold
@@ -194,6 +195,8 @@ class AdaptiveCircuitBreakerPolicy(_PybreakerPolicy):
     def _observe(self, circuit: _Circuit, exc: Exception | None) -> None:
         failed = exc is not None and circuit.breaker.is_system_error(exc)
         window = circuit.window
+        if window is None:
+            window = circuit.window = deque()
         if len(window) >= self.window_size:
             circuit.window_failures -= window.popleft()
         window.append(failed)
