@@ -2,9 +2,10 @@
 
 One incarnation of a tool's actor. Its workers receive :class:`Execute` messages straight
 from the tool's inbox (a trio memory channel: one hop from the caller), run them through
-the tool's :class:`ToolRunner` and reply. The pool starts with one worker and grows on
-demand up to ``max_concurrency``, so an idle actor costs one task, and never more than
-``max_concurrency`` attempts of the tool run at once (the bulkhead).
+the tool's :class:`ToolRunner` and reply. Until its first call the actor is one task
+waiting on the inbox (no nursery, no pool); then the pool starts with that worker and
+grows on demand up to ``max_concurrency``, and never more than ``max_concurrency``
+attempts of the tool run at once (the bulkhead).
 
 Deadlines without a timer per call: each worker runs its calls inside one long-lived
 cancel scope and only *writes down* the deadline of the call it serves (the first
@@ -70,6 +71,7 @@ class ToolActor:
         "_idle",
         "_nursery",
         "_pool",
+        "_waiting",
         "_watchdog_stop",
         "_workers",
         "crash",
@@ -81,8 +83,11 @@ class ToolActor:
     def __init__(self, runner: ToolRunner, inbox: trio.MemoryReceiveChannel[Execute]) -> None:
         self.runner = runner
         self.inbox = inbox
-        self.held: set[ReplySlot] = set()
+        # The calls taken from the inbox and not answered yet (a dict as an ordered set:
+        # an empty one takes a quarter of an empty set's memory, and idle actors are many).
+        self.held: dict[ReplySlot, None] = {}
         self.crash: BaseException | None = None
+        self._waiting: trio.CancelScope | None = None  # until the first call: for kill()
         self._nursery: trio.Nursery | None = None
         self._pool: list[_Worker] = []  # the running workers, as the watchdog sees them
         self._workers = 0  # workers started, including those not yet running
@@ -94,11 +99,32 @@ class ToolActor:
         self._clock = trio.lowlevel.current_clock().current_time
 
     async def run(self) -> None:
-        """Serve the inbox until it is closed and drained (or the actor is killed)."""
+        """Serve the inbox until it is closed and drained (or the actor is killed).
+
+        Until its first call the actor is this one task waiting on the inbox, in one
+        cancel scope (for ``kill()``): the nursery of its worker pool and watchdog is
+        opened when the first call arrives, so an idle actor costs little more than a
+        blocked task.
+        """
+        first: Execute | None = None
+        if self.crash is None:
+            with trio.CancelScope() as waiting:
+                self._waiting = waiting
+                self._idle = 1
+                try:
+                    first = await self.inbox.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    pass
+                finally:
+                    self._idle = 0
+                    self._waiting = None
+        if first is None:
+            return  # the inbox closed and drained, or killed while waiting (see crash)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._workers = 1
-            await self._worker()
+            self._grow()  # as after any receive that left no worker idle
+            await self._worker(first)
 
     def kill(self, reason: BaseException) -> None:
         """Crash this incarnation: every worker is cancelled, ``crash`` says why."""
@@ -106,6 +132,8 @@ class ToolActor:
             self.crash = reason
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+        elif self._waiting is not None:
+            self._waiting.cancel()
 
     @property
     def in_flight(self) -> int:
@@ -114,23 +142,25 @@ class ToolActor:
 
     # ------------------------------------------------------------------ workers
 
-    async def _worker(self) -> None:
+    async def _worker(self, first: Execute | None = None) -> None:
         me = _Worker()
         self._pool.append(me)
         receive = self.inbox.receive
         held = self.held
+        msg = first
         current: Execute | None = None  # the call being served, if a cancellation cuts it
         try:
             while True:
-                # The scope is entered once a message arrives: an idle actor holds none.
-                msg = await self._next(receive)
+                # The scope is entered once a message arrives: an idle worker holds none.
                 if msg is None:
-                    return
+                    msg = await self._next(receive)
+                    if msg is None:
+                        return
                 with trio.CancelScope() as scope:
                     me.scope = scope
                     while True:
                         # Held from the moment it left the inbox: a crash answers it.
-                        held.add(msg.reply)
+                        held[msg.reply] = None
                         current = msg
                         await self._serve(msg, me, scope)
                         current = None
@@ -146,6 +176,7 @@ class ToolActor:
                         if self._idle == 0:
                             self._grow()
                 # A cancellation ended the scope: a deadline, or the caller gave up.
+                msg = None
                 me.deadline = _INF
                 if current is not None:
                     cut, current = current, None
@@ -181,14 +212,14 @@ class ToolActor:
     async def _serve(self, msg: Execute, me: _Worker, scope: trio.CancelScope) -> None:
         slot = msg.reply
         if slot.state is not _QUEUED:
-            self.held.discard(slot)
+            self.held.pop(slot, None)
             return  # the caller gave up while the call was queued: drop it unexecuted
         runner = self.runner
         spec = runner.spec
         now = self._clock()
         deadline = msg.deadline
         if deadline <= now:
-            self.held.discard(slot)
+            self.held.pop(slot, None)
             self._reply_call_timeout(msg)
             return
         due = now + spec.timeout_s
@@ -225,7 +256,7 @@ class ToolActor:
             self._watch(me, deadline)  # the retries run on the call's deadline
             result = await self._rest(msg, error)
             me.deadline = _INF
-        self.held.discard(slot)
+        self.held.pop(slot, None)
         counters.latency(self._clock() - msg.enqueued_at)
         slot.reply(result)
 
@@ -242,11 +273,11 @@ class ToolActor:
         """A worker's scope caught a cancellation while serving ``msg``: settle the call."""
         slot = msg.reply
         if slot.state is not _RUNNING:
-            self.held.discard(slot)
+            self.held.pop(slot, None)
             return  # the caller gave up (abandoned): it has its answer already
         runner = self.runner
         if self._clock() >= msg.deadline:
-            self.held.discard(slot)
+            self.held.pop(slot, None)
             self._reply_call_timeout(msg)
             return
         # The first attempt ran past timeout_s: a retryable failure the breaker counts.
@@ -260,7 +291,7 @@ class ToolActor:
             runner.counters.failures += 1
             slot.attempts = 1
             result: outcome.Outcome[Any] = outcome.Error(error)
-            self.held.discard(slot)
+            self.held.pop(slot, None)
             runner.counters.latency(self._clock() - msg.enqueued_at)
             slot.reply(result)
             return
@@ -271,12 +302,12 @@ class ToolActor:
             first_error = await runner.count_failure(timeout)
             result = await self._rest(msg, first_error)
             me.deadline = math.inf
-            self.held.discard(slot)
+            self.held.pop(slot, None)
             runner.counters.latency(self._clock() - msg.enqueued_at)
             slot.reply(result)
             return
         me.deadline = math.inf
-        self.held.discard(slot)
+        self.held.pop(slot, None)
         if slot.state is _RUNNING:
             self._reply_call_timeout(msg)
 

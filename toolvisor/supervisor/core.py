@@ -541,6 +541,9 @@ class Supervisor:
     ) -> None:
         """The restart loop of one tool (OTP one_for_one with restart intensity)."""
         task_status.started()
+        # The status object keeps nursery.start()'s temporary nursery (its cancel scope
+        # and status) alive for as long as this frame: a quarter of an idle actor.
+        del task_status
         try:
             while True:
                 actor = ToolActor(route.runner, route.inbox_receive)
