@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -46,6 +47,24 @@ def test_fingerprint_is_sha256_of_canonical_json() -> None:
     assert canonical == json.dumps(
         args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
+
+
+@given(args=args_strategy)
+def test_fingerprint_matches_hashlib_for_any_arguments(args: dict[str, Any]) -> None:
+    # The fingerprint hashes with CPython's own SHA-256 where it has one: same digests.
+    canonical = json.dumps(
+        args, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    expected = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    assert fingerprint(args) == expected
+    assert HASH.generate("t", args).endswith(":" + expected)
+
+
+def test_fingerprint_of_a_mapping_that_is_not_a_dict() -> None:
+    args = {"b": 1, "a": [True, None]}
+    assert fingerprint(MappingProxyType(args)) == fingerprint(args)
+    with pytest.raises(ValidationError):
+        fingerprint(MappingProxyType({"x": object()}))
 
 
 @given(args=args_strategy)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -60,13 +61,37 @@ def canonical_json(value: object) -> str:
     try:
         return canonical_dumps(value)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise ValidationError(
-            [FieldError("", f"arguments must be JSON data to derive an idempotency key: {exc}")]
-        ) from exc
+        raise _not_json(exc) from exc
+
+
+def _not_json(exc: Exception) -> ValidationError:
+    return ValidationError(
+        [FieldError("", f"arguments must be JSON data to derive an idempotency key: {exc}")]
+    )
+
+
+class _Digest(Protocol):
+    def hexdigest(self) -> str: ...
+
+
+def _sha256_constructor() -> Callable[[bytes], _Digest]:
+    """CPython's own SHA-256 when it has one: the same digests as ``hashlib.sha256``, which
+    is OpenSSL's and costs more per call on short texts (OpenSSL 3 looks up its
+    implementation on every new hash); the keys are hashed on every idempotent call."""
+    for name in ("_sha2", "_sha256"):  # Python >= 3.12, 3.11
+        try:
+            new: Callable[[bytes], _Digest] = importlib.import_module(name).sha256
+        except (ImportError, AttributeError):
+            continue
+        return new
+    return hashlib.sha256
+
+
+_new_sha256 = _sha256_constructor()
 
 
 def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _new_sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def fingerprint(args: Mapping[str, object]) -> str:
@@ -74,7 +99,13 @@ def fingerprint(args: Mapping[str, object]) -> str:
 
     Stored next to a key to detect the same key reused with other arguments.
     """
-    return _sha256(canonical_json(dict(args)))
+    # canonical_json and _sha256 inlined: every idempotent call comes here.
+    value = args if type(args) is dict else dict(args)
+    try:
+        text = canonical_dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _not_json(exc) from exc
+    return _new_sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _pointer(name: str) -> str:
@@ -82,11 +113,15 @@ def _pointer(name: str) -> str:
 
 
 def _key(tool_name: str, tenant_id: str | None, kind: str, digest: str) -> str:
-    tenant = "-" if tenant_id is None else "t=" + _encode(tenant_id)
-    return f"idem:{_encode(tool_name)}:{tenant}:{kind}:{digest}"
+    return _prefix(tool_name, tenant_id, kind) + digest
 
 
 @functools.lru_cache(maxsize=4096)  # tool names and tenants repeat across calls
+def _prefix(tool_name: str, tenant_id: str | None, kind: str) -> str:
+    tenant = "-" if tenant_id is None else "t=" + _encode(tenant_id)
+    return f"idem:{_encode(tool_name)}:{tenant}:{kind}:"
+
+
 def _encode(component: str) -> str:
     # Percent-encoding with nothing "safe" is injective and never emits ':'.
     return quote(component, safe="", errors="surrogatepass")
@@ -166,7 +201,7 @@ class HashIdempotencyKeyGenerator:
         The key's digest *is* the arguments' fingerprint, so a caller that needs both
         (the idempotency cache does) hashes the arguments once.
         """
-        return _key(tool_name, tenant_id, "args", args_fingerprint)
+        return _prefix(tool_name, tenant_id, "args") + args_fingerprint
 
 
 def default_key_generator(key_fields: Sequence[str]) -> IIdempotencyKeyGenerator:

@@ -42,7 +42,7 @@ from ..events import ActorRestarted, Event, ToolFailed
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.retry import IRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext, ToolSpec
-from .idempotency import IdempotencyCache
+from .idempotency import Deferred, Flight, IdempotencyCache
 from .results import PendingCall, ToolRef, ToolResult
 from .stores.base import IdempotencyStore
 
@@ -272,14 +272,32 @@ class Supervisor:
             ctx = _NO_CONTEXT
         try:
             if spec.idempotent:
-                value, _cached = await self._idem.run(
-                    spec,
-                    args,
-                    ctx,
-                    deadline,
-                    route.counters,
-                    lambda: self._call(route, args, ctx, deadline, timeout, None),
-                )
+                # IdempotencyCache.run split, so no coroutine stands between caller and reply.
+                idem = self._idem
+                flight = idem.lead(spec, args, ctx, deadline, route.counters, self._clock())
+                if type(flight) is Deferred:  # a duplicate, a stored answer, or a slow store
+                    value, _cached = await idem.resume(
+                        flight,
+                        spec,
+                        deadline,
+                        route.counters,
+                        lambda: self._call(route, args, ctx, deadline, timeout, None),
+                    )
+                    return value
+                assert type(flight) is Flight
+                try:
+                    slot = ReplySlot()
+                    waiting = self._post(route, args, ctx, deadline, slot)
+                    if waiting is not None:
+                        await self._enqueue(route, waiting, timeout)
+                    if deadline == _INF:
+                        value = await slot.wait()
+                    else:
+                        value = await self._await_reply(route, slot, deadline, timeout)
+                except BaseException as exc:
+                    idem.failed(flight, exc)
+                    raise
+                idem.succeeded(flight, spec, value, self._clock())
                 return value
             slot = ReplySlot()
             waiting = self._post(route, args, ctx, deadline, slot)

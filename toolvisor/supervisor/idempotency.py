@@ -43,7 +43,7 @@ from ..spec import CompiledSpec, ExecutionContext
 from .stores.base import IdempotencyStore, Record, RecordState
 from .stores.memory import MemoryStore
 
-__all__ = ["IdempotencyCache"]
+__all__ = ["Deferred", "Flight", "IdempotencyCache"]
 
 log = logging.getLogger("toolvisor")
 
@@ -52,19 +52,49 @@ _POLL_MAX_S = 0.25
 _CLEANUP_S = 5.0  # bound on shielded store clean-up after a failure or cancellation
 
 
-class _Flight:
-    """One key's execution in this process, which later duplicates wait for."""
+class Flight:
+    """One key's execution in this process, which later duplicates wait for.
 
-    __slots__ = ("done", "fingerprint", "result")
+    Made by :meth:`IdempotencyCache.lead` when this call holds the key: ``owner`` then
+    holds the claim in ``store`` (a MemoryStore). A flight of the general path has no
+    ``store``: that path claims and completes by itself.
+    """
 
-    def __init__(self, fp: str) -> None:
+    __slots__ = ("done", "fingerprint", "key", "owner", "result", "store")
+
+    def __init__(
+        self, fp: str, key: str, owner: str = "", store: MemoryStore | None = None
+    ) -> None:
         self.fingerprint = fp
+        self.key = key
+        self.owner = owner
+        self.store = store
         self.done: trio.Event | None = None  # made by the first duplicate that waits
         self.result: outcome.Outcome[Any] | None = None  # None: the leader left; retry
 
 
+class Deferred:
+    """A call that :meth:`IdempotencyCache.lead` could not start: finish it with ``resume``.
+
+    ``record`` is what a MemoryStore holds for the key (done, or claimed by another cache
+    sharing the store); None when a duplicate is in flight here or the store is not a
+    MemoryStore.
+    """
+
+    __slots__ = ("fingerprint", "key", "record")
+
+    def __init__(self, fp: str, key: str, record: Record | None = None) -> None:
+        self.fingerprint = fp
+        self.key = key
+        self.record = record
+
+
 class IdempotencyCache:
     """Single flight in process plus a store for results (see the module docstring).
+
+    ``run`` is the whole protocol. A caller that wants no coroutine between itself and the
+    execution (the supervisor's ``execute``) splits it: ``lead``; then either ``resume``
+    with its answer, or execute and report with ``succeeded`` / ``failed``.
 
     Args:
         store: where results of ``persist_result`` tools go (default: a MemoryStore).
@@ -87,7 +117,8 @@ class IdempotencyCache:
         )
         self.store: IdempotencyStore = store if store is not None else self.local
         self.publish = publish
-        self._flights: dict[str, _Flight] = {}
+        self._flights: dict[str, Flight] = {}
+        self._prefixes: dict[str, str] = {}  # tool name -> its tenant-less hash key prefix
         self._owner = secrets.token_hex(8)
         self._seq = 0
 
@@ -101,16 +132,138 @@ class IdempotencyCache:
         execute: Callable[[], Awaitable[Any]],
     ) -> tuple[Any, bool]:
         """Run ``execute`` at most once per key; return ``(value, answered_from_cache)``."""
+        flight = self.lead(spec, args, ctx, deadline, counters, trio.current_time())
+        if type(flight) is Deferred:
+            return await self.resume(flight, spec, deadline, counters, execute)
+        assert type(flight) is Flight
+        try:
+            value = await execute()
+        except BaseException as exc:
+            self.failed(flight, exc)
+            raise
+        self.succeeded(flight, spec, value, trio.current_time())
+        return value, False
+
+    def lead(
+        self,
+        spec: CompiledSpec,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext,
+        deadline: float,
+        counters: Counters,
+        now: float,
+    ) -> Flight | Deferred:
+        """Take the key of this call if that needs no waiting; never yields.
+
+        ``now`` is ``trio.current_time()``; so is ``now`` of ``succeeded``. (The supervisor
+        reads trio's clock more cheaply than the store could.)
+
+        Returns the :class:`Flight` this call now leads (its claim is held in a
+        MemoryStore: execute, then call ``succeeded`` or ``failed`` exactly once), or a
+        :class:`Deferred` for ``resume``: a duplicate is in flight, the MemoryStore holds
+        the key, or the store is one that waits (SQLite, Redis, a subclass).
+
+        Raises:
+            IdempotencyConflictError: the key is done with other arguments.
+            IdempotencyStoreError: the MemoryStore is full of calls in progress.
+        """
         fp = fingerprint(args)
         generator = spec.key_generator
-        if type(generator) is HashIdempotencyKeyGenerator:
-            key = generator.key_for_fingerprint(spec.tool_name, fp, tenant_id=ctx.tenant_id)
-        else:
+        if type(generator) is not HashIdempotencyKeyGenerator:
             key = generator.generate(
                 spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
             )
-        flights = self._flights
-        while (flight := flights.get(key)) is not None:
+        elif ctx.tenant_id is None:  # the key is a prefix per tool, then the fingerprint
+            prefix = self._prefixes.get(spec.tool_name)
+            if prefix is None:
+                prefix = generator.key_for_fingerprint(spec.tool_name, "")
+                self._prefixes[spec.tool_name] = prefix
+            key = prefix + fp
+        else:
+            key = generator.key_for_fingerprint(spec.tool_name, fp, tenant_id=ctx.tenant_id)
+        store = self.store if spec.persist_result else self.local
+        # Subclasses of MemoryStore may override its methods: they take the general path.
+        if key in self._flights or type(store) is not MemoryStore:
+            return Deferred(fp, key)
+        self._seq += 1
+        owner = f"{self._owner}-{self._seq}"
+        claim_ttl = spec.claim_ttl_s
+        if deadline != math.inf:
+            claim_ttl = _claim_ttl(claim_ttl, deadline, now)
+        try:
+            record = store._claim(key, fp, owner, claim_ttl, now)
+        except IdempotencyStoreError:
+            counters.failures += 1
+            raise
+        if record is not None:
+            if record.fingerprint != fp:
+                counters.failures += 1
+                raise IdempotencyConflictError(key, tool=spec.tool_name)
+            return Deferred(fp, key, record)
+        flight = self._flights[key] = Flight(fp, key, owner, store)
+        return flight
+
+    def succeeded(self, flight: Flight, spec: CompiledSpec, value: Any, now: float) -> None:
+        """Store the value of ``flight``'s execution and answer its waiters; never yields."""
+        store = flight.store
+        assert store is not None
+        try:
+            result_json, reason = _encode(value)
+            try:
+                store._complete(
+                    flight.key, flight.owner, spec.idempotency_ttl_s, result_json, reason, now
+                )
+            except Exception as exc:  # a TTL the store refuses
+                reason = f"the store failed to record the success: {exc}"
+                log.exception("completing idempotency key %r failed", flight.key)
+            if reason is not None and self.publish is not None:
+                self.publish(ResultNotStored(spec.tool_name, flight.key, reason, now))
+        except BaseException as exc:
+            self._land(flight, None, exc)
+            raise
+        self._land(flight, value, None)
+
+    def failed(self, flight: Flight, exc: BaseException) -> None:
+        """Release ``flight``'s key after its execution raised ``exc``; never yields."""
+        store = flight.store
+        assert store is not None
+        try:
+            store._release(flight.key, flight.owner)
+        except Exception:
+            log.exception("releasing idempotency key %r failed", flight.key)
+        self._land(flight, None, exc)
+
+    def _land(self, flight: Flight, value: Any, exc: BaseException | None) -> None:
+        """End ``flight``: its waiters get its outcome; the key leaves the flight table."""
+        done = flight.done
+        if done is not None:  # only a waiting duplicate reads the result
+            if exc is None:
+                flight.result = outcome.Value(value)
+            elif isinstance(exc, Exception):
+                flight.result = _left_or_failed(exc)
+            # else (cancelled): no result, so a waiter takes over.
+            done.set()
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+
+    async def resume(
+        self,
+        deferred: Deferred,
+        spec: CompiledSpec,
+        deadline: float,
+        counters: Counters,
+        execute: Callable[[], Awaitable[Any]],
+    ) -> tuple[Any, bool]:
+        """``run`` for what ``lead`` could not start: return ``(value, from_cache)``."""
+        fp = deferred.fingerprint
+        key = deferred.key
+        store = self.store if spec.persist_result else self.local
+        record = deferred.record
+        if record is not None and record.state is RecordState.DONE:
+            return self._hit(store, record, counters), True
+        # (A MemoryStore key claimed by another cache sharing the store: the general path
+        # waits for it as for another process.)
+        while (flight := self._flights.get(key)) is not None:
             if flight.fingerprint != fp:
                 counters.failures += 1
                 raise IdempotencyConflictError(key, tool=spec.tool_name)
@@ -119,56 +272,21 @@ class IdempotencyCache:
             await _wait_until(flight.done, deadline, spec.tool_name, counters)
             if flight.result is not None:
                 return self._joined(flight.result, counters), True
-        store = self.store if spec.persist_result else self.local
-        if type(store) is not MemoryStore:  # subclasses too: they may override the methods
-            return await self._lead(spec, store, key, fp, deadline, counters, execute)
-        # A MemoryStore never waits: its claim and completion are plain calls, in this frame.
-        owner, claim_ttl = self._claim_terms(spec, deadline)
+        flight = Flight(fp, key)
+        self._flights[key] = flight
         try:
-            record = store._claim(key, fp, owner, claim_ttl)
-        except IdempotencyStoreError:
-            counters.failures += 1
-            raise
-        if record is not None:
-            if record.fingerprint != fp:
-                counters.failures += 1
-                raise IdempotencyConflictError(key, tool=spec.tool_name)
-            if record.state is RecordState.DONE:
-                return self._hit(store, record, counters), True
-            # Claimed by another cache sharing the store: wait for it as for another process.
-            return await self._lead(spec, store, key, fp, deadline, counters, execute)
-        flight = _Flight(fp)
-        flights[key] = flight
-        try:
-            try:
-                value = await execute()
-            except BaseException:
-                try:
-                    store._release(key, owner)
-                except Exception:
-                    log.exception("releasing idempotency key %r failed", key)
-                raise
-            result_json, reason = _encode(value)
-            try:
-                store._complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
-            except Exception as exc:  # a TTL the store refuses
-                reason = f"the store failed to record the success: {exc}"
-                log.exception("completing idempotency key %r failed", key)
-            if reason is not None and self.publish is not None:
-                self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
+            value, cached = await self._lead(spec, store, key, fp, deadline, counters, execute)
         except Exception as exc:
-            if flight.done is not None:
-                flight.result = _left_or_failed(exc)
+            flight.result = _left_or_failed(exc)
             raise
         else:
-            if flight.done is not None:  # only a waiting duplicate reads the result
-                flight.result = outcome.Value(value)
-            return value, False
+            flight.result = outcome.Value(value)
+            return value, cached
         finally:
             if flight.done is not None:
                 flight.done.set()
-            if flights.get(key) is flight:
-                del flights[key]
+            if self._flights.get(key) is flight:
+                del self._flights[key]
 
     @staticmethod
     def _joined(result: outcome.Outcome[Any], counters: Counters) -> Any:
@@ -179,14 +297,6 @@ class IdempotencyCache:
         counters.successes += 1
         counters.cache_hits += 1
         return result.value
-
-    def _claim_terms(self, spec: CompiledSpec, deadline: float) -> tuple[str, float]:
-        """A new owner token, and how long its claim lasts (not past the call's deadline)."""
-        self._seq += 1
-        claim_ttl = spec.claim_ttl_s
-        if deadline != math.inf:
-            claim_ttl = min(claim_ttl, max(deadline - trio.current_time(), 0.001)) + 1.0
-        return f"{self._owner}-{self._seq}", claim_ttl
 
     def _hit(self, store: IdempotencyStore, record: Record, counters: Counters) -> Any:
         value = self._decode(store, record, counters)
@@ -205,35 +315,11 @@ class IdempotencyCache:
         execute: Callable[[], Awaitable[Any]],
     ) -> tuple[Any, bool]:
         """Claim ``key`` in ``store`` (polling while another holds it), then execute."""
-        flight = _Flight(fp)
-        self._flights[key] = flight
-        try:
-            value, cached = await self._claim_and_execute(
-                spec, store, key, fp, deadline, counters, execute
-            )
-        except Exception as exc:
-            flight.result = _left_or_failed(exc)
-            raise
-        else:
-            flight.result = outcome.Value(value)
-            return value, cached
-        finally:
-            if flight.done is not None:
-                flight.done.set()
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-
-    async def _claim_and_execute(
-        self,
-        spec: CompiledSpec,
-        store: IdempotencyStore,
-        key: str,
-        fp: str,
-        deadline: float,
-        counters: Counters,
-        execute: Callable[[], Awaitable[Any]],
-    ) -> tuple[Any, bool]:
-        owner, claim_ttl = self._claim_terms(spec, deadline)
+        self._seq += 1
+        owner = f"{self._owner}-{self._seq}"
+        claim_ttl = spec.claim_ttl_s
+        if deadline != math.inf:
+            claim_ttl = _claim_ttl(claim_ttl, deadline, trio.current_time())
         poll = _POLL_FIRST_S
         while True:
             try:
@@ -299,6 +385,12 @@ class IdempotencyCache:
             raise IdempotencyStoreError(
                 name, f"stored result of key {record.key!r} is not valid JSON ({exc})"
             ) from exc
+
+
+def _claim_ttl(claim_ttl_s: float, deadline: float, now: float) -> float:
+    """A claim lasts no longer than the call may (plus a second), so a caller that gave up
+    blocks its key only briefly."""
+    return min(claim_ttl_s, max(deadline - now, 0.001)) + 1.0
 
 
 def _left_or_failed(exc: Exception) -> outcome.Error | None:

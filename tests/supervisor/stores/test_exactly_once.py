@@ -227,6 +227,83 @@ async def test_results_expire_after_their_ttl(autojump_clock: trio.testing.MockC
         assert await sup.execute("pay", {"transaction_id": "t"}) == 2
 
 
+async def test_execute_leader_failing_answers_its_duplicates_and_releases_the_key(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    attempts = 0
+
+    async def flaky(args: dict[str, Any]) -> Any:
+        nonlocal attempts
+        attempts += 1
+        await trio.sleep(1)
+        if attempts == 1:
+            raise ConnectionError("gateway down")
+        return "charged"
+
+    store = tv.MemoryStore()
+    errors: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await sup.execute("pay", {"transaction_id": "t"})
+        except ConnectionError as exc:
+            errors.append(exc)
+
+    async with tv.open_supervisor(idempotency_store=store) as sup:
+        await sup.spawn(payment_spec(), flaky)
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(call)
+                await trio.sleep(0.1)
+        assert len(errors) == 3
+        assert errors[1] is errors[0]  # the duplicates got the leader's own error
+        assert len(store) == 0  # released, not stored
+        assert await sup.execute("pay", {"transaction_id": "t"}) == "charged"
+        assert len(store) == 1  # the success is stored
+        assert await sup.execute("pay", {"transaction_id": "t"}) == "charged"
+        stats = sup.stats("pay")
+    assert attempts == 2
+    assert stats.failures == 3
+    assert stats.cache_hits == 1
+
+
+async def test_execute_leader_cancelled_hands_the_key_to_a_waiter(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran = 0
+
+    async def slow(args: dict[str, Any]) -> Any:
+        nonlocal ran
+        ran += 1
+        await trio.sleep(5)
+        return ran
+
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(payment_spec(), slow)
+        got: list[Any] = []
+        leader = trio.CancelScope()
+
+        async def lead() -> None:
+            with leader:
+                await sup.execute("pay", {"transaction_id": "t"})
+
+        async def wait() -> None:
+            got.append(await sup.execute("pay", {"transaction_id": "t"}))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lead)
+            await trio.sleep(0.1)
+            nursery.start_soon(wait)
+            await trio.sleep(0.1)
+            leader.cancel()
+        assert got == [2]  # the waiter ran it: the cancelled leader left no result
+        assert await sup.execute("pay", {"transaction_id": "t"}) == 2
+        stats = sup.stats("pay")
+    assert ran == 2
+    assert stats.cancelled == 1
+    assert stats.cache_hits == 1
+
+
 async def test_supervisors_sharing_a_memory_store_run_a_key_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -216,12 +216,17 @@ class MemoryMachine(StoreMachine):
 
 
 class FastPathStore(MemoryStore):
-    """A MemoryStore driven through the private methods the idempotency cache calls."""
+    """A MemoryStore driven through the private methods the idempotency cache calls, with
+    the time passed in by the caller (as the supervisor passes trio's)."""
+
+    def __init__(self, max_entries: int, clock: FakeClock) -> None:
+        super().__init__(max_entries, clock=clock)
+        self._on_trio_time = True  # take the time passed in, as with trio's clock
 
     async def claim(
         self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
     ) -> ClaimOutcome:
-        standing = self._claim(key, fingerprint, owner, claim_ttl_s)
+        standing = self._claim(key, fingerprint, owner, claim_ttl_s, self._clock())
         if standing is not None:
             return ClaimOutcome(claimed=False, record=standing)
         record = await self.get(key)
@@ -236,7 +241,7 @@ class FastPathStore(MemoryStore):
         result_json: str | None,
         not_stored_reason: str | None = None,
     ) -> bool:
-        return self._complete(key, owner, ttl_s, result_json, not_stored_reason)
+        return self._complete(key, owner, ttl_s, result_json, not_stored_reason, self._clock())
 
     async def release(self, key: str, owner: str) -> bool:
         return self._release(key, owner)

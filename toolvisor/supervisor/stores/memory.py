@@ -55,6 +55,7 @@ class MemoryStore:
             raise ValueError(f"max_entries must be an int >= 1, got {max_entries!r}")
         self.max_entries = max_entries
         self._clock: Callable[[], float] = clock if clock is not None else trio.current_time
+        self._on_trio_time = clock is None
         # Done records in least-recently-used-first order; claims apart, so eviction
         # pops the oldest done record in O(1) and never looks at a claim.
         self._done: OrderedDict[str, _Done] = OrderedDict()
@@ -74,7 +75,7 @@ class MemoryStore:
         self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
     ) -> ClaimOutcome:
         """Claim ``key`` for ``owner`` unless a live record stands there (see ``base``)."""
-        found = self._claim(key, fingerprint, owner, claim_ttl_s)
+        found = self._claim(key, fingerprint, owner, claim_ttl_s, None)
         if found is not None:
             return ClaimOutcome(claimed=False, record=found)
         claim = self._claims[key]
@@ -89,7 +90,7 @@ class MemoryStore:
         not_stored_reason: str | None = None,
     ) -> bool:
         """Turn ``owner``'s live claim on ``key`` into a done record kept ``ttl_s`` seconds."""
-        return self._complete(key, owner, ttl_s, result_json, not_stored_reason)
+        return self._complete(key, owner, ttl_s, result_json, not_stored_reason, None)
 
     async def release(self, key: str, owner: str) -> bool:
         """Drop ``owner``'s live claim on ``key``."""
@@ -118,13 +119,22 @@ class MemoryStore:
 
     # The operations without their coroutine, for the idempotency cache's hot path (this
     # store never waits). The public methods above are these, with ``Record``s built.
+    # ``trio_now``, when not None, is trio.current_time() read by the caller: the store
+    # takes it instead of reading the same clock again, unless it was given a clock.
 
-    def _claim(self, key: str, fingerprint: str, owner: str, claim_ttl_s: float) -> Record | None:
+    def _claim(
+        self,
+        key: str,
+        fingerprint: str,
+        owner: str,
+        claim_ttl_s: float,
+        trio_now: float | None,
+    ) -> Record | None:
         """``claim``: None when ``owner`` now holds ``key``, else the live record there."""
         ttl = claim_ttl_s
         if type(ttl) is not float or not 0.0 < ttl < _INF:
             ttl = check_ttl("claim_ttl_s", claim_ttl_s)
-        now = self._clock()
+        now = trio_now if trio_now is not None and self._on_trio_time else self._clock()
         claims = self._claims
         claim = claims.get(key)
         if claim is not None:
@@ -149,13 +159,14 @@ class MemoryStore:
         owner: str,
         ttl_s: float,
         result_json: str | None,
-        not_stored_reason: str | None = None,
+        not_stored_reason: str | None,
+        trio_now: float | None,
     ) -> bool:
         """``complete``."""
         ttl = ttl_s
         if type(ttl) is not float or not 0.0 <= ttl < _INF:
             ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
-        now = self._clock()
+        now = trio_now if trio_now is not None and self._on_trio_time else self._clock()
         claims = self._claims
         claim = claims.get(key)
         if claim is None or claim[1] != owner or claim[2] <= now:
