@@ -46,13 +46,14 @@ class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error calle
 
 
 class _Worker:
-    """What the watchdog sees of one worker: its scope and the deadline it must keep."""
+    """One worker as the watchdog sees it: its scope and the deadline it must keep."""
 
-    __slots__ = ("deadline", "scope")
+    __slots__ = ("current", "deadline", "scope")
 
     def __init__(self) -> None:
         self.deadline = math.inf
         self.scope: trio.CancelScope | None = None
+        self.current: Execute | None = None  # the call being served (a cut settles it)
 
 
 class ToolActor:
@@ -145,41 +146,26 @@ class ToolActor:
     async def _worker(self, first: Execute | None = None) -> None:
         me = _Worker()
         self._pool.append(me)
-        receive = self.inbox.receive
-        held = self.held
         msg = first
-        current: Execute | None = None  # the call being served, if a cancellation cuts it
         try:
             while True:
                 # The scope is entered once a message arrives: an idle worker holds none.
                 if msg is None:
-                    msg = await self._next(receive)
+                    msg = await self._next()
                     if msg is None:
                         return
+                # Held from the moment it left the inbox: a crash answers it.
+                self.held[msg.reply] = None
+                me.current = msg
                 with trio.CancelScope() as scope:
                     me.scope = scope
-                    while True:
-                        # Held from the moment it left the inbox: a crash answers it.
-                        held[msg.reply] = None
-                        current = msg
-                        await self._serve(msg, me, scope)
-                        current = None
-                        # The next message, as _next() does but inline: this is the hot
-                        # loop, where one more coroutine per call shows in the benchmarks.
-                        self._idle += 1
-                        try:
-                            msg = await receive()
-                        except (trio.EndOfChannel, trio.ClosedResourceError):
-                            return
-                        finally:
-                            self._idle -= 1
-                        if self._idle == 0:
-                            self._grow()
+                    await self._serve(msg, me, scope)
+                    return  # the inbox is closed and drained
                 # A cancellation ended the scope: a deadline, or the caller gave up.
                 msg = None
                 me.deadline = _INF
-                if current is not None:
-                    cut, current = current, None
+                cut, me.current = me.current, None
+                if cut is not None:
                     await self._settle_cut(cut, me)
         finally:
             self._pool.remove(me)
@@ -187,11 +173,11 @@ class ToolActor:
             if self._workers == 0 and self._watchdog_stop is not None:
                 self._watchdog_stop.cancel()  # the inbox is drained: nothing left to watch
 
-    async def _next(self, receive: Any) -> Execute | None:
+    async def _next(self) -> Execute | None:
         """The next message of the inbox; None once it is closed and drained."""
         self._idle += 1
         try:
-            msg: Execute = await receive()
+            msg: Execute = await self.inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return None
         finally:
@@ -210,55 +196,78 @@ class ToolActor:
             self._nursery.start_soon(self._worker)
 
     async def _serve(self, msg: Execute, me: _Worker, scope: trio.CancelScope) -> None:
-        slot = msg.reply
-        if slot.state is not _QUEUED:
-            self.held.pop(slot, None)
-            return  # the caller gave up while the call was queued: drop it unexecuted
-        runner = self.runner
-        spec = runner.spec
-        now = self._clock()
-        deadline = msg.deadline
-        if deadline <= now:
-            self.held.pop(slot, None)
-            self._reply_call_timeout(msg)
-            return
-        due = now + spec.timeout_s
-        if deadline < due:
-            due = deadline
-        me.deadline = due  # what _watch() does, inline: this runs once per call
-        if due < self._alarm_at:
-            self._watch(me, due)
-        slot.start(scope)
-        error: Exception | None = None
-        circuit = spec.circuit
-        if circuit is not None and circuit.clean and runner.publish is None:
-            # A clean closed breaker: nothing to admit, nothing to record on success.
-            epoch = circuit.epoch
-            try:
-                value = await runner.invoke(msg.args, msg.ctx)
-            except Exception as exc:
-                error = circuit.policy.failed(circuit, circuit.tool_name, epoch, exc)
+        """Serve ``msg``, then the inbox's next calls, until it is closed and drained.
+
+        The hot loop of the actor, in one coroutine (one more frame per call shows in
+        the benchmarks). Every call is in ``held`` and ``me.current`` from the moment it
+        left the inbox; a cancellation of ``scope`` leaves ``me.current`` set to the call
+        it cut short.
+        """
+        held = self.held
+        clock = self._clock
+        receive = self.inbox.receive
+        while True:
+            slot = msg.reply
+            runner = self.runner
+            spec = runner.spec
+            now = clock()
+            deadline = msg.deadline
+            if slot.state is not _QUEUED:
+                held.pop(slot, None)  # the caller gave up while it was queued: drop it
+            elif deadline <= now:
+                held.pop(slot, None)
+                self._reply_call_timeout(msg)
             else:
-                if not circuit.clean:
-                    circuit.policy.succeeded(circuit, epoch)
-        else:
+                due = now + spec.timeout_s
+                if deadline < due:
+                    due = deadline
+                me.deadline = due  # what _watch() does, inline
+                if due < self._alarm_at:
+                    self._watch(me, due)
+                slot.start(scope)
+                error: Exception | None = None
+                circuit = spec.circuit
+                if circuit is not None and circuit.clean and runner.publish is None:
+                    # A clean closed breaker: nothing to admit, nothing to record on success.
+                    epoch = circuit.epoch
+                    try:
+                        value = await runner.invoke(msg.args, msg.ctx)
+                    except Exception as exc:
+                        error = circuit.policy.failed(circuit, circuit.tool_name, epoch, exc)
+                    else:
+                        if not circuit.clean:
+                            circuit.policy.succeeded(circuit, epoch)
+                else:
+                    try:
+                        value = await runner.first_attempt(msg.args, msg.ctx)
+                    except Exception as exc:
+                        error = exc
+                counters = runner.counters
+                if error is None:
+                    me.deadline = _INF
+                    counters.successes += 1
+                    slot.attempts = 1
+                    result: outcome.Outcome[Any] = outcome.Value(value)
+                else:
+                    self._watch(me, deadline)  # the retries run on the call's deadline
+                    result = await self._rest(msg, error)
+                    me.deadline = _INF
+                held.pop(slot, None)
+                counters.latency(clock() - msg.enqueued_at)
+                slot.reply(result)
+            me.current = None
+            # The next message, as _next() does but inline.
+            self._idle += 1
             try:
-                value = await runner.first_attempt(msg.args, msg.ctx)
-            except Exception as exc:
-                error = exc
-        counters = runner.counters
-        if error is None:
-            me.deadline = _INF
-            counters.successes += 1
-            slot.attempts = 1
-            result: outcome.Outcome[Any] = outcome.Value(value)
-        else:
-            self._watch(me, deadline)  # the retries run on the call's deadline
-            result = await self._rest(msg, error)
-            me.deadline = _INF
-        self.held.pop(slot, None)
-        counters.latency(self._clock() - msg.enqueued_at)
-        slot.reply(result)
+                msg = await receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            finally:
+                self._idle -= 1
+            held[msg.reply] = None
+            me.current = msg
+            if self._idle == 0:
+                self._grow()
 
     async def _rest(self, msg: Execute, first_error: Exception) -> outcome.Outcome[Any]:
         try:

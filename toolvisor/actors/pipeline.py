@@ -67,21 +67,24 @@ def make_invoker(fn: Callable[..., Any], tool_name: str) -> Invoker:
             "(and optionally `ctx`)"
         )
 
+    # The coroutine check inline (it is every call's), the rest in _awaitable().
     if takes_ctx:
 
         def invoke(args: Mapping[str, Any], ctx: ExecutionContext) -> Awaitable[Any]:
-            return _awaitable(fn(args, ctx), tool_name)
+            result = fn(args, ctx)
+            return result if type(result) is CoroutineType else _awaitable(result, tool_name)
 
     else:
 
         def invoke(args: Mapping[str, Any], ctx: ExecutionContext) -> Awaitable[Any]:
-            return _awaitable(fn(args), tool_name)
+            result = fn(args)
+            return result if type(result) is CoroutineType else _awaitable(result, tool_name)
 
     return invoke
 
 
 def _awaitable(result: object, tool_name: str) -> Awaitable[Any]:
-    if type(result) is CoroutineType or inspect.isawaitable(result):
+    if inspect.isawaitable(result):
         return result
     raise TypeError(
         f"tool {tool_name!r} returned {type(result).__name__}, not an awaitable; "
