@@ -276,13 +276,10 @@ class Supervisor:
                 idem = self._idem
                 flight = idem.lead(spec, args, ctx, deadline, route.counters, self._clock())
                 if type(flight) is Deferred:  # a duplicate, a stored answer, or a slow store
-                    value, _cached = await idem.resume(
-                        flight,
-                        spec,
-                        deadline,
-                        route.counters,
-                        lambda: self._call(route, args, ctx, deadline, timeout, None),
-                    )
+                    # A partial, not a lambda: a closure would make every local of
+                    # execute() a cell, on every call, the plain ones included.
+                    call = functools.partial(self._call, route, args, ctx, deadline, timeout, None)
+                    value, _cached = await idem.resume(flight, spec, deadline, route.counters, call)
                     return value
                 assert type(flight) is Flight
                 try:

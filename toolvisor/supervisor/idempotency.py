@@ -207,21 +207,23 @@ class IdempotencyCache:
         """Store the value of ``flight``'s execution and answer its waiters; never yields."""
         store = flight.store
         assert store is not None
+        key = flight.key
         try:
             result_json, reason = _encode(value)
             try:
-                store._complete(
-                    flight.key, flight.owner, spec.idempotency_ttl_s, result_json, reason, now
-                )
+                store._complete(key, flight.owner, spec.idempotency_ttl_s, result_json, reason, now)
             except Exception as exc:  # a TTL the store refuses
                 reason = f"the store failed to record the success: {exc}"
-                log.exception("completing idempotency key %r failed", flight.key)
+                log.exception("completing idempotency key %r failed", key)
             if reason is not None and self.publish is not None:
-                self.publish(ResultNotStored(spec.tool_name, flight.key, reason, now))
+                self.publish(ResultNotStored(spec.tool_name, key, reason, now))
         except BaseException as exc:
             self._land(flight, None, exc)
             raise
-        self._land(flight, value, None)
+        if flight.done is not None:
+            self._land(flight, value, None)
+        elif self._flights.get(key) is flight:  # nobody waits (the usual case): just leave
+            del self._flights[key]
 
     def failed(self, flight: Flight, exc: BaseException) -> None:
         """Release ``flight``'s key after its execution raised ``exc``; never yields."""
