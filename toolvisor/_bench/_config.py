@@ -36,7 +36,10 @@ class Config:
     def full(cls) -> Config:
         return cls(
             quick=False,
-            rounds=7,
+            # 15, not fewer: on a shared 2-core VM single 0.25 s rounds of the 1-caller
+            # series range from 0.4x to 1.3x of their median, and medians of 7 rounds
+            # moved by 0.13x from one run to the next (benchmarks/README.md).
+            rounds=15,
             round_s=0.25,
             probe=2000,
             concurrency=(1, 10, 100),
