@@ -49,6 +49,27 @@ async def test_kill_mid_call_answers_held_calls_and_serves_queued_ones(
     assert stats.calls == stats.successes + stats.failures + stats.rejected == 5
 
 
+async def test_kill_as_an_idle_actors_first_call_arrives_answers_that_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # submit() hands the call to the waiting actor without a checkpoint, so kill() lands
+    # after the actor received it and before it ran: the call is held, the crash answers.
+    async def echo(args: dict[str, Any]) -> Any:
+        return args["x"]
+
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(make_spec(), echo)
+        pending = await sup.submit("t", {"x": 1})
+        with trio.fail_after(60):
+            await sup.kill("t")
+        result = await pending.result()
+        assert await sup.execute("t", {"x": 2}) == 2
+        stats = sup.stats("t")
+    assert isinstance(result.error, tv.ActorCrashedError)
+    assert stats.restarts == 1
+    assert stats.calls == stats.successes + stats.failures == 2
+
+
 async def test_a_real_crash_is_handled_like_kill(monkeypatch: pytest.MonkeyPatch) -> None:
     original = ToolActor._serve
     crashes = 0

@@ -121,6 +121,9 @@ class ToolActor:
                     self._waiting = None
         if first is None:
             return  # the inbox closed and drained, or killed while waiting (see crash)
+        self.held[first.reply] = None  # held from the moment it left the inbox
+        if self.crash is not None:
+            return  # killed just as the call arrived: the crash answers it
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._workers = 1
