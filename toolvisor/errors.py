@@ -96,8 +96,13 @@ class CircuitOpenError(ToolvisorError):
     def __init__(self, tool: str, retry_after: float) -> None:
         self.tool = tool
         self.retry_after = max(0.0, float(retry_after))
-        super().__init__(
-            f"circuit breaker of tool {tool!r} is open: failing fast; "
+        # The message is formatted when read: an open breaker refuses calls by the
+        # thousand per second, and formatting it costs more than the rest of a refusal.
+        super().__init__(tool, self.retry_after)
+
+    def __str__(self) -> str:
+        return (
+            f"circuit breaker of tool {self.tool!r} is open: failing fast; "
             f"a trial call is allowed in {self.retry_after:.3g} s"
         )
 
