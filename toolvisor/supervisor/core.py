@@ -271,41 +271,38 @@ class Supervisor:
         if ctx is None:
             ctx = _NO_CONTEXT
         try:
+            flight: Flight | None = None
             if spec.idempotent:
                 # IdempotencyCache.run split, so no coroutine stands between caller and reply.
                 idem = self._idem
-                flight = idem.lead(spec, args, ctx, deadline, route.counters, self._clock())
-                if type(flight) is Deferred:  # a duplicate, a stored answer, or a slow store
+                lead = idem.lead(spec, args, ctx, deadline, route.counters, self._clock())
+                if type(lead) is Deferred:  # a duplicate, a stored answer, or a slow store
                     # A partial, not a lambda: a closure would make every local of
                     # execute() a cell, on every call, the plain ones included.
                     call = functools.partial(self._call, route, args, ctx, deadline, timeout, None)
-                    value, _cached = await idem.resume(flight, spec, deadline, route.counters, call)
+                    value, _cached = await idem.resume(lead, spec, deadline, route.counters, call)
                     return value
-                assert type(flight) is Flight
-                try:
-                    slot = ReplySlot()
-                    waiting = self._post(route, args, ctx, deadline, slot)
-                    if waiting is not None:
-                        await self._enqueue(route, waiting, timeout)
-                    if deadline == _INF:
-                        value = await slot.wait()
-                    else:
-                        value = await self._await_reply(route, slot, deadline, timeout)
-                except BaseException as exc:
-                    idem.failed(flight, exc)
-                    raise
-                idem.succeeded(flight, spec, value, self._clock())
-                return value
+                assert type(lead) is Flight
+                flight = lead
             slot = ReplySlot()
-            waiting = self._post(route, args, ctx, deadline, slot)
-            if waiting is not None:
-                await self._enqueue(route, waiting, timeout)
-            if deadline == _INF:
-                return await slot.wait()  # the hot path: no frame between caller and reply
-            return await self._await_reply(route, slot, deadline, timeout)
+            try:
+                waiting = self._post(route, args, ctx, deadline, slot)
+                if waiting is not None:
+                    await self._enqueue(route, waiting, timeout)
+                if deadline == _INF:
+                    value = await slot.wait()  # the hot path: no frame between caller and reply
+                else:
+                    value = await self._await_reply(route, slot, deadline, timeout)
+            except BaseException as exc:
+                if flight is not None:
+                    self._idem.failed(flight, exc)
+                raise
+            if flight is not None:
+                self._idem.succeeded(flight, spec, value, self._clock())
         except trio.Cancelled:
             route.counters.cancelled += 1  # the caller's own scope: its running attempt too
             raise
+        return value
 
     async def submit(
         self,
