@@ -67,9 +67,10 @@ def _to_listeners(
 class StandardCircuitBreakerPolicy(_PybreakerPolicy):
     """Open after ``failure_threshold`` consecutive failures; built on ``pybreaker``.
 
-    One ``pybreaker.CircuitBreaker`` per tool name (created on first use) keeps the
-    consecutive-failure counter, the half-open success counter, the ``exclude`` rules and
-    the ``listeners``; the open timeout runs on trio's clock (see the module docstring).
+    One ``pybreaker.CircuitBreaker`` per tool name keeps the consecutive-failure counter,
+    the half-open success counter, the ``exclude`` rules and the ``listeners``; it is made
+    on the first outcome that must be recorded (until then the breaker is closed with
+    nothing counted). The open timeout runs on trio's clock (see the module docstring).
 
     Timeline with ``failure_threshold=2, recovery_timeout=30``: failures at t=0 and t=1
     (the second raises ``CircuitOpenError`` from the tool's error); calls at t<31 fail
