@@ -111,13 +111,9 @@ class ToolActor:
         if self.crash is None:
             with trio.CancelScope() as waiting:
                 self._waiting = waiting
-                self._idle = 1
                 try:
-                    first = await self.inbox.receive()
-                except (trio.EndOfChannel, trio.ClosedResourceError):
-                    pass
+                    first = await self._next()
                 finally:
-                    self._idle = 0
                     self._waiting = None
         if first is None:
             return  # the inbox closed and drained, or killed while waiting (see crash)
@@ -127,7 +123,7 @@ class ToolActor:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._workers = 1
-            self._grow()  # as after any receive that left no worker idle
+            self._grow()  # what _next() could not do without a nursery
             await self._worker(first)
 
     def kill(self, reason: BaseException) -> None:
