@@ -291,8 +291,7 @@ class _PybreakerPolicy(abc.ABC):
 
     def succeeded(self, circuit: _Circuit, epoch: int, now: float | None = None) -> None:
         """Record a success of a call run through the fast path (admitted in ``epoch``)."""
-        if not circuit.clean:
-            self._record_success(circuit, epoch, now)
+        self._record_success(circuit, epoch, now)
 
     def failed(
         self,
@@ -346,11 +345,7 @@ class _PybreakerPolicy(abc.ABC):
         circuit = self._circuits.get(tool_name)
         if circuit is None or circuit.state != pybreaker.STATE_OPEN:
             return 0.0  # decided without reading the clock: the supervisor asks every call
-        now = _now()
-        if now is None:
-            return float(self.recovery_timeout)
-        wait = circuit.opened_at + self.recovery_timeout - now
-        return wait if wait > 0.0 else 0.0
+        return self._retry_after_at(tool_name, _now())
 
     def failure_count(self, tool_name: str) -> int:
         """pybreaker's counter of consecutive failures of ``tool_name``."""
