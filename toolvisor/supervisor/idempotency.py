@@ -185,11 +185,7 @@ class IdempotencyCache:
         # Subclasses of MemoryStore may override its methods: they take the general path.
         if key in self._flights or type(store) is not MemoryStore:
             return Deferred(fp, key)
-        self._seq += 1
-        owner = f"{self._owner}-{self._seq}"
-        claim_ttl = spec.claim_ttl_s
-        if deadline != math.inf:
-            claim_ttl = _claim_ttl(claim_ttl, deadline, now)
+        owner, claim_ttl = self._new_claim(spec, deadline, now)
         try:
             record = store._claim(key, fp, owner, claim_ttl, now)
         except IdempotencyStoreError:
@@ -290,6 +286,14 @@ class IdempotencyCache:
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
+    def _new_claim(self, spec: CompiledSpec, deadline: float, now: float) -> tuple[str, float]:
+        """A fresh owner for a claim, and how long the claim lasts."""
+        self._seq += 1
+        claim_ttl = spec.claim_ttl_s
+        if deadline != math.inf:
+            claim_ttl = _claim_ttl(claim_ttl, deadline, now)
+        return f"{self._owner}-{self._seq}", claim_ttl
+
     @staticmethod
     def _joined(result: outcome.Outcome[Any], counters: Counters) -> Any:
         if isinstance(result, outcome.Error):
@@ -317,11 +321,7 @@ class IdempotencyCache:
         execute: Callable[[], Awaitable[Any]],
     ) -> tuple[Any, bool]:
         """Claim ``key`` in ``store`` (polling while another holds it), then execute."""
-        self._seq += 1
-        owner = f"{self._owner}-{self._seq}"
-        claim_ttl = spec.claim_ttl_s
-        if deadline != math.inf:
-            claim_ttl = _claim_ttl(claim_ttl, deadline, trio.current_time())
+        owner, claim_ttl = self._new_claim(spec, deadline, trio.current_time())
         poll = _POLL_FIRST_S
         while True:
             try:
