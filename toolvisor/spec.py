@@ -366,12 +366,22 @@ class CircuitBreakerConfig:
 class ExecutionContext:
     """Who is calling: passed to tools that take a second argument.
 
-    ``tenant_id`` namespaces idempotency keys, so tenants never share results.
+    Attributes:
+        tenant_id: namespaces idempotency keys, so tenants never share results.
+        request_id: the caller's own identifier of the request (for its logs).
+        metadata: anything else the caller wants the tool to see.
+        idempotency_key: the caller's own idempotency key for this call (it replaces the
+            generated one; still namespaced by tool and tenant). A tool that takes ``ctx``
+            sees the call's key here (the caller's or the generated one; None when the tool
+            is not idempotent), to pass it to the service it calls.
+        attempt: the 1-based number of the attempt the tool is running (0 outside one).
     """
 
     tenant_id: str | None = None
     request_id: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    idempotency_key: str | None = None
+    attempt: int = 0
 
 
 # --------------------------------------------------------------------------- specs
