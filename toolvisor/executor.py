@@ -12,24 +12,20 @@ and no restart: a crash is the caller's exception.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 
+from .actors.call import Call
 from .actors.pipeline import ToolRunner, make_invoker, state_name
 from .actors.stats import Counters, ToolStats
-from .errors import ToolTimeoutError
 from .events import Event
 from .spec import ExecutionContext, ToolSpec
 from .supervisor.idempotency import IdempotencyCache
 from .supervisor.stores.base import IdempotencyStore
 
 __all__ = ["FunctionToolExecutor"]
-
-_NO_CONTEXT = ExecutionContext()
-
 
 class FunctionToolExecutor:
     """Run one tool with its spec's policies, in the calling task.
@@ -73,40 +69,26 @@ class FunctionToolExecutor:
         """Run the tool once through its policies; return its value or raise.
 
         ``timeout`` is the overall deadline (all attempts and waits), as in
-        ``Supervisor.execute``.
+        ``Supervisor.execute``; bad arguments, ``ctx`` or ``timeout`` raise as there.
         """
         spec = self.spec
-        spec.validator.validate(args)
-        ctx = ctx or _NO_CONTEXT
-        self.counters.calls += 1
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        call = Call.new(spec, self.counters, args, ctx, timeout)
         if spec.idempotent:
-            value, _cached = await self._cache.run(
-                spec,
-                args,
-                ctx,
-                deadline,
-                self.counters,
-                lambda: self._run(args, ctx, deadline, timeout),
-            )
-            return value
-        return await self._run(args, ctx, deadline, timeout)
+            return await self._cache.run(spec, call, self._run)
+        return await self._run(call)
 
-    async def _run(
-        self,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        timeout: float | None,
-    ) -> Any:
-        started = trio.current_time()
-        with trio.move_on_at(deadline):
-            value = await self._runner.run(args, ctx, deadline)
-            self.counters.latency(trio.current_time() - started)
-            return value
-        self.counters.timeouts += 1
-        self.counters.failures += 1
-        raise ToolTimeoutError(self.spec.tool_name, timeout or 0.0, scope="call")
+    async def _run(self, call: Call) -> Any:
+        """The call's attempt loop in this task, within its deadline."""
+        try:
+            with trio.move_on_at(call.deadline) as scope:
+                call.start(scope)
+                await self._runner.run(call)
+        except BaseException as exc:
+            call.settle(exc)  # the caller's own cancellation, or a Ctrl-C
+            raise
+        if not call.ended:
+            call.time_out()
+        return call.result()
 
     def stats(self) -> ToolStats:
         """A snapshot of this executor's counters."""

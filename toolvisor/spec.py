@@ -29,7 +29,6 @@ import attrs
 import jsonschema_rs
 
 from ._validation import ArgumentValidator
-from .policies._breaker_core import _Circuit, _PybreakerPolicy
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -566,18 +565,16 @@ class CompiledSpec:
     key_generator: IIdempotencyKeyGenerator
     function_schema: Mapping[str, Any]
     derived_claim_ttl: bool = True
-    #: Seconds the breaker stays open (0 when it admits calls), for breakers whose open
-    #: state can be read without admitting a call: the supervisor then refuses calls in
-    #: the caller's task, without the hop to the actor. None for other breakers.
-    open_for: Callable[[str], float] | None = None
-    #: The tool's circuit in a built-in (pybreaker) breaker: while ``circuit.clean``, a
-    #: call may skip the breaker entirely (see ``_breaker_core``). None for other breakers.
-    circuit: _Circuit | None = attrs.field(default=None, repr=False, eq=False)
+    #: The breaker's optional ``retry_after(tool_name)`` (None when a call would be
+    #: admitted now, else the seconds until one may be): with it, the supervisor refuses
+    #: calls in the caller's task while the breaker is open. None for breakers without it.
+    retry_after: Callable[[str], float | None] | None = attrs.field(
+        default=None, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
-        if self.open_for is None and isinstance(self.breaker, _PybreakerPolicy):
-            object.__setattr__(self, "open_for", self.breaker.retry_after)
-            object.__setattr__(self, "circuit", self.breaker.circuit_for(self.tool_name))
+        if self.retry_after is None:
+            object.__setattr__(self, "retry_after", getattr(self.breaker, "retry_after", None))
 
     def with_policies(
         self,
@@ -595,8 +592,7 @@ class CompiledSpec:
             claim_ttl_s=claim_ttl_s,
             retry_policy=new_retry,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
-            open_for=None,
-            circuit=None,
+            retry_after=None,
         )
 
 

@@ -5,12 +5,11 @@ the counters and ``retry_after`` must agree. Time is a ``MockClock`` shared by e
 ``trio.run`` of the machine, moved only by the ``advance`` rule.
 
 Calls that complete at once go through the public ``execute_with_breaker`` in a
-``trio.run`` per step. Calls that stay in flight across steps (concurrent half-open
-trials, late results of an older epoch, cancellations) use the policy's synchronous
-core (``_admit`` / ``_record_*`` / ``_abandon``), which ``execute_with_breaker`` is
-built from. The tool actor's fast path (``circuit.clean``, ``succeeded`` / ``failed``)
-has its own rules: it must behave exactly as ``execute_with_breaker`` whenever it is
-taken, and ``clean`` must hold exactly when it may be taken.
+``trio.run`` per step, or through a real supervisor and its tool actor (the caller's
+fail-fast on ``retry_after``, then the actor's attempt loop). Calls that stay in flight
+across steps (concurrent half-open trials, late results of an older epoch,
+cancellations) use the circuit object's own steps (``admit`` / ``record_*`` /
+``abandon``), which ``execute_with_breaker`` is made of: the code that runs, not a copy.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+import toolvisor
 from toolvisor.errors import CircuitOpenError
 from toolvisor.policies import AdaptiveCircuitBreakerPolicy, StandardCircuitBreakerPolicy
 
@@ -72,10 +72,14 @@ class Model:
             return "half_open"
         return self.state
 
-    def retry_after(self, now: float) -> float:
-        if self.state != "open":
-            return 0.0
-        return max(0.0, self.opened_at + self.recovery - now)
+    def retry_after(self, now: float) -> float | None:
+        """None when a call would be admitted now, else the seconds until one may be."""
+        if self.state == "closed":
+            return None
+        if self.state == "open":
+            wait = self.opened_at + self.recovery - now
+            return wait if wait > 0 else None
+        return 0.0 if self.trials >= self.max_trials else None
 
     def current_threshold(self) -> int:
         if self.adaptive is None:
@@ -203,6 +207,44 @@ class BreakerMachine(RuleBasedStateMachine):
         else:
             assert isinstance(error, BoomError if outcome == "failure" else BenignError)
 
+    @rule(outcome=st.sampled_from(["success", "failure", "excluded"]))
+    def supervised_call(self, outcome: Outcome) -> None:
+        """The same call through a supervisor: fail-fast in the caller, then the actor."""
+        now = self.now
+        admitted = self.model.admit(now)
+        spec = toolvisor.FunctionToolSpec(id="t-v1", tool_name=TOOL)
+        spec.circuit_breaker_policy = self.policy
+
+        async def tool(args: dict[str, object]) -> str:
+            if outcome == "failure":
+                raise BoomError
+            if outcome == "excluded":
+                raise BenignError
+            return "ok"
+
+        async def run() -> tuple[toolvisor.ToolResult, toolvisor.ToolStats]:
+            async with toolvisor.open_supervisor() as sup:
+                await sup.spawn(spec, tool)
+                [result] = await sup.execute_many([(TOOL, {})])
+                return result, sup.stats(TOOL)
+
+        result, stats = trio.run(run, clock=self.clock)
+        assert stats.calls == stats.successes + stats.failures + stats.rejected == 1
+        if isinstance(admitted, float):
+            assert isinstance(result.error, CircuitOpenError)
+            assert result.error.retry_after == admitted
+            assert (result.attempts, stats.rejected) == (0, 1)
+            return
+        tripped = self.model.complete(admitted, outcome, now)
+        assert result.attempts == 1
+        if outcome == "success":
+            assert (result.ok, result.value) == (True, "ok")
+            return
+        # The tool ran: its own error, also when that failure opened the breaker.
+        assert isinstance(result.error, BoomError if outcome == "failure" else BenignError)
+        notes = getattr(result.error, "__notes__", [])
+        assert any("breaker" in note and "opened" in note for note in notes) == tripped
+
     @rule()
     def start_call(self) -> None:
         now = self.now
@@ -210,10 +252,10 @@ class BreakerMachine(RuleBasedStateMachine):
         circuit = self.policy._circuit(TOOL)
         if isinstance(expected, float):
             with pytest.raises(CircuitOpenError) as info:
-                self.policy._admit(circuit, TOOL, now)
+                circuit.admit(now)
             assert info.value.retry_after == expected
         else:
-            self.pending.append((expected, self.policy._admit(circuit, TOOL, now)))
+            self.pending.append((expected, circuit.admit(now)))
 
     @precondition(lambda self: self.pending)
     @rule(data=st.data(), outcome=st.sampled_from(["success", "failure", "excluded", "cancel"]))
@@ -223,55 +265,15 @@ class BreakerMachine(RuleBasedStateMachine):
         now = self.now
         if outcome == "cancel":
             self.model.abandon(expected)
-            self.policy._abandon(circuit, epoch)
+            circuit.abandon(epoch)
         elif outcome == "success":
             assert not self.model.complete(expected, "success", now)
-            self.policy._record_success(circuit, epoch, now)
+            circuit.record_success(epoch, now)
         else:
             exc = BoomError() if outcome == "failure" else BenignError()
             tripped = self.model.complete(expected, outcome, now)  # type: ignore[arg-type]
-            error = self.policy._record_failure(circuit, TOOL, epoch, exc, now)
+            error = circuit.record_failure(epoch, exc, now)
             assert (error is not None) == tripped
-
-    @rule(outcome=st.sampled_from(["success", "failure", "excluded"]))
-    def fast_call(self, outcome: Outcome) -> None:
-        """A call as the tool actor runs it: straight through while the circuit is clean."""
-        circuit = self.policy.circuit_for(TOOL)
-        if not circuit.clean:
-            self.call(outcome)  # the actor falls back to execute_with_breaker
-            return
-        now = self.now
-        admitted = self.model.admit(now)
-        assert admitted == self.model.epoch and self.model.state == "closed"
-        epoch = circuit.epoch
-        tripped = self.model.complete(admitted, outcome, now)
-        if outcome == "success":
-            self.policy.succeeded(circuit, epoch, now)
-            return
-        exc = BoomError() if outcome == "failure" else BenignError()
-        error = self.policy.failed(circuit, TOOL, epoch, exc, now)
-        if tripped:
-            assert isinstance(error, CircuitOpenError)
-            assert error.retry_after == self.model.recovery
-            assert error.__cause__ is exc
-        else:
-            assert error is exc
-
-    @precondition(lambda self: self.pending)
-    @rule(data=st.data(), outcome=st.sampled_from(["success", "failure", "excluded"]))
-    def finish_fast(self, data: st.DataObject, outcome: str) -> None:
-        """A late outcome delivered through the fast path's recording methods."""
-        expected, epoch = self.pending.pop(data.draw(st.integers(0, len(self.pending) - 1)))
-        circuit = self.policy.circuit_for(TOOL)
-        now = self.now
-        if outcome == "success":
-            assert not self.model.complete(expected, "success", now)
-            self.policy.succeeded(circuit, epoch, now)
-            return
-        exc = BoomError() if outcome == "failure" else BenignError()
-        tripped = self.model.complete(expected, outcome, now)  # type: ignore[arg-type]
-        error = self.policy.failed(circuit, TOOL, epoch, exc, now)
-        assert isinstance(error, CircuitOpenError) == tripped
 
     @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 5.0, 10.0]) | st.floats(0, 40))
     def advance(self, dt: float) -> None:
@@ -280,7 +282,7 @@ class BreakerMachine(RuleBasedStateMachine):
     @rule()
     def advance_to_half_open(self) -> None:
         remaining = self.model.retry_after(self.now)
-        if remaining > 0:
+        if remaining:
             self.clock.jump(remaining)
 
     @rule()
@@ -293,8 +295,13 @@ class BreakerMachine(RuleBasedStateMachine):
     @invariant()
     def agrees_with_model(self) -> None:
         now = self.now
-        assert self.policy._state_at(TOOL, now) == self.model.effective_state(now)
-        assert self.policy._retry_after_at(TOOL, now) == self.model.retry_after(now)
+
+        async def read() -> tuple[str, float | None]:
+            return self.policy.get_state(TOOL), self.policy.retry_after(TOOL)
+
+        state, retry_after = trio.run(read, clock=self.clock)
+        assert state == self.model.effective_state(now)
+        assert retry_after == self.model.retry_after(now)
         assert self.policy.failure_count(TOOL) == self.model.fail
         assert self.policy.success_count(TOOL) == self.model.succ
         if TOOL in self.policy._circuits:
@@ -302,7 +309,7 @@ class BreakerMachine(RuleBasedStateMachine):
             assert circuit.trials == self.model.trials
             assert 0 <= circuit.trials <= self.model.max_trials
             # clean: a success would change nothing (closed, no failure counted, no
-            # listener, no adaptive window), so the actor may skip the breaker.
+            # listener, no adaptive window), so admission and recording are skipped.
             quiet = self.model.adaptive is None
             assert circuit.clean == (quiet and self.model.state == "closed" and not self.model.fail)
 

@@ -82,7 +82,7 @@ async def test_open_half_open_close_with_30s_recovery(
 
     await trio.sleep(20)
     assert policy.get_state(TOOL) == "half_open"  # a pure read: nothing moved yet
-    assert policy.retry_after(TOOL) == 0
+    assert policy.retry_after(TOOL) is None  # due: the next call is a trial
     assert await call(policy, spy) == "ok"
     assert ran
     assert policy.get_state(TOOL) == "closed"
@@ -239,7 +239,7 @@ async def test_reset_closes_an_open_breaker(autojump_clock: trio.testing.MockClo
     assert policy.get_state(TOOL) == "open"
     policy.reset(TOOL)
     assert policy.get_state(TOOL) == "closed"
-    assert policy.retry_after(TOOL) == 0
+    assert policy.retry_after(TOOL) is None
     assert await call(policy, ok) == "ok"
     policy.reset("never-used")  # unknown tools are fine
 
@@ -422,7 +422,7 @@ async def test_noop_just_awaits() -> None:
         assert isinstance(await call(policy, boom), BoomError)
     assert await call(policy, ok) == "ok"
     assert policy.get_state(TOOL) == "closed"
-    assert policy.retry_after(TOOL) == 0
+    assert policy.retry_after(TOOL) is None
     policy.reset(TOOL)
 
 
@@ -500,3 +500,30 @@ async def test_a_retry_loop_stops_when_its_failure_trips_the_breaker(
         await retry.execute(lambda: breaker.execute_with_breaker(tool, TOOL))
     assert attempts == 2
     assert isinstance(info.value.__cause__, BoomError)
+
+
+async def test_retry_after_reads_what_admission_would_decide(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    policy = StandardCircuitBreakerPolicy(
+        failure_threshold=1, recovery_timeout=10, half_open_max_calls=1
+    )
+    assert policy.retry_after(TOOL) is None  # closed: admitted
+    await call(policy, boom)
+    assert policy.retry_after(TOOL) == pytest.approx(10)  # open: seconds to half-open
+    await trio.sleep(10)
+    assert policy.retry_after(TOOL) is None  # due: the next call is the trial
+    trial_started, release = trio.Event(), trio.Event()
+
+    async def slow_trial() -> str:
+        trial_started.set()
+        await release.wait()
+        return "ok"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call, policy, slow_trial)
+        await trial_started.wait()
+        assert policy.retry_after(TOOL) == 0  # half-open, its one trial slot busy
+        assert isinstance(await call(policy, ok), CircuitOpenError)
+        release.set()
+    assert policy.retry_after(TOOL) is None  # the trial closed it

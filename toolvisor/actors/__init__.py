@@ -1,10 +1,10 @@
-"""Tool actors: the inbox loop, its workers, the message types and the shared pipeline."""
+"""Tool actors: the call, the inbox loop and its workers, and the shared attempt loop."""
 
 from .actor import ActorKilled as ActorKilled
 from .actor import ToolActor as ToolActor
-from .messages import Execute as Execute
-from .messages import ReplySlot as ReplySlot
+from .call import Call as Call
+from .call import CallState as CallState
 from .pipeline import ToolRunner as ToolRunner
 from .stats import ToolStats as ToolStats
 
-__all__ = ["ActorKilled", "Execute", "ReplySlot", "ToolActor", "ToolRunner", "ToolStats"]
+__all__ = ["ActorKilled", "Call", "CallState", "ToolActor", "ToolRunner", "ToolStats"]

@@ -1,8 +1,8 @@
 """The tool actor: a pool of worker tasks reading one inbox, and their watchdog.
 
-One incarnation of a tool's actor. Its workers receive :class:`Execute` messages straight
+One incarnation of a tool's actor. Its workers receive :class:`Call` s straight
 from the tool's inbox (a trio memory channel: one hop from the caller), run them through
-the tool's :class:`ToolRunner` and reply. Until its first call the actor is one task
+the tool's :class:`ToolRunner`, which ends them. Until its first call the actor is one task
 waiting on the inbox (no nursery, no pool); then the pool starts with that worker and
 grows on demand up to ``max_concurrency``, and never more than ``max_concurrency``
 attempts of the tool run at once (the bulkhead).
@@ -17,28 +17,22 @@ watchdog's wake-up and nothing needs to wake it; only a call whose own ``timeout
 sooner moves the watchdog's alarm forward. Entering a trio cancel scope costs several
 times more than the rest of a call's bookkeeping: the hot path enters none.
 
-The actor only ever *replies*; crashing and restarting are the supervisor's business. The
-calls it holds are tracked in ``held`` so that a crash can answer each of them.
+The actor only ever *ends calls* (through the runner's attempt loop); crashing and
+restarting are the supervisor's business. The calls it holds are tracked in ``held`` so
+that a crash can answer each of them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import outcome
 import trio
 
 from ..errors import ToolTimeoutError
-from ..policies.retry import NoRetryPolicy
-from .messages import Execute, ReplySlot, SlotState
+from .call import Call, CallState
 from .pipeline import ToolRunner
 
 __all__ = ["ActorKilled", "ToolActor"]
-
-_INF = math.inf
-_QUEUED = SlotState.QUEUED  # globals: an enum member read through its class costs more
-_RUNNING = SlotState.RUNNING
 
 
 class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error callers see
@@ -48,12 +42,17 @@ class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error calle
 class _Worker:
     """One worker as the watchdog sees it: its scope and the deadline it must keep."""
 
-    __slots__ = ("current", "deadline", "scope")
+    __slots__ = ("actor", "current", "deadline", "scope")
 
-    def __init__(self) -> None:
+    def __init__(self, actor: ToolActor) -> None:
+        self.actor = actor
         self.deadline = math.inf
         self.scope: trio.CancelScope | None = None
-        self.current: Execute | None = None  # the call being served (a cut settles it)
+        self.current: Call | None = None  # the call being served (a cut settles it)
+
+    def watch(self, deadline: float) -> None:
+        """Have the watchdog cut this worker's scope at ``deadline``."""
+        self.actor._watch(self, deadline)
 
 
 class ToolActor:
@@ -81,12 +80,12 @@ class ToolActor:
         "runner",
     )
 
-    def __init__(self, runner: ToolRunner, inbox: trio.MemoryReceiveChannel[Execute]) -> None:
+    def __init__(self, runner: ToolRunner, inbox: trio.MemoryReceiveChannel[Call]) -> None:
         self.runner = runner
         self.inbox = inbox
         # The calls taken from the inbox and not answered yet (a dict as an ordered set:
         # an empty one takes a quarter of an empty set's memory, and idle actors are many).
-        self.held: dict[ReplySlot, None] = {}
+        self.held: dict[Call, None] = {}
         self.crash: BaseException | None = None
         self._waiting: trio.CancelScope | None = None  # until the first call: for kill()
         self._nursery: trio.Nursery | None = None
@@ -107,7 +106,7 @@ class ToolActor:
         opened when the first call arrives, so an idle actor costs little more than a
         blocked task.
         """
-        first: Execute | None = None
+        first: Call | None = None
         if self.crash is None:
             with trio.CancelScope() as waiting:
                 self._waiting = waiting
@@ -117,7 +116,7 @@ class ToolActor:
                     self._waiting = None
         if first is None:
             return  # the inbox closed and drained, or killed while waiting (see crash)
-        self.held[first.reply] = None  # held from the moment it left the inbox
+        self.held[first] = None  # held from the moment it left the inbox
         if self.crash is not None:
             return  # killed just as the call arrived: the crash answers it
         async with trio.open_nursery() as nursery:
@@ -142,27 +141,26 @@ class ToolActor:
 
     # ------------------------------------------------------------------ workers
 
-    async def _worker(self, first: Execute | None = None) -> None:
-        me = _Worker()
+    async def _worker(self, first: Call | None = None) -> None:
+        me = _Worker(self)
         self._pool.append(me)
-        msg = first
+        call = first
         try:
             while True:
-                # The scope is entered once a message arrives: an idle worker holds none.
-                if msg is None:
-                    msg = await self._next()
-                    if msg is None:
+                # The scope is entered once a call arrives: an idle worker holds none.
+                if call is None:
+                    call = await self._next()
+                    if call is None:
                         return
-                # Held from the moment it left the inbox: a crash answers it.
-                self.held[msg.reply] = None
-                me.current = msg
+                    self.held[call] = None  # held from the moment it left the inbox
+                me.current = call
                 with trio.CancelScope() as scope:
                     me.scope = scope
-                    await self._serve(msg, me, scope)
+                    await self._serve(call, me, scope)
                     return  # the inbox is closed and drained
                 # A cancellation ended the scope: a deadline, or the caller gave up.
-                msg = None
-                me.deadline = _INF
+                call = None
+                me.deadline = math.inf
                 cut, me.current = me.current, None
                 if cut is not None:
                     await self._settle_cut(cut, me)
@@ -172,18 +170,18 @@ class ToolActor:
             if self._workers == 0 and self._watchdog_stop is not None:
                 self._watchdog_stop.cancel()  # the inbox is drained: nothing left to watch
 
-    async def _next(self) -> Execute | None:
-        """The next message of the inbox; None once it is closed and drained."""
+    async def _next(self) -> Call | None:
+        """The next call of the inbox; None once it is closed and drained."""
         self._idle += 1
         try:
-            msg: Execute = await self.inbox.receive()
+            call: Call = await self.inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return None
         finally:
             self._idle -= 1
         if self._idle == 0:
             self._grow()
-        return msg
+        return call
 
     def _grow(self) -> None:
         """Every worker is busy: start as many more as the backlog needs (up to the cap)."""
@@ -194,139 +192,61 @@ class ToolActor:
             self._workers += 1
             self._nursery.start_soon(self._worker)
 
-    async def _serve(self, msg: Execute, me: _Worker, scope: trio.CancelScope) -> None:
-        """Serve ``msg``, then the inbox's next calls, until it is closed and drained.
+    async def _serve(self, call: Call, me: _Worker, scope: trio.CancelScope) -> None:
+        """Serve ``call``, then the inbox's next calls, until it is closed and drained.
 
-        The hot loop of the actor, in one coroutine (one more frame per call shows in
-        the benchmarks). Every call is in ``held`` and ``me.current`` from the moment it
-        left the inbox; a cancellation of ``scope`` leaves ``me.current`` set to the call
-        it cut short.
+        Every call is in ``held`` and ``me.current`` from the moment it left the inbox; a
+        cancellation of ``scope`` leaves ``me.current`` set to the call it cut short.
         """
         held = self.held
         clock = self._clock
-        receive = self.inbox.receive
         while True:
-            slot = msg.reply
-            runner = self.runner
-            spec = runner.spec
             now = clock()
-            deadline = msg.deadline
-            if slot.state is not _QUEUED:
-                held.pop(slot, None)  # the caller gave up while it was queued: drop it
-            elif deadline <= now:
-                held.pop(slot, None)
-                self._reply_call_timeout(msg)
+            if call.state is not CallState.QUEUED:
+                pass  # the caller gave up while it was queued: drop it
+            elif call.deadline <= now:
+                call.time_out()
             else:
-                due = now + spec.timeout_s
-                if deadline < due:
-                    due = deadline
-                me.deadline = due  # what _watch() does, inline
-                if due < self._alarm_at:
-                    self._watch(me, due)
-                slot.start(scope)
-                error: Exception | None = None
-                circuit = spec.circuit
-                if circuit is not None and circuit.clean and runner.publish is None:
-                    # A clean closed breaker: nothing to admit, nothing to record on success.
-                    epoch = circuit.epoch
-                    try:
-                        value = await runner.invoke(msg.args, msg.ctx)
-                    except Exception as exc:
-                        error = circuit.policy.failed(circuit, circuit.tool_name, epoch, exc)
-                    else:
-                        if not circuit.clean:
-                            circuit.policy.succeeded(circuit, epoch)
-                else:
-                    try:
-                        value = await runner.first_attempt(msg.args, msg.ctx)
-                    except Exception as exc:
-                        error = exc
-                counters = runner.counters
-                if error is None:
-                    me.deadline = _INF
-                    counters.successes += 1
-                    slot.attempts = 1
-                    result: outcome.Outcome[Any] = outcome.Value(value)
-                else:
-                    self._watch(me, deadline)  # the retries run on the call's deadline
-                    result = await self._rest(msg, error)
-                    me.deadline = _INF
-                held.pop(slot, None)
-                counters.latency(clock() - msg.enqueued_at)
-                slot.reply(result)
+                runner = self.runner
+                self._watch(me, min(now + runner.spec.timeout_s, call.deadline))
+                call.start(scope)
+                await runner.run(call, me)
+                me.deadline = math.inf
+            held.pop(call, None)
             me.current = None
-            # The next message, as _next() does but inline.
-            self._idle += 1
-            try:
-                msg = await receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
+            next_call = await self._next()
+            if next_call is None:
                 return
-            finally:
-                self._idle -= 1
-            held[msg.reply] = None
-            me.current = msg
-            if self._idle == 0:
-                self._grow()
+            call = next_call
+            held[call] = None
+            me.current = call
 
-    async def _rest(self, msg: Execute, first_error: Exception) -> outcome.Outcome[Any]:
-        try:
-            value = await self.runner.run(
-                msg.args, msg.ctx, msg.deadline, msg.reply, first_error=first_error
-            )
-        except Exception as exc:
-            return outcome.Error(exc)
-        return outcome.Value(value)
+    async def _settle_cut(self, call: Call, me: _Worker) -> None:
+        """A worker's scope caught a cancellation while serving ``call``: settle it.
 
-    async def _settle_cut(self, msg: Execute, me: _Worker) -> None:
-        """A worker's scope caught a cancellation while serving ``msg``: settle the call."""
-        slot = msg.reply
-        if slot.state is not _RUNNING:
-            self.held.pop(slot, None)
-            return  # the caller gave up (abandoned): it has its answer already
-        runner = self.runner
-        if self._clock() >= msg.deadline:
-            self.held.pop(slot, None)
-            self._reply_call_timeout(msg)
+        The caller gave up (the call is over), the call's deadline passed (it times out),
+        or the watchdog cut the first attempt at ``timeout_s``: that attempt's outcome is a
+        retryable ``ToolTimeoutError``, replayed into the attempt loop under a new scope.
+        """
+        if call.state is not CallState.RUNNING:
+            self.held.pop(call, None)
+            return  # its caller gave up on it, and ends it
+        if self._clock() >= call.deadline:
+            self.held.pop(call, None)
+            call.time_out()
             return
-        # The first attempt ran past timeout_s: a retryable failure the breaker counts.
+        runner = self.runner
         runner.counters.timeouts += 1
         timeout = ToolTimeoutError(runner.spec.tool_name, runner.spec.timeout_s)
-        if type(runner.spec.retry_policy) is NoRetryPolicy:
-            # No retry: the call ends with this attempt. Settle it at once, without a new
-            # cancel scope nor the retry machinery (thousands of calls timing out
-            # together would each pay for both).
-            error = await runner.count_failure(timeout)
-            runner.counters.failures += 1
-            slot.attempts = 1
-            result: outcome.Outcome[Any] = outcome.Error(error)
-            self.held.pop(slot, None)
-            runner.counters.latency(self._clock() - msg.enqueued_at)
-            slot.reply(result)
-            return
         with trio.CancelScope() as scope:
             me.scope = scope
-            slot.start_again(scope)
-            self._watch(me, msg.deadline)
-            first_error = await runner.count_failure(timeout)
-            result = await self._rest(msg, first_error)
-            me.deadline = math.inf
-            self.held.pop(slot, None)
-            runner.counters.latency(self._clock() - msg.enqueued_at)
-            slot.reply(result)
-            return
+            call.start_again(scope)
+            self._watch(me, call.deadline)
+            await runner.run(call, me, replay=timeout)
         me.deadline = math.inf
-        self.held.pop(slot, None)
-        if slot.state is _RUNNING:
-            self._reply_call_timeout(msg)
-
-    def _reply_call_timeout(self, msg: Execute) -> None:
-        counters = self.runner.counters
-        counters.timeouts += 1
-        counters.failures += 1
-        budget = msg.deadline - msg.enqueued_at
-        msg.reply.reply(
-            outcome.Error(ToolTimeoutError(self.runner.spec.tool_name, budget, scope="call"))
-        )
+        self.held.pop(call, None)
+        if call.state is CallState.RUNNING:
+            call.time_out()  # cut again: by the call's deadline (its caller abandons it)
 
     # ------------------------------------------------------------------ watchdog
 

@@ -1,12 +1,23 @@
-"""The execution pipeline of one call, shared by the tool actor and FunctionToolExecutor.
+"""The attempt loop of one call, shared by the tool actor and FunctionToolExecutor.
 
-Per call: the retry policy drives attempts; each attempt passes the circuit breaker,
-which admits it (or fails fast with ``CircuitOpenError``), runs the tool under the
-spec's per-attempt ``timeout_s`` (``ToolTimeoutError`` past it, retryable) and records
-the outcome. Cancellation is never counted nor retried: only ``Exception`` is caught.
+One loop: the retry policy drives the attempts (the first included); each attempt
+passes the circuit breaker's public ``execute_with_breaker``, which admits it (or
+refuses it with ``CircuitOpenError``), runs the tool under the spec's per-attempt
+``timeout_s`` (``ToolTimeoutError`` past it, retryable) and records its outcome. The
+tool runs in exactly one place, ``ToolRunner._once``. The loop ends the call:
 
-A tool failure re-raises the tool's own last exception, with a note saying how many
-attempts were made, so ``except PaymentDeclined:`` keeps working.
+* the tool returned: ``succeed``;
+* no attempt ran (the breaker refused the first): ``reject`` with ``CircuitOpenError``;
+* the tool ran and failed: ``fail`` with the tool's own last exception, never wrapped,
+  also when that failure opened the breaker or the breaker refused a retry (a note on
+  the exception says so), so ``except PaymentDeclined:`` catches every call that reached
+  the service;
+* a ``BaseException`` from the tool that is not a cancellation (``SystemExit``, an
+  ``asyncio.CancelledError`` leaked by a client library...): ``fail`` with
+  ``ActorCrashedError`` caused by it; it stays inside this call.
+
+Cancellation (``trio.Cancelled``) and ``KeyboardInterrupt`` are never counted nor retried:
+they propagate, and whoever cancelled ends the call.
 """
 
 from __future__ import annotations
@@ -14,17 +25,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from types import CoroutineType
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
-from ..errors import CircuitOpenError, ToolTimeoutError
+from ..errors import ActorCrashedError, CircuitOpenError, ToolTimeoutError
 from ..events import BreakerTransition, Event, RetryScheduled
 from ..spec import CompiledSpec, ExecutionContext
-from .messages import ReplySlot
+from .call import Call
 from .stats import Counters
 
-__all__ = ["Invoker", "ToolRunner", "make_invoker", "state_name"]
+__all__ = ["Invoker", "ToolRunner", "Watchdog", "is_cancellation", "make_invoker", "state_name"]
 
 Invoker = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
 Publish = Callable[[Event], None]
@@ -92,11 +103,18 @@ def _awaitable(result: object, tool_name: str) -> Awaitable[Any]:
     )
 
 
-class ToolRunner:
-    """Runs calls of one tool through its policies; counts what happens.
+class Watchdog(Protocol):
+    """How an actor's worker keeps a call's time without a cancel scope per attempt."""
 
-    The runner belongs to one actor (or executor); only its tasks touch the counters
-    and the breaker state of its tool.
+    def watch(self, deadline: float) -> None:
+        """From now on, cut the worker's scope at ``deadline`` (trio time)."""
+
+
+class ToolRunner:
+    """Runs calls of one tool through its policies.
+
+    The runner belongs to one actor incarnation (or executor); only its tasks touch the
+    breaker state of its tool.
     """
 
     __slots__ = ("_last_state", "counters", "invoke", "publish", "spec")
@@ -114,115 +132,106 @@ class ToolRunner:
         self.publish = publish
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
 
-    async def first_attempt(self, args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
-        """The actor's first attempt of a call, through the breaker.
-
-        No timeout scope of its own: the actor runs it inside a cancel scope whose
-        deadline is the attempt's. While events are subscribed, the breaker's state is
-        observed before and after, so its transitions are published.
-        """
-        spec = self.spec
-        invoke = self.invoke
-        if self.publish is None:
-            return await spec.breaker.execute_with_breaker(
-                lambda: invoke(args, ctx), spec.tool_name
-            )
-        self._observe_breaker()
-        try:
-            return await spec.breaker.execute_with_breaker(
-                lambda: invoke(args, ctx), spec.tool_name
-            )
-        finally:
-            self._observe_breaker()
-
     async def run(
         self,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        slot: ReplySlot | None = None,
-        first_error: Exception | None = None,
-    ) -> Any:
-        """Run the call's attempts through the retry policy; count the outcome.
+        call: Call,
+        watchdog: Watchdog | None = None,
+        replay: Exception | None = None,
+    ) -> None:
+        """Run ``call``'s attempts and end it (see the module docstring).
 
-        With ``first_error``, the first attempt already ran (in the actor's fast path) and
-        failed with it: the retry policy sees that failure as attempt 1 and schedules
-        the rest. Every attempt run here has its own ``timeout_s`` scope.
+        Args:
+            call: the call, started.
+            watchdog: the actor's worker keeping time for the first attempt: its deadline
+                (``min(now + timeout_s, call.deadline)``) is written down already, and it
+                cuts the worker's scope when it passes. Later attempts run under their own
+                ``timeout_s`` scope. None (the executor): every attempt has its own scope.
+            replay: the first attempt ran already and was cut at its ``timeout_s`` by the
+                watchdog: the loop starts again with this failure as attempt 1's outcome,
+                so the breaker records it and the retry policy decides.
+
+        Raises:
+            trio.Cancelled: the caller or a deadline cut the call; it is not ended here.
         """
         spec = self.spec
         name = spec.tool_name
-        timeout_s = spec.timeout_s
-        invoke = self.invoke
-        counters = self.counters
         breaker = spec.breaker
-        attempts = 0 if first_error is None else 1
-        replay = first_error
-        # Did the tool run at all? A refusal at admission is a CircuitOpenError with no
-        # cause; the one raised when a failure trips the breaker is chained from it.
-        ran = first_error is not None and not (
-            isinstance(first_error, CircuitOpenError) and first_error.__cause__ is None
-        )
+        if self.publish is not None:
+            self._observe_breaker()
 
-        async def timed() -> Any:
-            nonlocal ran
-            ran = True
-            with trio.move_on_after(timeout_s):
-                return await invoke(args, ctx)
-            counters.timeouts += 1
-            raise ToolTimeoutError(name, timeout_s)
-
-        async def attempt() -> Any:
-            nonlocal attempts, replay
+        def attempt() -> Awaitable[Any]:
+            nonlocal replay
             if replay is not None:
                 error, replay = replay, None
-                raise error
-            attempts += 1
-            if self.publish is None:
-                return await breaker.execute_with_breaker(timed, name)
-            self._observe_breaker()
-            try:
-                return await breaker.execute_with_breaker(timed, name)
-            finally:
-                self._observe_breaker()
+                return breaker.execute_with_breaker(_raiser(error), name)
+            return breaker.execute_with_breaker(once, name)
+
+        def once() -> Awaitable[Any]:
+            n = call.attempts = call.attempts + 1
+            if n > 1:
+                self.counters.retries += 1
+            if n == 1 and watchdog is not None:
+                return self.invoke(call.args, call.ctx)  # the watchdog keeps its time
+            return self._timed(call)
+
+        def on_retry(failed: int, delay: float, exc: BaseException) -> None:
+            if isinstance(exc, Exception):
+                call.last_error = exc
+            if watchdog is not None:
+                watchdog.watch(call.deadline)  # the retries run on the call's deadline
+            self._on_retry(failed, delay, exc)
 
         try:
             value = await spec.retry_policy.execute(
-                attempt, deadline=deadline, on_retry=self._on_retry
+                attempt, deadline=call.deadline, on_retry=on_retry
             )
         except Exception as exc:
-            if isinstance(exc, CircuitOpenError) and not ran:
-                counters.rejected += 1
-            else:
-                counters.failures += 1
-            if slot is not None:
-                slot.attempts = attempts
-            if attempts > 1:
-                exc.add_note(f"toolvisor: tool {name!r} failed after {attempts} attempts")
+            if self.publish is not None:
+                self._observe_breaker()
+            self._failed(call, exc)
+        except (trio.Cancelled, KeyboardInterrupt):
             raise
-        counters.successes += 1
-        if slot is not None:
-            slot.attempts = attempts
-        return value
+        except BaseException as exc:
+            if is_cancellation(exc):
+                raise
+            call.fail(ActorCrashedError(name, exc))
+        else:
+            if self.publish is not None:
+                self._observe_breaker()
+            call.succeed(value)
 
-    async def count_failure(self, error: Exception) -> Exception:
-        """Let the breaker count ``error`` as a failed attempt (it did not see it happen).
+    async def _timed(self, call: Call) -> Any:
+        """One attempt under its own ``timeout_s`` scope."""
+        timeout_s = self.spec.timeout_s
+        with trio.move_on_after(timeout_s):
+            return await self.invoke(call.args, call.ctx)
+        self.counters.timeouts += 1
+        raise ToolTimeoutError(self.spec.tool_name, timeout_s)
 
-        Returns the error the attempt ends with: ``error`` itself, or the
-        ``CircuitOpenError`` raised if this failure trips the breaker.
-        """
-
-        async def fail() -> Any:
-            raise error
-
-        try:
-            await self.spec.breaker.execute_with_breaker(fail, self.spec.tool_name)
-        except Exception as exc:
-            return exc
-        return error  # an excluded error counts as a success and is not re-raised here
+    def _failed(self, call: Call, exc: Exception) -> None:
+        """End ``call`` after its loop raised ``exc`` (see the module docstring)."""
+        attempts = call.attempts
+        if isinstance(exc, CircuitOpenError):
+            if not attempts:
+                call.reject(exc)
+                return
+            # The tool ran: its own last failure is the call's, whether it opened the
+            # breaker (the CircuitOpenError's cause) or another call did before a retry.
+            cause = exc.__cause__
+            tool_error = cause if isinstance(cause, Exception) else call.last_error
+            if tool_error is not None:
+                tool_error.add_note(
+                    f"toolvisor: the circuit breaker of tool {call.tool!r} opened; "
+                    "the remaining attempts were skipped"
+                )
+                exc = tool_error
+        if attempts > 1:
+            exc.add_note(f"toolvisor: tool {call.tool!r} failed after {attempts} attempts")
+        call.fail(exc)
 
     def _on_retry(self, attempt: int, delay: float, exc: BaseException) -> None:
-        self.counters.retries += 1
         if self.publish is not None:
+            self._observe_breaker()
             self.publish(
                 RetryScheduled(
                     tool=self.spec.tool_name,
@@ -243,3 +252,21 @@ class ToolRunner:
                 )
             )
         self._last_state = state
+
+
+def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:
+    """An attempt that ends at once with ``error`` (an outcome that already happened)."""
+
+    async def replayed() -> Any:
+        raise error
+
+    return replayed
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """True for trio's cancellation or a Ctrl-C, also inside exception groups."""
+    if isinstance(exc, trio.Cancelled | KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(is_cancellation(e) for e in exc.exceptions)
+    return False

@@ -18,8 +18,8 @@ The tool is never awaited inside pybreaker: the policy awaits it, catching only
 Cancellation and other ``BaseException`` s are neither counted nor recorded; they only give
 back the trial slot they held.
 
-The admission and recording steps are synchronous and take ``now`` explicitly, so tests
-can drive the state machine exactly without running trio.
+The circuit object of each tool owns the rules; its admission and recording steps are
+synchronous and take ``now`` explicitly.
 """
 
 from __future__ import annotations
@@ -80,6 +80,12 @@ class ICircuitBreakerPolicy(Protocol):
 
             def reset(self, tool_name):
                 pass
+
+    Optional: ``retry_after(tool_name) -> float | None``, a pure read of whether a call
+    would be admitted now (None) or how many seconds until one may be (0 when half-open
+    with every trial slot busy). A breaker that has it lets the supervisor refuse calls
+    in the caller's task, without sending them to the actor; one without it keeps
+    working, every call then reaching ``execute_with_breaker``.
     """
 
     async def execute_with_breaker(self, func: Callable[[], Awaitable[T]], tool_name: str) -> T:
@@ -149,21 +155,19 @@ def _succeed() -> None:
 class _Circuit:
     """The breaker of one tool: pybreaker's counters and state plus trio-clock bookkeeping.
 
-    pybreaker's objects are made on the first outcome that must be recorded (a failure,
-    or any outcome with listeners or an adaptive window): until then the breaker is
-    closed with no failure counted, and a tool that never fails (or an idle one) costs
-    only this object.
+    The circuit owns its rules (admission, recording, epochs, trial slots); its policy
+    holds the configuration they read. pybreaker's objects are made on the first outcome
+    that must be recorded (a failure, or any outcome with listeners or an adaptive
+    window): until then the breaker is closed with no failure counted, and a tool that
+    never fails (or an idle one) costs only this object.
     """
 
-    # The policy and tool this circuit belongs to (the actor's fast path needs both).
     policy: _PybreakerPolicy = attrs.field(repr=False)
     tool_name: str
-    # No listener to notify and no window to update: a success in a closed breaker with
-    # no failure counted changes nothing at all (fixed when the circuit is made).
+    # No listener to notify and no window to update (fixed when the circuit is made).
     quiet: bool
-    # Closed, no failure counted, and quiet: a call may run without admission and a
-    # success needs no recording. Kept in step with pybreaker's state by every method
-    # that changes it; the actor's hot path reads only this flag.
+    # Closed, no failure counted, and quiet: admission admits, and a success changes
+    # nothing. Kept in step with pybreaker's state by every method that changes it.
     clean: bool
     epoch: int = 0
     opened_at: float = -math.inf
@@ -202,19 +206,142 @@ class _Circuit:
         storage = self._storage
         return 0 if storage is None else storage.success_counter
 
-    def reset_pybreaker(self) -> None:
-        """Close pybreaker's breaker and clear its counters (if it was ever made)."""
+    # -- reading -----------------------------------------------------------------------
+
+    def state_at(self, now: float | None) -> CircuitState:
+        """The state as callers see it: open past ``recovery_timeout`` reads half-open."""
+        state = _FROM_PYBREAKER[self.state]
+        if (
+            state is CircuitState.OPEN
+            and now is not None
+            and now >= self.opened_at + self.policy.recovery_timeout
+        ):
+            return CircuitState.HALF_OPEN
+        return state
+
+    def retry_after_at(self, now: float | None) -> float | None:
+        """None if a call would be admitted at ``now``, else the seconds until one may be.
+
+        Reads what ``admit`` would decide without changing anything: open, the seconds
+        until half-open (the whole ``recovery_timeout`` outside a trio run); half-open
+        with every trial slot busy, 0.
+        """
+        state = self.state
+        if state == pybreaker.STATE_CLOSED:
+            return None
+        if state == pybreaker.STATE_OPEN:
+            if now is None:
+                return float(self.policy.recovery_timeout)
+            wait = self.opened_at + self.policy.recovery_timeout - now
+            return wait if wait > 0 else None  # due: the next call is a trial
+        return 0.0 if self.trials >= self.policy.half_open_max_calls else None
+
+    # -- the state machine ---------------------------------------------------------------
+
+    def admit(self, now: float | None = None) -> int:
+        """Admit one call or raise CircuitOpenError; return the epoch it was admitted in."""
+        state = self.state
+        if state == pybreaker.STATE_CLOSED:
+            return self.epoch
+        if now is None:
+            now = trio.current_time()
+        policy = self.policy
+        if state == pybreaker.STATE_OPEN:
+            wait = self.opened_at + policy.recovery_timeout - now
+            if wait > 0:
+                raise CircuitOpenError(self.tool_name, wait)
+            self.breaker.half_open()
+            self._new_epoch()
+            self.clean = False
+        if self.trials >= policy.half_open_max_calls:
+            raise CircuitOpenError(self.tool_name, 0.0)
+        self.trials += 1
+        return self.epoch
+
+    def abandon(self, epoch: int) -> None:
+        """Give back the trial slot of a call that ended without an outcome (cancelled)."""
+        if epoch == self.epoch and self.state == pybreaker.STATE_HALF_OPEN:
+            self.trials -= 1
+
+    def record_success(self, epoch: int, now: float | None = None) -> None:
+        """Record a success of a call admitted in ``epoch`` (ignored if the epoch is over)."""
+        if epoch != self.epoch or self.clean:
+            return  # a clean circuit has nothing to record: pybreaker's counter is 0
+        state = self.state
+        policy = self.policy
+        if policy._OBSERVES:
+            policy._observe(self, None)
+        if state == pybreaker.STATE_HALF_OPEN:
+            self.trials -= 1
+        self.breaker.call(_succeed)
+        if self.state != state:
+            self._transitioned(now)
+        self._refresh()
+
+    def record_failure(
+        self, epoch: int, exc: Exception, now: float | None = None
+    ) -> CircuitOpenError | None:
+        """Record ``exc`` (pybreaker decides whether it is excluded).
+
+        Returns the CircuitOpenError to raise if this failure opened the breaker.
+        """
+        if epoch != self.epoch:
+            return None
+        state = self.state
+        policy = self.policy
+        if state == pybreaker.STATE_HALF_OPEN:
+            self.trials -= 1
+        if policy._OBSERVES:
+            policy._observe(self, exc)
+        traceback = exc.__traceback__
+        try:
+            self.breaker.call(_raise, exc)
+        except pybreaker.CircuitBreakerError:
+            pass  # the trip; seen through the state below
+        except Exception as replayed:
+            if replayed is not exc:
+                raise
+        finally:
+            exc.__traceback__ = traceback  # hide pybreaker's frames from the tool's error
+        self._refresh()
+        if self.state == state:
+            return None
+        self._transitioned(now)
+        if self.state == pybreaker.STATE_OPEN:
+            return CircuitOpenError(self.tool_name, policy.recovery_timeout)
+        return None
+
+    def reset(self) -> None:
+        """Close the breaker and clear its counters; outcomes of earlier calls are ignored."""
         storage = self._storage
-        if storage is None:
-            return
-        if storage.state != pybreaker.STATE_CLOSED:
-            self.breaker.close()
-        storage.reset_counter()
-        storage.reset_success_counter()
+        if storage is not None:
+            if storage.state != pybreaker.STATE_CLOSED:
+                self.breaker.close()
+            storage.reset_counter()
+            storage.reset_success_counter()
+        if self.window is not None:
+            self.window.clear()
+        self.window_failures = 0
+        self._new_epoch()
+        self.opened_at = -math.inf
+        self.clean = self.quiet
+
+    def _transitioned(self, now: float | None) -> None:
+        self._new_epoch()
+        if self.state == pybreaker.STATE_OPEN:
+            self.opened_at = trio.current_time() if now is None else now
+
+    def _refresh(self) -> None:
+        """Recompute ``clean`` after pybreaker's state or counter may have moved."""
+        self.clean = self.quiet and self.state == pybreaker.STATE_CLOSED and not self.counter
+
+    def _new_epoch(self) -> None:
+        self.epoch += 1
+        self.trials = 0
 
 
 class _PybreakerPolicy(abc.ABC):
-    """Base of Standard and Adaptive: admission, recording, epochs and trial slots.
+    """Base of Standard and Adaptive: configuration, and one circuit per tool.
 
     Subclasses are attrs classes that define the fields read here.
     """
@@ -253,64 +380,21 @@ class _PybreakerPolicy(abc.ABC):
         circuit = self._circuits.get(tool_name)
         if circuit is None:
             circuit = self._circuit(tool_name)
-        epoch = self._admit(circuit, tool_name)
+        # A clean circuit is closed: admission would only return the epoch.
+        epoch = circuit.epoch if circuit.clean else circuit.admit()
         try:
             value = await func()
         except Exception as exc:
-            tripped = self._record_failure(circuit, tool_name, epoch, exc)
+            tripped = circuit.record_failure(epoch, exc)
             if tripped is not None:
                 raise tripped from exc
             raise
         except BaseException:
-            self._abandon(circuit, epoch)
+            circuit.abandon(epoch)
             raise
         if not circuit.clean:
-            self._record_success(circuit, epoch)
+            circuit.record_success(epoch)
         return value
-
-    # -- the actor's fast path ---------------------------------------------------------
-    #
-    # While ``circuit.clean`` holds, admission is a no-op (closed) and so is recording a
-    # success, so the actor runs the tool itself, reading only the flag:
-    #
-    #     if circuit.clean:
-    #         epoch = circuit.epoch
-    #         try:
-    #             value = await tool()
-    #         except Exception as exc:
-    #             error = circuit.policy.failed(circuit, circuit.tool_name, epoch, exc)
-    #         else:
-    #             circuit.policy.succeeded(circuit, epoch)  # nothing to do if still clean
-    #
-    # which is exactly ``execute_with_breaker`` for a clean circuit.
-
-    def circuit_for(self, tool_name: str) -> _Circuit:
-        """The circuit of ``tool_name`` (made on first use; never replaced afterwards)."""
-        circuit = self._circuits.get(tool_name)
-        return circuit if circuit is not None else self._circuit(tool_name)
-
-    def succeeded(self, circuit: _Circuit, epoch: int, now: float | None = None) -> None:
-        """Record a success of a call run through the fast path (admitted in ``epoch``)."""
-        self._record_success(circuit, epoch, now)
-
-    def failed(
-        self,
-        circuit: _Circuit,
-        tool_name: str,
-        epoch: int,
-        exc: Exception,
-        now: float | None = None,
-    ) -> Exception:
-        """Record a failure of a call run through the fast path; return what to raise.
-
-        ``exc`` itself, or the ``CircuitOpenError`` (caused by ``exc``) when this failure
-        opened the breaker. ``now`` defaults to trio's clock.
-        """
-        tripped = self._record_failure(circuit, tool_name, epoch, exc, now)
-        if tripped is None:
-            return exc
-        tripped.__cause__ = exc
-        return tripped
 
     def get_state(self, tool_name: str) -> CircuitState:
         """Return the state of ``tool_name``'s breaker without changing anything.
@@ -318,7 +402,8 @@ class _PybreakerPolicy(abc.ABC):
         An open breaker whose ``recovery_timeout`` has elapsed on trio's clock reports
         ``HALF_OPEN``. Outside a trio run the recorded state is returned.
         """
-        return self._state_at(tool_name, _now())
+        circuit = self._circuits.get(tool_name)
+        return CircuitState.CLOSED if circuit is None else circuit.state_at(_now())
 
     def reset(self, tool_name: str) -> None:
         """Close ``tool_name``'s breaker and clear its counters.
@@ -326,26 +411,20 @@ class _PybreakerPolicy(abc.ABC):
         Outcomes of calls admitted before the reset are not recorded.
         """
         circuit = self._circuits.get(tool_name)
-        if circuit is None:
-            return
-        circuit.reset_pybreaker()
-        if circuit.window is not None:
-            circuit.window.clear()
-        circuit.window_failures = 0
-        circuit.epoch += 1
-        circuit.trials = 0
-        circuit.opened_at = -math.inf
-        circuit.clean = circuit.quiet
+        if circuit is not None:
+            circuit.reset()
 
-    def retry_after(self, tool_name: str) -> float:
-        """Seconds until ``tool_name``'s open breaker admits a trial call (0 unless open).
+    def retry_after(self, tool_name: str) -> float | None:
+        """None if a call of ``tool_name`` would be admitted now, else the seconds to wait.
 
-        Outside a trio run an open breaker reports the whole ``recovery_timeout``.
+        Open: the seconds until half-open (the whole ``recovery_timeout`` outside a trio
+        run). Half-open with every trial slot busy: 0. A pure read: callers use it to fail
+        fast without admitting a call.
         """
         circuit = self._circuits.get(tool_name)
-        if circuit is None or circuit.state != pybreaker.STATE_OPEN:
-            return 0.0  # decided without reading the clock: the supervisor asks every call
-        return self._retry_after_at(tool_name, _now())
+        if circuit is None or circuit.clean:
+            return None  # decided without reading the clock: the supervisor asks every call
+        return circuit.retry_after_at(_now())
 
     def failure_count(self, tool_name: str) -> int:
         """pybreaker's counter of consecutive failures of ``tool_name``."""
@@ -357,7 +436,7 @@ class _PybreakerPolicy(abc.ABC):
         circuit = self._circuits.get(tool_name)
         return 0 if circuit is None else circuit.success_counter
 
-    # -- the synchronous core --------------------------------------------------------------
+    # -- internals -----------------------------------------------------------------------
 
     def _circuit(self, tool_name: str) -> _Circuit:
         circuit = self._circuits.get(tool_name)
@@ -381,121 +460,6 @@ class _PybreakerPolicy(abc.ABC):
             name=tool_name,
             throw_new_error_on_trip=True,
         )
-
-    def _state_at(self, tool_name: str, now: float | None) -> CircuitState:
-        circuit = self._circuits.get(tool_name)
-        if circuit is None:
-            return CircuitState.CLOSED
-        state = _FROM_PYBREAKER[circuit.state]
-        if (
-            state is CircuitState.OPEN
-            and now is not None
-            and now >= circuit.opened_at + self.recovery_timeout
-        ):
-            return CircuitState.HALF_OPEN
-        return state
-
-    def _retry_after_at(self, tool_name: str, now: float | None) -> float:
-        circuit = self._circuits.get(tool_name)
-        if circuit is None or circuit.state != pybreaker.STATE_OPEN:
-            return 0.0
-        if now is None:
-            return float(self.recovery_timeout)
-        return max(0.0, circuit.opened_at + self.recovery_timeout - now)
-
-    def _admit(self, circuit: _Circuit, tool_name: str, now: float | None = None) -> int:
-        """Admit one call or raise CircuitOpenError; return the epoch it was admitted in."""
-        state = circuit.state
-        if state == pybreaker.STATE_CLOSED:
-            return circuit.epoch
-        if now is None:
-            now = trio.current_time()
-        if state == pybreaker.STATE_OPEN:
-            wait = circuit.opened_at + self.recovery_timeout - now
-            if wait > 0:
-                raise CircuitOpenError(tool_name, wait)
-            circuit.breaker.half_open()
-            self._new_epoch(circuit)
-            circuit.clean = False
-        if circuit.trials >= self.half_open_max_calls:
-            raise CircuitOpenError(tool_name, 0.0)
-        circuit.trials += 1
-        return circuit.epoch
-
-    def _abandon(self, circuit: _Circuit, epoch: int) -> None:
-        """Give back the trial slot of a call that ended without an outcome (cancelled)."""
-        if epoch == circuit.epoch and circuit.state == pybreaker.STATE_HALF_OPEN:
-            circuit.trials -= 1
-
-    def _record_success(self, circuit: _Circuit, epoch: int, now: float | None = None) -> None:
-        """Record a success of a call admitted in ``epoch`` (ignored if the epoch is over)."""
-        if epoch != circuit.epoch:
-            return
-        if circuit.clean:
-            return  # pybreaker would only reset a counter that is already 0
-        state = circuit.state
-        if self._OBSERVES:
-            self._observe(circuit, None)
-        if state == pybreaker.STATE_HALF_OPEN:
-            circuit.trials -= 1
-        circuit.breaker.call(_succeed)
-        if circuit.state != state:
-            self._transitioned(circuit, now)
-        self._refresh(circuit)
-
-    def _record_failure(
-        self,
-        circuit: _Circuit,
-        tool_name: str,
-        epoch: int,
-        exc: Exception,
-        now: float | None = None,
-    ) -> CircuitOpenError | None:
-        """Record ``exc`` (pybreaker decides whether it is excluded).
-
-        Returns the CircuitOpenError to raise if this failure opened the breaker.
-        """
-        if epoch != circuit.epoch:
-            return None
-        state = circuit.state
-        if state == pybreaker.STATE_HALF_OPEN:
-            circuit.trials -= 1
-        if self._OBSERVES:
-            self._observe(circuit, exc)
-        traceback = exc.__traceback__
-        try:
-            circuit.breaker.call(_raise, exc)
-        except pybreaker.CircuitBreakerError:
-            pass  # the trip; seen through the state below
-        except Exception as replayed:
-            if replayed is not exc:
-                raise
-        finally:
-            exc.__traceback__ = traceback  # hide pybreaker's frames from the tool's error
-        self._refresh(circuit)
-        if circuit.state == state:
-            return None
-        self._transitioned(circuit, now)
-        if circuit.state == pybreaker.STATE_OPEN:
-            return CircuitOpenError(tool_name, self.recovery_timeout)
-        return None
-
-    def _transitioned(self, circuit: _Circuit, now: float | None) -> None:
-        self._new_epoch(circuit)
-        if circuit.state == pybreaker.STATE_OPEN:
-            circuit.opened_at = trio.current_time() if now is None else now
-
-    @staticmethod
-    def _refresh(circuit: _Circuit) -> None:
-        """Recompute ``circuit.clean`` after pybreaker's state or counter may have moved."""
-        circuit.clean = (
-            circuit.quiet and circuit.state == pybreaker.STATE_CLOSED and not circuit.counter
-        )
-
-    @staticmethod
-    def _new_epoch(circuit: _Circuit) -> None:
-        circuit.epoch += 1
-        circuit.trials = 0
 
 
 def _now() -> float | None:

@@ -226,6 +226,6 @@ class NoOpCircuitBreakerPolicy:
     def reset(self, tool_name: str) -> None:
         """Nothing to reset."""
 
-    def retry_after(self, tool_name: str) -> float:
-        """Always 0.0."""
-        return 0.0
+    def retry_after(self, tool_name: str) -> float | None:
+        """Always None: every call is admitted."""
+        return None

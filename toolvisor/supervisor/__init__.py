@@ -1,10 +1,10 @@
 """The supervisor, its results and the idempotency-cache actor's stores."""
 
 from .core import Supervisor as Supervisor
+from .core import ToolRef as ToolRef
 from .core import open_supervisor as open_supervisor
 from .idempotency import IdempotencyCache as IdempotencyCache
 from .results import PendingCall as PendingCall
-from .results import ToolRef as ToolRef
 from .results import ToolResult as ToolResult
 from .stores import IdempotencyStore as IdempotencyStore
 from .stores import MemoryStore as MemoryStore

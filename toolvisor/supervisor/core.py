@@ -1,120 +1,50 @@
 """The supervisor: spawns tool actors, routes calls to them, restarts them when they crash.
 
-Routing happens in the caller's task: ``execute()`` validates the arguments, looks the
-tool up in the routing table and sends the call straight into the tool actor's inbox
-(one hop), then waits on the call's reply slot. The supervisor's own tasks only run the
-restart loops (OTP one_for_one): a crashed actor's held calls get ``ActorCrashedError``,
-its queued calls survive in the inbox, and a fresh incarnation (with fresh breaker state)
-serves them. Past ``max_restarts`` crashes within ``within_s`` seconds the tool is marked
-failed and its calls get ``ToolUnavailableError``; other tools run on.
-
-Closing (leaving ``open_supervisor``) stops intake, lets queued and in-flight calls
-finish for ``grace_s`` seconds, then cancels the rest; every call gets a reply.
+Routing happens in the caller's task (``calls.py``): a call is validated, made a
+:class:`~toolvisor.actors.call.Call` and sent straight into its tool actor's inbox (one
+hop); the caller then waits for the call's end. The supervisor's own tasks only run the
+restart loops (``restarts.py``). Closing (leaving ``open_supervisor``) stops intake, lets
+queued and in-flight calls finish for ``grace_s`` seconds, then cancels the rest; every
+call gets a reply.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import math
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import outcome
+import sniffio
 import trio
 
-from ..actors.actor import ActorKilled, ToolActor
-from ..actors.messages import Execute, ReplySlot
-from ..actors.pipeline import ToolRunner, make_invoker, state_name
-from ..actors.stats import Counters, ToolStats
+from ..actors.actor import ActorKilled
+from ..actors.call import Call
+from ..actors.pipeline import state_name
+from ..actors.stats import ToolStats
 from ..errors import (
-    ActorCrashedError,
-    CircuitOpenError,
     DuplicateToolError,
     SupervisorClosedError,
-    ToolOverloadedError,
-    ToolTimeoutError,
     ToolUnavailableError,
     UnknownToolError,
 )
-from ..events import ActorRestarted, Event, ToolFailed
+from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.retry import IRetryPolicy
-from ..spec import CompiledSpec, ExecutionContext, ToolSpec
-from .idempotency import Deferred, Flight, IdempotencyCache
-from .results import PendingCall, ToolRef, ToolResult
+from ..spec import ExecutionContext, ToolSpec
+from .calls import send, send_and_wait
+from .hub import EventHub, Publish
+from .idempotency import IdempotencyCache
+from .restarts import Intensity, Route, supervise
+from .results import PendingCall, Relay, ToolResult
 from .stores.base import IdempotencyStore
 
-__all__ = ["Supervisor", "open_supervisor"]
-
-log = logging.getLogger("toolvisor")
-
-_NO_CONTEXT = ExecutionContext()
-_INF = math.inf
+__all__ = ["Supervisor", "ToolRef", "open_supervisor"]
 
 CallSpec = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], ExecutionContext | None]
-
-
-class _Route:
-    """One routing-table entry: a tool's inbox, counters and current actor."""
-
-    __slots__ = (
-        "_done_event",
-        "actor",
-        "counters",
-        "done",
-        "finished",
-        "inbox_receive",
-        "inbox_send",
-        "invoke",
-        "name",
-        "reason",
-        "restart_times",
-        "restarted",
-        "runner",
-        "spec",
-        "status",
-    )
-
-    def __init__(self, spec: CompiledSpec, fn: Callable[..., Any]) -> None:
-        self.name = spec.tool_name
-        self.spec = spec
-        self.invoke = make_invoker(fn, spec.tool_name)
-        self.counters = Counters()
-        self.runner = ToolRunner(spec, self.invoke, self.counters)
-        self.inbox_send, self.inbox_receive = trio.open_memory_channel[Execute](spec.queue_size)
-        self.actor: ToolActor | None = None
-        self.status = "running"  # running | stopping | failed | closed
-        self.reason = ""
-        # Idle tools are the common case: keep their footprint small (an empty deque
-        # takes 760 bytes; this list never holds more than max_restarts + 1 times).
-        self.restart_times: list[float] = []
-        self.restarted: trio.Event | None = None  # made by kill(), set on the restart
-        self.finished = False
-        self._done_event: trio.Event | None = None
-
-    def mark_finished(self) -> None:
-        """The actor loop ended: wake whoever waits for it."""
-        self.finished = True
-        if self._done_event is not None:
-            self._done_event.set()
-        if self.restarted is not None:
-            self.restarted.set()
-
-    async def wait_finished(self) -> None:
-        """Wait until the actor loop ended."""
-        if self.finished:
-            await trio.lowlevel.checkpoint()
-            return
-        if self._done_event is None:
-            self._done_event = trio.Event()
-        await self._done_event.wait()
-
-    def unavailable(self) -> Exception:
-        if self.status == "closed":
-            return SupervisorClosedError(f"the supervisor closed before tool {self.name!r} ran")
-        return ToolUnavailableError(self.name, self.reason or self.status)
 
 
 class Supervisor:
@@ -130,17 +60,13 @@ class Supervisor:
         grace_s: float,
     ) -> None:
         self._nursery = nursery
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[str, Route] = {}
+        self._gone: dict[str, str] = {}  # stopped tools: name -> why (until respawned)
         self._closing = False
-        self._max_restarts = max_restarts
-        self._within_s = within_s
+        self._intensity = Intensity(max_restarts, within_s)
         self._grace_s = grace_s
-        self._callbacks: list[Callable[[Event], None]] = []
-        self._channels: list[trio.MemorySendChannel[Event]] = []
-        self.events_dropped = 0
-        self._idem = IdempotencyCache(idempotency_store, publish=self._publish)
-        # trio.current_time() without its lookups (the run's clock is fixed for the run).
-        self._clock = trio.lowlevel.current_clock().current_time
+        self._hub = EventHub(self._wire)
+        self._idem = IdempotencyCache(idempotency_store)
 
     # ------------------------------------------------------------------ tools
 
@@ -154,16 +80,17 @@ class Supervisor:
             TypeError: ``spec`` is not a ToolSpec or ``fn`` is not an async function.
             SupervisorClosedError: the supervisor is closing.
         """
-        self._check_open()
+        if self._closing:
+            raise SupervisorClosedError()
         if not isinstance(spec, ToolSpec):
             raise TypeError(f"spawn() takes a ToolSpec, got {type(spec).__name__}")
         if spec.tool_name in self._routes:
             raise DuplicateToolError(spec.tool_name)
-        route = _Route(spec.compile(), fn)
-        if self._callbacks or self._channels:
-            route.runner.publish = self._publish
+        route = Route(spec.compile(), fn)
+        route.runner.publish = self._hub.publisher
         self._routes[route.name] = route
-        await self._nursery.start(self._supervise, route)
+        self._gone.pop(route.name, None)
+        await self._nursery.start(supervise, route, self._intensity, self._hub)
         return ToolRef(route.name, self)
 
     def tools(self) -> list[str]:
@@ -216,7 +143,8 @@ class Supervisor:
         """Stop ``tool`` gracefully: no new calls, queued and running ones finish.
 
         After ``grace_s`` (default: the supervisor's) the rest are cancelled and get
-        ``ToolUnavailableError``. The name can then be spawned again.
+        ``ToolUnavailableError``. The name can then be spawned again; until then its
+        calls get ``ToolUnavailableError`` saying it was stopped.
         """
         route = self._route(tool)
         if route.status == "running":
@@ -230,19 +158,18 @@ class Supervisor:
             await route.wait_finished()
         if self._routes.get(tool) is route:
             del self._routes[tool]
+            self._gone[tool] = route.reason or "it was stopped"
 
     async def kill(self, tool: str) -> None:
         """Crash ``tool``'s actor on purpose, exactly as a real crash (for fault tests).
 
-        Returns once the actor restarted (or the tool was marked failed).
+        Returns once the actor restarted (or the tool was marked failed). Concurrent
+        kills of one tool all return on that restart.
         """
         route = self._route(tool)
-        actor = route.actor
-        if actor is None or route.status != "running":
+        if route.actor is None or route.status != "running":
             raise ToolUnavailableError(tool, route.reason or route.status)
-        route.restarted = trio.Event()
-        actor.kill(ActorKilled(f"killed by Supervisor.kill({tool!r})"))
-        await route.restarted.wait()
+        await route.kill(ActorKilled(f"killed by Supervisor.kill({tool!r})"))
 
     # ------------------------------------------------------------------ calls
 
@@ -261,48 +188,11 @@ class Supervisor:
         ``ToolTimeoutError`` is raised. A tool failure re-raises the tool's own
         exception; toolvisor's failures raise the errors of ``toolvisor.errors``.
         """
-        route = self._routes.get(tool)
-        if route is None:
-            raise self._unknown(tool)
-        spec = route.spec
-        spec.validator.validate(args)
-        deadline = _INF if timeout is None else _deadline(timeout)
-        route.counters.calls += 1
-        if ctx is None:
-            ctx = _NO_CONTEXT
-        try:
-            flight: Flight | None = None
-            if spec.idempotent:
-                # IdempotencyCache.run split, so no coroutine stands between caller and reply.
-                idem = self._idem
-                lead = idem.lead(spec, args, ctx, deadline, route.counters, self._clock())
-                if type(lead) is Deferred:  # a duplicate, a stored answer, or a slow store
-                    # A partial, not a lambda: a closure would make every local of
-                    # execute() a cell, on every call, the plain ones included.
-                    call = functools.partial(self._call, route, args, ctx, deadline, timeout, None)
-                    value, _cached = await idem.resume(lead, spec, deadline, route.counters, call)
-                    return value
-                assert type(lead) is Flight
-                flight = lead
-            slot = ReplySlot()
-            try:
-                waiting = self._post(route, args, ctx, deadline, slot)
-                if waiting is not None:
-                    await self._enqueue(route, waiting, timeout)
-                if deadline == _INF:
-                    value = await slot.wait()  # the hot path: no frame between caller and reply
-                else:
-                    value = await self._await_reply(route, slot, deadline, timeout)
-            except BaseException as exc:
-                if flight is not None:
-                    self._idem.failed(flight, exc)
-                raise
-            if flight is not None:
-                self._idem.succeeded(flight, spec, value, self._clock())
-        except trio.Cancelled:
-            route.counters.cancelled += 1  # the caller's own scope: its running attempt too
-            raise
-        return value
+        route = self._route(tool)
+        call = Call.new(route.spec, route.counters, args, ctx, timeout)
+        if route.spec.idempotent:
+            return await self._idem.run(route.spec, call, functools.partial(send_and_wait, route))
+        return await send_and_wait(route, call)
 
     async def submit(
         self,
@@ -317,26 +207,14 @@ class Supervisor:
         Raises at once what is wrong before sending: unknown tool, invalid arguments,
         closed supervisor, overload (``overflow="reject"``), an open circuit breaker.
         """
-        route = self._routes.get(tool)
-        if route is None:
-            raise self._unknown(tool)
-        spec = route.spec
-        spec.validator.validate(args)
-        started = trio.current_time()
-        deadline = _deadline(timeout)
-        route.counters.calls += 1
-        slot = ReplySlot()
-        ctx = ctx or _NO_CONTEXT
-        if spec.idempotent:
-            self._nursery.start_soon(
-                self._idempotent_into_slot, route, args, ctx, deadline, timeout, slot
-            )
-        else:
-            _refuse_if_open(route)
-            await self._enqueue(route, Execute(args, ctx, deadline, started, slot), timeout)
-        return PendingCall(
-            tool, slot, route.counters, deadline=deadline, timeout=timeout, started=started
-        )
+        route = self._route(tool)
+        call = Call.new(route.spec, route.counters, args, ctx, timeout)
+        if not route.spec.idempotent:
+            await send(route, call)
+            return PendingCall(call)
+        relay = Relay()
+        self._nursery.start_soon(self._idempotent_in_task, route, call, relay)
+        return PendingCall(call, relay)
 
     async def execute_many(
         self,
@@ -346,25 +224,23 @@ class Supervisor:
     ) -> list[ToolResult]:
         """Run calls concurrently; one :class:`ToolResult` per call, in order.
 
-        Never raises for a call's failure (unknown tool and bad arguments included):
-        each result says what happened, which is what an agent loop feeds back.
+        Never raises for a call's failure (unknown tool, bad arguments and malformed
+        entries included): each result says what happened, which is what an agent loop
+        feeds back.
         """
-        items: Sequence[CallSpec] = list(calls)
+        items: Sequence[Any] = list(calls)
         results: list[ToolResult | None] = [None] * len(items)
 
-        async def one(i: int, item: CallSpec) -> None:
-            tool, args = item[0], item[1]
-            ctx = item[2] if len(item) > 2 else None
+        async def one(i: int, item: Any) -> None:
             started = trio.current_time()
+            tool = "?"
             try:
+                tool, args, ctx = _unpack(i, item)
                 pending = await self.submit(tool, args, ctx, timeout=timeout)
                 results[i] = await pending.result()
             except Exception as exc:
                 results[i] = ToolResult(
-                    tool=tool,
-                    ok=False,
-                    error=exc,
-                    elapsed_s=trio.current_time() - started,
+                    tool=tool, ok=False, error=exc, elapsed_s=trio.current_time() - started
                 )
 
         async with trio.open_nursery() as nursery:
@@ -380,254 +256,57 @@ class Supervisor:
         Callbacks run in the actor's task: keep them quick and non-blocking. An
         exception in a callback is logged, never propagated into the tool's call.
         """
-        self._callbacks.append(callback)
-        self._wire_publish()
+        return self._hub.subscribe(callback)
 
-        def unsubscribe() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
-            self._wire_publish()
+    def events(self, buffer: int = 1024) -> Any:
+        """An async context manager giving a channel of events.
 
-        return unsubscribe
+        When the channel is full, new events are dropped (counted in ``events_dropped``)::
 
-    @asynccontextmanager
-    async def events(self, buffer: int = 1024) -> AsyncIterator[trio.MemoryReceiveChannel[Event]]:
-        """A channel of events; when it is full, new events are dropped (``events_dropped``)."""
-        send, receive = trio.open_memory_channel[Event](buffer)
-        self._channels.append(send)
-        self._wire_publish()
-        try:
-            async with receive:
-                yield receive
-        finally:
-            self._channels.remove(send)
-            send.close()
-            self._wire_publish()
+            async with sup.events() as events:
+                async for event in events: ...
+        """
+        return self._hub.events(buffer)
 
-    def _wire_publish(self) -> None:
-        publish = self._publish if (self._callbacks or self._channels) else None
+    @property
+    def events_dropped(self) -> int:
+        """Events dropped because an ``events()`` channel was full."""
+        return self._hub.dropped
+
+    # ------------------------------------------------------------------ internals
+
+    def _wire(self, publish: Publish | None) -> None:
         for route in self._routes.values():
             route.runner.publish = publish
         self._idem.publish = publish
 
-    def _publish(self, event: Event) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback(event)
-            except Exception:
-                log.exception("toolvisor event callback %r failed on %r", callback, event)
-        for channel in list(self._channels):
-            try:
-                channel.send_nowait(event)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                self.events_dropped += 1
-
-    # ------------------------------------------------------------------ internals
-
-    def _route(self, tool: str) -> _Route:
+    def _route(self, tool: str) -> Route:
         route = self._routes.get(tool)
-        if route is None:
-            raise self._unknown(tool)
-        return route
-
-    def _unknown(self, tool: str) -> Exception:
-        if self._closing:
-            return SupervisorClosedError()
-        return UnknownToolError(tool, self._routes)
-
-    def _check_open(self) -> None:
+        if route is not None:
+            return route
         if self._closing:
             raise SupervisorClosedError()
+        if not isinstance(tool, str):
+            raise TypeError(f"tool must be a tool name (str), got {type(tool).__name__}")
+        gone = self._gone.get(tool)
+        if gone is not None:
+            raise ToolUnavailableError(tool, gone)
+        raise UnknownToolError(tool, self._routes)
 
-    def _post(
-        self,
-        route: _Route,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        slot: ReplySlot,
-    ) -> Execute | None:
-        """Put a call into the tool's inbox at once; the message back if it must wait."""
-        circuit = route.spec.circuit
-        if circuit is None or not circuit.clean:  # a clean breaker is closed: skip the check
-            _refuse_if_open(route)
-        msg = Execute(args, ctx, deadline, self._clock(), slot)
-        if route.status == "running":
-            try:
-                route.inbox_send.send_nowait(msg)
-            except (trio.WouldBlock, trio.ClosedResourceError):
-                return msg
-            return None
-        return msg  # _enqueue raises the reason
-
-    async def _call(
-        self,
-        route: _Route,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        timeout: float | None,
-        slot: ReplySlot | None,
-    ) -> Any:
-        slot = slot or ReplySlot()
-        waiting = self._post(route, args, ctx, deadline, slot)
-        if waiting is not None:
-            await self._enqueue(route, waiting, timeout)
-        if deadline == math.inf:
-            return await slot.wait()
-        return await self._await_reply(route, slot, deadline, timeout)
-
-    async def _await_reply(
-        self, route: _Route, slot: ReplySlot, deadline: float, timeout: float | None
-    ) -> Any:
-        """Wait for the reply until ``deadline`` (finite); past it, the call times out."""
-        with trio.move_on_at(deadline):
-            return await slot.wait()
-        route.counters.timeouts += 1
-        route.counters.failures += 1
-        raise ToolTimeoutError(route.name, timeout or 0.0, scope="call")
-
-    async def _enqueue(self, route: _Route, msg: Execute, timeout: float | None) -> None:
-        """Put ``msg`` into the tool's inbox: at once, or with backpressure/rejection."""
-        if route.status != "running":
-            raise route.unavailable()
+    async def _idempotent_in_task(self, route: Route, call: Call, relay: Relay) -> None:
+        """Run an idempotent ``submit()`` in the supervisor's nursery; answer ``relay``."""
         try:
-            route.inbox_send.send_nowait(msg)
-        except trio.WouldBlock:
-            pass
-        except trio.ClosedResourceError:
-            raise route.unavailable() from None
-        else:
-            return
-        spec = route.spec
-        if spec.overflow == "reject":
-            route.counters.rejected += 1
-            raise ToolOverloadedError(
-                route.name, max_concurrency=spec.max_concurrency, queue_size=spec.queue_size
-            )
-        with trio.move_on_at(msg.deadline):
-            try:
-                await route.inbox_send.send(msg)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise route.unavailable() from None
-            return
-        msg.reply.abandon()
-        route.counters.timeouts += 1
-        route.counters.failures += 1
-        raise ToolTimeoutError(route.name, timeout or 0.0, scope="call")
-
-    async def _idempotent_into_slot(
-        self,
-        route: _Route,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        timeout: float | None,
-        slot: ReplySlot,
-    ) -> None:
-        """Run an idempotent ``submit()`` in the supervisor's nursery; reply to ``slot``."""
-        inner = ReplySlot()
-        try:
-            value, cached = await self._idem.run(
-                route.spec,
-                args,
-                ctx,
-                deadline,
-                route.counters,
-                lambda: self._call(route, args, ctx, deadline, timeout, inner),
-            )
-        except Exception as exc:
-            slot.attempts = inner.attempts
-            slot.reply(outcome.Error(exc))
-        else:
-            slot.attempts = inner.attempts
-            slot.cached = cached
-            slot.reply(outcome.Value(value))
-        finally:
-            # Cancelled because the supervisor closed: the call still gets its answer.
-            if not slot.done and slot.reply(outcome.Error(route.unavailable())):
-                route.counters.failures += 1
-
-    async def _supervise(
-        self, route: _Route, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """The restart loop of one tool (OTP one_for_one with restart intensity)."""
-        task_status.started()
-        # The status object keeps nursery.start()'s temporary nursery (its cancel scope
-        # and status) alive for as long as this frame: about 1.2 KB per actor.
-        del task_status
-        try:
-            while True:
-                actor = ToolActor(route.runner, route.inbox_receive)
-                route.actor = actor
-                error: BaseException | None = None
+            with relay.scope:
+                execute = functools.partial(send_and_wait, route)
                 try:
-                    await actor.run()
-                except Exception as exc:  # a crash: a bug in toolvisor or in a policy
-                    error = _single(exc)
-                cause = actor.crash or error
-                if cause is None or route.status == "stopping":
-                    return  # inbox closed and drained, or stop() ran out of grace
-                log.error("actor of tool %r crashed: %r", route.name, cause)
-                self._answer(actor, functools.partial(ActorCrashedError, route.name, cause))
-                if not self._may_restart(route, cause):
-                    return
+                    value = await self._idem.run(route.spec, call, execute)
+                except Exception as exc:
+                    relay.set(outcome.Error(exc))
+                else:
+                    relay.set(outcome.Value(value))
         finally:
-            actor_now = route.actor
-            if actor_now is not None:
-                self._answer(actor_now, route.unavailable)
-            self._drain(route)
-            route.mark_finished()
-
-    def _may_restart(self, route: _Route, cause: BaseException) -> bool:
-        now = trio.current_time()
-        counters = route.counters
-        counters.restarts += 1
-        times = route.restart_times
-        times.append(now)
-        times[:] = [t for t in times if t >= now - self._within_s]
-        if len(times) > self._max_restarts:
-            route.status = "failed"
-            route.reason = (
-                f"its actor crashed {len(times)} times within {self._within_s:g} s "
-                f"(last: {type(cause).__name__}: {cause}); respawn it once fixed"
-            )
-            route.inbox_send.close()
-            self._publish_if(ToolFailed(route.name, counters.restarts, repr(cause), now))
-            return False
-        try:
-            route.spec.breaker.reset(route.name)  # a fresh incarnation, fresh breaker state
-        except Exception:
-            log.exception("resetting the breaker of tool %r failed", route.name)
-        route.runner = ToolRunner(route.spec, route.invoke, counters, route.runner.publish)
-        self._publish_if(ActorRestarted(route.name, counters.restarts, repr(cause), now))
-        if route.restarted is not None:
-            route.restarted.set()
-        return True
-
-    def _publish_if(self, event: Event) -> None:
-        if self._callbacks or self._channels:
-            self._publish(event)
-
-    @staticmethod
-    def _answer(actor: ToolActor, error: Callable[[], Exception]) -> None:
-        counters = actor.runner.counters
-        for slot in list(actor.held):
-            if slot.reply(outcome.Error(error())):
-                counters.failures += 1
-        actor.held.clear()
-
-    @staticmethod
-    def _drain(route: _Route) -> None:
-        """Answer every call still queued in a closed tool's inbox."""
-        route.inbox_send.close()
-        while True:
-            try:
-                msg = route.inbox_receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            if msg.reply.reply(outcome.Error(route.unavailable())):
-                route.counters.failures += 1
+            if relay.result is None:  # cancelled: by its awaiter, or the supervisor closing
+                relay.set(outcome.Error(route.unavailable()))
 
     async def _close(self, grace_s: float) -> None:
         self._closing = True
@@ -647,31 +326,51 @@ class Supervisor:
             route.status = "closed"
 
 
-def _refuse_if_open(route: _Route) -> None:
-    """Fail fast in the caller's task while the tool's breaker is open (no hop)."""
-    open_for = route.spec.open_for
-    if open_for is not None:
-        wait = open_for(route.name)
-        if wait > 0:
-            route.counters.rejected += 1
-            raise CircuitOpenError(route.name, wait)
+def _unpack(i: int, item: Any) -> tuple[str, Mapping[str, Any], ExecutionContext | None]:
+    """An ``execute_many`` entry as ``(tool, args, ctx)``; TypeError naming a bad one."""
+    if isinstance(item, tuple | list) and len(item) in (2, 3):
+        ctx = item[2] if len(item) == 3 else None
+        return item[0], item[1], ctx
+    raise TypeError(
+        f"execute_many() entry {i} must be (tool, args) or (tool, args, ctx), got {item!r:.200}"
+    )
 
 
-def _single(exc: Exception) -> Exception:
-    """The one error inside nested single-error exception groups, else ``exc``."""
-    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+@attrs.frozen
+class ToolRef:
+    """A handle on a spawned tool, as ``Supervisor.spawn()`` returns it."""
 
+    name: str
+    supervisor: Supervisor = attrs.field(repr=False)
 
-def _deadline(timeout: float | None) -> float:
-    if timeout is None:
-        return math.inf
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    if timeout <= 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return trio.current_time() + timeout
+    async def execute(
+        self,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """``supervisor.execute(name, ...)``."""
+        return await self.supervisor.execute(self.name, args, ctx, timeout=timeout)
+
+    async def submit(
+        self,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> PendingCall:
+        """``supervisor.submit(name, ...)``."""
+        return await self.supervisor.submit(self.name, args, ctx, timeout=timeout)
+
+    def stats(self) -> ToolStats:
+        """``supervisor.stats(name)``."""
+        return self.supervisor.stats(self.name)
+
+    @property
+    def function_schema(self) -> Mapping[str, Any]:
+        """The tool's function-calling schema."""
+        return self.supervisor.function_schemas()[self.name]
 
 
 @asynccontextmanager
@@ -692,17 +391,23 @@ async def open_supervisor(
         grace_s: on leaving the block, how long queued and running calls may take to
             finish before they are cancelled (each still gets a reply).
 
+    Raises:
+        RuntimeError: entered outside trio (use ``toolvisor.aio`` from asyncio code).
+
     Example::
 
         async with toolvisor.open_supervisor() as sup:
             await sup.spawn(spec, process_payment)
             value = await sup.execute("process_payment", {"transaction_id": "tx-1"})
     """
+    _require_trio()
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
         raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
     for name, value in (("within_s", within_s), ("grace_s", grace_s)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")
     try:
         async with trio.open_nursery() as nursery:
             sup = Supervisor(
@@ -724,3 +429,16 @@ async def open_supervisor(
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from group.exceptions[0].__cause__
         raise
+
+
+def _require_trio() -> None:
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = None
+    if library != "trio":
+        raise RuntimeError(
+            f"toolvisor.open_supervisor() runs under trio, but this code runs under "
+            f"{library or 'no async library'}; from asyncio code (FastAPI, LangGraph, ...) "
+            "use toolvisor.aio.open_supervisor(), which runs the supervisor as a trio guest"
+        )

@@ -28,22 +28,22 @@ import json
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import outcome
 import trio
 
 from .._json import compact_dumps
-from ..actors.stats import Counters
+from ..actors.call import Call
 from ..errors import IdempotencyConflictError, IdempotencyStoreError, ToolTimeoutError
 from ..events import Event, ResultNotStored
-from ..policies.idempotency import HashIdempotencyKeyGenerator, fingerprint
-from ..spec import CompiledSpec, ExecutionContext
+from ..policies.idempotency import fingerprint
+from ..spec import CompiledSpec
 from .stores.base import IdempotencyStore, Record, RecordState
 from .stores.memory import MemoryStore
 
-__all__ = ["Deferred", "Flight", "IdempotencyCache"]
+__all__ = ["Flight", "IdempotencyCache"]
 
 log = logging.getLogger("toolvisor")
 
@@ -53,48 +53,23 @@ _CLEANUP_S = 5.0  # bound on shielded store clean-up after a failure or cancella
 
 
 class Flight:
-    """One key's execution in this process, which later duplicates wait for.
+    """One key's execution in this process, which later duplicates wait for."""
 
-    Made by :meth:`IdempotencyCache.lead` when this call holds the key: ``owner`` then
-    holds the claim in ``store`` (a MemoryStore). A flight of the general path has no
-    ``store``: that path claims and completes by itself.
-    """
+    __slots__ = ("done", "fingerprint", "key", "result")
 
-    __slots__ = ("done", "fingerprint", "key", "owner", "result", "store")
-
-    def __init__(
-        self, fp: str, key: str, owner: str = "", store: MemoryStore | None = None
-    ) -> None:
+    def __init__(self, fp: str, key: str) -> None:
         self.fingerprint = fp
         self.key = key
-        self.owner = owner
-        self.store = store
         self.done: trio.Event | None = None  # made by the first duplicate that waits
         self.result: outcome.Outcome[Any] | None = None  # None: the leader left; retry
 
 
-class Deferred:
-    """A call that :meth:`IdempotencyCache.lead` could not start: finish it with ``resume``.
-
-    ``record`` is what a MemoryStore holds for the key (done, or claimed by another cache
-    sharing the store); None when a duplicate is in flight here or the store is not a
-    MemoryStore.
-    """
-
-    __slots__ = ("fingerprint", "key", "record")
-
-    def __init__(self, fp: str, key: str, record: Record | None = None) -> None:
-        self.fingerprint = fp
-        self.key = key
-        self.record = record
+Execute = Callable[[Call], Awaitable[Any]]
+"""Sends a call to its tool and waits for its end (the supervisor's send-and-wait)."""
 
 
 class IdempotencyCache:
     """Single flight in process plus a store for results (see the module docstring).
-
-    ``run`` is the whole protocol. A caller that wants no coroutine between itself and the
-    execution (the supervisor's ``execute``) splits it: ``lead``; then either ``resume``
-    with its answer, or execute and report with ``succeeded`` / ``failed``.
 
     Args:
         store: where results of ``persist_result`` tools go (default: a MemoryStore).
@@ -118,236 +93,73 @@ class IdempotencyCache:
         self.store: IdempotencyStore = store if store is not None else self.local
         self.publish = publish
         self._flights: dict[str, Flight] = {}
-        self._prefixes: dict[str, str] = {}  # tool name -> its tenant-less hash key prefix
         self._owner = secrets.token_hex(8)
         self._seq = 0
 
-    async def run(
-        self,
-        spec: CompiledSpec,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        counters: Counters,
-        execute: Callable[[], Awaitable[Any]],
-    ) -> tuple[Any, bool]:
-        """Run ``execute`` at most once per key; return ``(value, answered_from_cache)``."""
-        flight = self.lead(spec, args, ctx, deadline, counters, trio.current_time())
-        if type(flight) is Deferred:
-            return await self.resume(flight, spec, deadline, counters, execute)
-        assert type(flight) is Flight
-        try:
-            value = await execute()
-        except BaseException as exc:
-            self.failed(flight, exc)
-            raise
-        self.succeeded(flight, spec, value, trio.current_time())
-        return value, False
+    async def run(self, spec: CompiledSpec, call: Call, execute: Execute) -> Any:
+        """Run ``call`` at most once per key; end it and return its value (or raise).
 
-    def lead(
-        self,
-        spec: CompiledSpec,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext,
-        deadline: float,
-        counters: Counters,
-        now: float,
-    ) -> Flight | Deferred:
-        """Take the key of this call if that needs no waiting; never yields.
-
-        ``now`` is ``trio.current_time()``; so is ``now`` of ``succeeded``. (The supervisor
-        reads trio's clock more cheaply than the store could.)
-
-        Returns the :class:`Flight` this call now leads (its claim is held in a
-        MemoryStore: execute, then call ``succeeded`` or ``failed`` exactly once), or a
-        :class:`Deferred` for ``resume``: a duplicate is in flight, the MemoryStore holds
-        the key, or the store is one that waits (SQLite, Redis, a subclass).
-
-        Raises:
-            IdempotencyConflictError: the key is done with other arguments.
-            IdempotencyStoreError: the MemoryStore is full of calls in progress.
+        ``execute(call)`` runs it for real (it ends the call); every other way the call
+        ends (a stored result, a duplicate's outcome, a conflict, a store failure, its
+        deadline while waiting) is ended here.
         """
-        fp = fingerprint(args)
-        generator = spec.key_generator
-        if type(generator) is not HashIdempotencyKeyGenerator:
-            key = generator.generate(
-                spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
+        try:
+            fp = fingerprint(call.args)
+            key = spec.key_generator.generate(
+                spec.tool_name, call.args, key_fields=spec.key_fields, tenant_id=call.ctx.tenant_id
             )
-        elif ctx.tenant_id is None:  # the key is a prefix per tool, then the fingerprint
-            prefix = self._prefixes.get(spec.tool_name)
-            if prefix is None:
-                prefix = generator.key_for_fingerprint(spec.tool_name, "")
-                self._prefixes[spec.tool_name] = prefix
-            key = prefix + fp
-        else:
-            key = generator.key_for_fingerprint(spec.tool_name, fp, tenant_id=ctx.tenant_id)
-        store = self.store if spec.persist_result else self.local
-        # Subclasses of MemoryStore may override its methods: they take the general path.
-        if key in self._flights or type(store) is not MemoryStore:
-            return Deferred(fp, key)
-        owner, claim_ttl = self._new_claim(spec, deadline, now)
-        try:
-            record = store._claim(key, fp, owner, claim_ttl, now)
-        except IdempotencyStoreError:
-            counters.failures += 1
-            raise
-        if record is not None:
-            if record.fingerprint != fp:
-                counters.failures += 1
-                raise IdempotencyConflictError(key, tool=spec.tool_name)
-            return Deferred(fp, key, record)
-        flight = self._flights[key] = Flight(fp, key, owner, store)
-        return flight
-
-    def succeeded(self, flight: Flight, spec: CompiledSpec, value: Any, now: float) -> None:
-        """Store the value of ``flight``'s execution and answer its waiters; never yields."""
-        store = flight.store
-        assert store is not None
-        key = flight.key
-        try:
-            result_json, reason = _encode(value)
-            try:
-                store._complete(key, flight.owner, spec.idempotency_ttl_s, result_json, reason, now)
-            except Exception as exc:  # a TTL the store refuses
-                reason = f"the store failed to record the success: {exc}"
-                log.exception("completing idempotency key %r failed", key)
-            if reason is not None and self.publish is not None:
-                self.publish(ResultNotStored(spec.tool_name, key, reason, now))
+            joined = await self._join(spec, call, key, fp)
         except BaseException as exc:
-            self._land(flight, None, exc)
+            call.settle(exc)
             raise
-        if flight.done is not None:
-            self._land(flight, value, None)
-        elif self._flights.get(key) is flight:  # nobody waits (the usual case): just leave
-            del self._flights[key]
-
-    def failed(self, flight: Flight, exc: BaseException) -> None:
-        """Release ``flight``'s key after its execution raised ``exc``; never yields."""
-        store = flight.store
-        assert store is not None
+        if joined is not None:
+            return _joined(call, joined)
+        flight = self._flights[key] = Flight(fp, key)
         try:
-            store._release(flight.key, flight.owner)
-        except Exception:
-            log.exception("releasing idempotency key %r failed", flight.key)
-        self._land(flight, None, exc)
-
-    def _land(self, flight: Flight, value: Any, exc: BaseException | None) -> None:
-        """End ``flight``: its waiters get its outcome; the key leaves the flight table."""
-        done = flight.done
-        if done is not None:  # only a waiting duplicate reads the result
-            if exc is None:
-                flight.result = outcome.Value(value)
-            elif isinstance(exc, Exception):
-                flight.result = _left_or_failed(exc)
-            # else (cancelled): no result, so a waiter takes over.
-            done.set()
-        if self._flights.get(flight.key) is flight:
-            del self._flights[flight.key]
-
-    async def resume(
-        self,
-        deferred: Deferred,
-        spec: CompiledSpec,
-        deadline: float,
-        counters: Counters,
-        execute: Callable[[], Awaitable[Any]],
-    ) -> tuple[Any, bool]:
-        """``run`` for what ``lead`` could not start: return ``(value, from_cache)``."""
-        fp = deferred.fingerprint
-        key = deferred.key
-        store = self.store if spec.persist_result else self.local
-        record = deferred.record
-        if record is not None and record.state is RecordState.DONE:
-            return self._hit(store, record, counters), True
-        # (A MemoryStore key claimed by another cache sharing the store: the general path
-        # waits for it as for another process.)
-        while (flight := self._flights.get(key)) is not None:
-            if flight.fingerprint != fp:
-                counters.failures += 1
-                raise IdempotencyConflictError(key, tool=spec.tool_name)
-            if flight.done is None:
-                flight.done = trio.Event()
-            await _wait_until(flight.done, deadline, spec.tool_name, counters)
-            if flight.result is not None:
-                return self._joined(flight.result, counters), True
-        flight = Flight(fp, key)
-        self._flights[key] = flight
-        try:
-            value, cached = await self._lead(spec, store, key, fp, deadline, counters, execute)
+            value = await self._lead(spec, call, key, fp, execute)
         except Exception as exc:
             flight.result = _left_or_failed(exc)
             raise
         else:
             flight.result = outcome.Value(value)
-            return value, cached
+            return value
         finally:
             if flight.done is not None:
                 flight.done.set()
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
-    def _new_claim(self, spec: CompiledSpec, deadline: float, now: float) -> tuple[str, float]:
-        """A fresh owner for a claim, and how long the claim lasts."""
-        self._seq += 1
-        claim_ttl = spec.claim_ttl_s
-        if deadline != math.inf:
-            claim_ttl = _claim_ttl(claim_ttl, deadline, now)
-        return f"{self._owner}-{self._seq}", claim_ttl
-
-    @staticmethod
-    def _joined(result: outcome.Outcome[Any], counters: Counters) -> Any:
-        if isinstance(result, outcome.Error):
-            counters.failures += 1
-            raise result.error
-        assert isinstance(result, outcome.Value)
-        counters.successes += 1
-        counters.cache_hits += 1
-        return result.value
-
-    def _hit(self, store: IdempotencyStore, record: Record, counters: Counters) -> Any:
-        value = self._decode(store, record, counters)
-        counters.successes += 1
-        counters.cache_hits += 1
-        return value
+    async def _join(
+        self, spec: CompiledSpec, call: Call, key: str, fp: str
+    ) -> outcome.Outcome[Any] | None:
+        """Wait for the flights of ``key`` in this process; the outcome of the one that
+        answered for this call, or None once no flight is left (this call leads)."""
+        while (flight := self._flights.get(key)) is not None:
+            if flight.fingerprint != fp:
+                raise IdempotencyConflictError(key, tool=spec.tool_name)
+            if flight.done is None:
+                flight.done = trio.Event()
+            await _wait_for(flight.done, call)
+            if flight.result is not None:
+                return flight.result
+        return None
 
     async def _lead(
-        self,
-        spec: CompiledSpec,
-        store: IdempotencyStore,
-        key: str,
-        fp: str,
-        deadline: float,
-        counters: Counters,
-        execute: Callable[[], Awaitable[Any]],
-    ) -> tuple[Any, bool]:
-        """Claim ``key`` in ``store`` (polling while another holds it), then execute."""
-        owner, claim_ttl = self._new_claim(spec, deadline, trio.current_time())
-        poll = _POLL_FIRST_S
-        while True:
-            try:
-                claim = await store.claim(key, fp, owner, claim_ttl)
-            except IdempotencyStoreError:
-                counters.failures += 1
-                raise
-            if claim.claimed:
-                break
-            record = claim.record
-            if record.fingerprint != fp:
-                counters.failures += 1
-                raise IdempotencyConflictError(key, tool=spec.tool_name)
-            if record.state is RecordState.DONE:
-                return self._hit(store, record, counters), True
-            # Another process runs this key: wait for it to finish or for its claim to end.
-            now = trio.current_time()
-            if now + poll > deadline:
-                await trio.sleep_until(deadline)
-                counters.timeouts += 1
-                counters.failures += 1
-                raise ToolTimeoutError(spec.tool_name, deadline - now, scope="call")
-            await trio.sleep(poll)
-            poll = min(poll * 2, _POLL_MAX_S)
+        self, spec: CompiledSpec, call: Call, key: str, fp: str, execute: Execute
+    ) -> Any:
+        """Claim ``key`` in the store, then execute ``call`` and store its result."""
+        store = self.store if spec.persist_result else self.local
+        owner, claim_ttl = self._new_claim(spec, call.deadline)
         try:
-            value = await execute()
+            stored = await self._claim(spec, call, store, key, fp, owner, claim_ttl)
+        except BaseException as exc:
+            call.settle(exc)
+            raise
+        if stored is not None:
+            call.succeed(stored.value, cached=True)
+            return stored.value
+        try:
+            value = await execute(call)
         except BaseException:
             with trio.move_on_after(_CLEANUP_S, shield=True):
                 try:
@@ -357,36 +169,96 @@ class IdempotencyCache:
             raise
         result_json, reason = _encode(value)
         try:
-            if store.persistent:  # I/O: finish it even if the caller is being cancelled
-                with trio.move_on_after(_CLEANUP_S, shield=True):
-                    await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
-            else:
+            # I/O: finish it even if the caller is being cancelled.
+            with trio.move_on_after(_CLEANUP_S, shield=True):
                 await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
             reason = f"the store failed to record the success: {exc}"
             log.exception("completing idempotency key %r failed", key)
         if reason is not None and self.publish is not None:
             self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
-        return value, False
+        return value
 
-    @staticmethod
-    def _decode(store: IdempotencyStore, record: Record, counters: Counters) -> Any:
-        name = type(store).__name__
-        if record.result_json is None:
-            counters.failures += 1
-            raise IdempotencyStoreError(
-                name,
-                f"key {record.key!r} already executed successfully, but its result was not "
-                f"stored ({record.not_stored_reason or 'no reason recorded'}); it is not "
-                "executed again until its TTL ends",
-            )
-        try:
-            return json.loads(record.result_json)
-        except ValueError as exc:
-            counters.failures += 1
-            raise IdempotencyStoreError(
-                name, f"stored result of key {record.key!r} is not valid JSON ({exc})"
-            ) from exc
+    async def _claim(
+        self,
+        spec: CompiledSpec,
+        call: Call,
+        store: IdempotencyStore,
+        key: str,
+        fp: str,
+        owner: str,
+        claim_ttl: float,
+    ) -> outcome.Value[Any] | None:
+        """Claim ``key`` for ``owner``, polling while another process holds it.
+
+        Returns None once claimed, or the stored result of a key that is done.
+        """
+        poll = _POLL_FIRST_S
+        while True:
+            claim = await store.claim(key, fp, owner, claim_ttl)
+            if claim.claimed:
+                return None
+            record = claim.record
+            if record.fingerprint != fp:
+                raise IdempotencyConflictError(key, tool=spec.tool_name)
+            if record.state is RecordState.DONE:
+                return outcome.Value(_decode(store, record))
+            # Another process runs this key: wait for it to finish or its claim to end.
+            if trio.current_time() + poll > call.deadline:
+                await trio.sleep_until(call.deadline)
+                raise _timed_out(call)
+            await trio.sleep(poll)
+            poll = min(poll * 2, _POLL_MAX_S)
+
+    def _new_claim(self, spec: CompiledSpec, deadline: float) -> tuple[str, float]:
+        """A fresh owner for a claim, and how long the claim lasts."""
+        self._seq += 1
+        claim_ttl = spec.claim_ttl_s
+        if deadline != math.inf:
+            claim_ttl = _claim_ttl(claim_ttl, deadline, trio.current_time())
+        return f"{self._owner}-{self._seq}", claim_ttl
+
+
+def _joined(call: Call, result: outcome.Outcome[Any]) -> Any:
+    """End a duplicate with the outcome of the flight it waited for."""
+    if isinstance(result, outcome.Error):
+        call.fail(result.error)
+        raise result.error
+    assert isinstance(result, outcome.Value)
+    call.succeed(result.value, cached=True)
+    return result.value
+
+
+def _decode(store: IdempotencyStore, record: Record) -> Any:
+    name = type(store).__name__
+    if record.result_json is None:
+        raise IdempotencyStoreError(
+            name,
+            f"key {record.key!r} already executed successfully, but its result was not "
+            f"stored ({record.not_stored_reason or 'no reason recorded'}); it is not "
+            "executed again until its TTL ends",
+        )
+    try:
+        return json.loads(record.result_json)
+    except ValueError as exc:
+        raise IdempotencyStoreError(
+            name, f"stored result of key {record.key!r} is not valid JSON ({exc})"
+        ) from exc
+
+
+async def _wait_for(event: trio.Event, call: Call) -> None:
+    """Wait for ``event`` until ``call``'s deadline (past it the call times out)."""
+    with trio.move_on_at(call.deadline) as waiting:
+        await event.wait()
+    if waiting.cancelled_caught:
+        raise _timed_out(call)
+
+
+def _timed_out(call: Call) -> ToolTimeoutError:
+    """End ``call`` as timed out (nobody else ends it while it waits here)."""
+    error = call.time_out()
+    assert error is not None
+    return error
 
 
 def _claim_ttl(claim_ttl_s: float, deadline: float, now: float) -> float:
@@ -408,15 +280,3 @@ def _encode(value: Any) -> tuple[str | None, str | None]:
         return compact_dumps(value), None
     except (TypeError, ValueError, RecursionError) as exc:
         return None, f"the result is not JSON-serialisable ({type(exc).__name__}: {exc})"
-
-
-async def _wait_until(event: trio.Event, deadline: float, tool: str, counters: Counters) -> None:
-    if deadline == math.inf:
-        await event.wait()
-        return
-    with trio.move_on_at(deadline):
-        await event.wait()
-        return
-    counters.timeouts += 1
-    counters.failures += 1
-    raise ToolTimeoutError(tool, 0.0, scope="call")

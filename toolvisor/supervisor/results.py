@@ -1,23 +1,16 @@
-"""What the supervisor hands back: ToolResult, PendingCall and ToolRef."""
+"""What the supervisor hands back for a call: ToolResult and PendingCall."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
+import outcome
 import trio
 
-from ..actors.messages import ReplySlot
-from ..actors.stats import Counters, ToolStats
-from ..errors import ToolTimeoutError
-from ..spec import ExecutionContext
+from ..actors.call import Call
 
-if TYPE_CHECKING:
-    from .core import Supervisor
-
-__all__ = ["PendingCall", "ToolRef", "ToolResult"]
+__all__ = ["PendingCall", "Relay", "ToolResult"]
 
 
 @attrs.frozen
@@ -29,8 +22,8 @@ class ToolResult:
         ok: True when the tool returned a value.
         value: the tool's value (None when not ok).
         error: the exception the call ended with (None when ok).
-        attempts: attempts made (0 when answered from the idempotency cache or refused
-            before running).
+        attempts: attempts that ran the tool (0 when answered from the idempotency cache
+            or refused before running; an attempt the breaker refused did not run).
         elapsed_s: seconds from the call to its reply, on trio's clock.
         cached: True when answered by the idempotency cache without executing.
     """
@@ -43,6 +36,19 @@ class ToolResult:
     elapsed_s: float = 0.0
     cached: bool = False
 
+    @classmethod
+    def of(cls, call: Call, *, value: Any = None, error: BaseException | None = None) -> ToolResult:
+        """The result of ``call``, which ended with ``value`` or ``error``."""
+        return cls(
+            tool=call.tool,
+            ok=error is None,
+            value=value,
+            error=error,
+            attempts=call.attempts,
+            elapsed_s=trio.current_time() - call.started,
+            cached=call.cached,
+        )
+
     def unwrap(self) -> Any:
         """The value, or raise the error."""
         if self.error is not None:
@@ -53,104 +59,79 @@ class ToolResult:
 class PendingCall:
     """A call sent with ``Supervisor.submit()``, whose result is awaited later.
 
-    The call runs whether or not anyone awaits it; its overall deadline is enforced by
-    the actor. Awaiting ``result()`` after the deadline gives the timeout error.
+    The call runs whether or not anyone awaits it, within its deadline. Awaiting it after
+    its deadline gives the call's ``ToolTimeoutError``; a task awaiting it that is
+    cancelled by its own scope cancels the call (as a cancelled ``execute()`` would).
     """
 
-    __slots__ = ("_counters", "_slot", "_started", "deadline", "timeout", "tool")
+    __slots__ = ("_call", "_relay", "tool")
 
-    def __init__(
-        self,
-        tool: str,
-        slot: ReplySlot,
-        counters: Counters,
-        *,
-        deadline: float,
-        timeout: float | None,
-        started: float,
-    ) -> None:
-        self.tool = tool
-        self._slot = slot
-        self._counters = counters
-        self.deadline = deadline
-        self.timeout = timeout
-        self._started = started
+    def __init__(self, call: Call, relay: Relay | None = None) -> None:
+        self.tool = call.tool
+        self._call = call
+        self._relay = relay
+
+    @property
+    def deadline(self) -> float:
+        """The call's overall deadline on trio's clock (``inf`` for none)."""
+        return self._call.deadline
+
+    @property
+    def timeout(self) -> float | None:
+        """The call's ``timeout=`` in seconds (None for none)."""
+        return self._call.timeout
 
     @property
     def done(self) -> bool:
-        """True once the call has its reply."""
-        return self._slot.done
+        """True once the call has its answer."""
+        if self._relay is not None:
+            return self._relay.result is not None
+        return self._call.done
 
     async def value(self) -> Any:
         """The tool's value, or raise the call's error (like ``execute()``)."""
-        try:
-            if math.isinf(self.deadline):
-                return await self._slot.wait()
-            with trio.move_on_at(self.deadline):
-                return await self._slot.wait()
-        except trio.Cancelled:
-            if self._slot.abandoned_now():
-                self._counters.cancelled += 1
-            raise
-        if self._slot.abandoned_now():
-            self._counters.timeouts += 1
-            self._counters.failures += 1
-        raise ToolTimeoutError(self.tool, self.timeout or 0.0, scope="call")
+        if self._relay is not None:
+            return await self._relay.wait()
+        return await self._call.wait()
 
     async def result(self) -> ToolResult:
         """A :class:`ToolResult`; never raises for the call's own failure."""
         try:
             value = await self.value()
         except Exception as exc:
-            return self._make(ok=False, error=exc)
-        return self._make(ok=True, value=value)
-
-    def _make(
-        self, *, ok: bool, value: Any = None, error: BaseException | None = None
-    ) -> ToolResult:
-        return ToolResult(
-            tool=self.tool,
-            ok=ok,
-            value=value,
-            error=error,
-            attempts=self._slot.attempts,
-            elapsed_s=trio.current_time() - self._started,
-            cached=self._slot.cached,
-        )
+            return ToolResult.of(self._call, error=exc)
+        return ToolResult.of(self._call, value=value)
 
 
-@attrs.frozen
-class ToolRef:
-    """A handle on a spawned tool, as ``Supervisor.spawn()`` returns it."""
+class Relay:
+    """The answer of a call that runs in a task of its own (an idempotent ``submit()``).
 
-    name: str
-    supervisor: Supervisor = attrs.field(repr=False)
+    The task runs the call in ``scope`` and sets ``result`` when it is over; an awaiting
+    task cancelled by its own scope cancels that scope, and so the call.
+    """
 
-    async def execute(
-        self,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any:
-        """``supervisor.execute(name, ...)``."""
-        return await self.supervisor.execute(self.name, args, ctx, timeout=timeout)
+    __slots__ = ("_done", "result", "scope")
 
-    async def submit(
-        self,
-        args: Mapping[str, Any],
-        ctx: ExecutionContext | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> PendingCall:
-        """``supervisor.submit(name, ...)``."""
-        return await self.supervisor.submit(self.name, args, ctx, timeout=timeout)
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.result: outcome.Outcome[Any] | None = None
+        self._done = trio.Event()
 
-    def stats(self) -> ToolStats:
-        """``supervisor.stats(name)``."""
-        return self.supervisor.stats(self.name)
+    def set(self, result: outcome.Outcome[Any]) -> None:
+        """The call is over: hand its outcome to whoever awaits it."""
+        if self.result is None:
+            self.result = result
+            self._done.set()
 
-    @property
-    def function_schema(self) -> Mapping[str, Any]:
-        """The tool's function-calling schema."""
-        return self.supervisor.function_schemas()[self.name]
+    async def wait(self) -> Any:
+        """The outcome's value, or its error raised."""
+        try:
+            await self._done.wait()
+        except trio.Cancelled:
+            self.scope.cancel()
+            raise
+        result = self.result
+        if isinstance(result, outcome.Value):
+            return result.value
+        assert isinstance(result, outcome.Error)
+        raise result.error

@@ -1,0 +1,344 @@
+"""The call: one request from validation to its one reply, and the one place it ends.
+
+A :class:`Call` is made once a call's arguments are valid (it counts itself in
+``calls``), travels through the tool's inbox as the actor's message, and ends exactly
+once, in one of four ways, each counted here and nowhere else:
+
+* ``succeed``: the tool returned (or the idempotency cache answered for it);
+* ``fail``: the tool ran and its last attempt failed, the call timed out, or its actor
+  crashed (also: toolvisor refused it for a reason of the call itself, such as an
+  idempotency conflict);
+* ``reject``: no attempt ran: breaker open, bulkhead full, tool unavailable or stopped,
+  supervisor closed before it ran;
+* ``cancel``: its caller's own cancel scope gave up on it.
+
+So ``calls == successes + failures + rejected + cancelled`` holds by construction for
+every call that is not in flight. The first end wins; every later one is a no-op that
+returns False, which is what makes "exactly one reply" hold when an actor's reply races
+the caller's deadline or a crash.
+
+States::
+
+    QUEUED --start()--> RUNNING --(an end)--> DONE
+       |                   |
+       +------ abandon() --+--> ABANDONED --(the caller's end: cancel/time_out)--> DONE
+
+``abandon()`` is what the waiting caller's cancellation does: it cancels the running
+attempt at once and drops any later reply; the caller then ends the call itself, as
+cancelled (its own scope) or timed out (its deadline), in the same task.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import outcome
+import trio
+
+from ..errors import ToolTimeoutError
+from ..spec import CompiledSpec, ExecutionContext
+from .stats import Counters
+
+__all__ = ["Call", "CallState", "deadline_of"]
+
+_NO_CONTEXT = ExecutionContext()
+
+
+def deadline_of(timeout: float | None) -> float:
+    """The trio deadline of a call given ``timeout=`` (seconds, or None for none).
+
+    Raises:
+        TypeError: ``timeout`` is not a number.
+        ValueError: ``timeout`` is not > 0 (or is NaN).
+    """
+    if timeout is None:
+        return math.inf
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int too large for a float: no deadline in practice
+        seconds = math.inf
+    if not seconds > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return trio.current_time() + seconds
+
+
+class CallState(enum.IntEnum):
+    """Where a call stands."""
+
+    QUEUED = 0
+    RUNNING = 1
+    ABANDONED = 2
+    DONE = 3
+
+
+class Call:
+    """One call (see the module docstring).
+
+    Attributes:
+        tool: the tool's name.
+        args: the validated arguments.
+        ctx: the caller's context.
+        deadline: the overall deadline on trio's clock (``inf`` for none).
+        timeout: the caller's ``timeout=`` (seconds, None for none), the budget a call
+            timeout reports.
+        started: trio time when the call was made.
+        attempts: attempts that ran the tool (an attempt the breaker refused did not).
+        cached: answered by the idempotency cache, without executing.
+        state: a :class:`CallState`.
+        outcome: how it ended (None until it did).
+    """
+
+    __slots__ = (
+        "_scope",
+        "_waiter",
+        "args",
+        "attempts",
+        "cached",
+        "counters",
+        "ctx",
+        "deadline",
+        "last_error",
+        "on_end",
+        "outcome",
+        "started",
+        "state",
+        "timeout",
+        "tool",
+    )
+
+    def __init__(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext,
+        counters: Counters,
+        *,
+        deadline: float = math.inf,
+        timeout: float | None = None,
+        started: float,
+    ) -> None:
+        self.tool = tool
+        self.args = args
+        self.ctx = ctx
+        self.counters = counters
+        self.deadline = deadline
+        self.timeout = timeout
+        self.started = started
+        self.state = CallState.QUEUED
+        self.attempts = 0
+        self.cached = False
+        self.last_error: Exception | None = None  # the tool's latest failure (retries)
+        self.outcome: outcome.Outcome[Any] | None = None
+        #: Called once with the call when it ends (telemetry, flights); never raises.
+        self.on_end: Callable[[Call], None] | None = None
+        self._waiter: trio.lowlevel.Task | None = None
+        self._scope: trio.CancelScope | None = None
+        counters.calls += 1
+
+    @classmethod
+    def new(
+        cls,
+        spec: CompiledSpec,
+        counters: Counters,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None,
+        timeout: float | None,
+    ) -> Call:
+        """Validate a call of ``spec``'s tool; the call, counted in ``calls``.
+
+        Raises:
+            ValidationError: bad arguments (no call is made, nor counted).
+            TypeError, ValueError: a bad ``ctx`` or ``timeout``.
+        """
+        spec.validator.validate(args)
+        if ctx is None:
+            ctx = _NO_CONTEXT
+        elif not isinstance(ctx, ExecutionContext):
+            raise TypeError(f"ctx must be an ExecutionContext or None, got {type(ctx).__name__}")
+        return cls(
+            spec.tool_name,
+            args,
+            ctx,
+            counters,
+            deadline=deadline_of(timeout),
+            timeout=timeout,
+            started=trio.current_time(),
+        )
+
+    def result(self) -> Any:
+        """The value of a call that ended, or its error raised."""
+        result = self.outcome
+        if isinstance(result, outcome.Value):
+            return result.value
+        if isinstance(result, outcome.Error):
+            raise result.error
+        raise RuntimeError("this call was cancelled; it has no reply")
+
+    @property
+    def done(self) -> bool:
+        """True once the call ended or its caller gave up on it (no reply is taken)."""
+        return self.state >= CallState.ABANDONED
+
+    @property
+    def ended(self) -> bool:
+        """True once the call ended (and was counted)."""
+        return self.state is CallState.DONE
+
+    # ------------------------------------------------------------------ the actor side
+
+    def start(self, scope: trio.CancelScope) -> bool:
+        """The actor takes the call; False if the caller already gave up."""
+        if self.state is not CallState.QUEUED:
+            return False
+        self.state = CallState.RUNNING
+        self._scope = scope
+        return True
+
+    def start_again(self, scope: trio.CancelScope) -> None:
+        """The running call continues under a new cancel scope."""
+        if self.state is CallState.RUNNING:
+            self._scope = scope
+
+    # ------------------------------------------------------------------ the four ends
+
+    def succeed(self, value: Any, *, cached: bool = False) -> bool:
+        """End with the tool's value; False (nothing happens) if it ended already."""
+        if self.state >= CallState.ABANDONED:
+            return False
+        counters = self.counters
+        counters.successes += 1
+        if cached:
+            self.cached = True
+            counters.cache_hits += 1
+        self._end(outcome.Value(value))
+        return True
+
+    def fail(self, error: BaseException) -> bool:
+        """End with ``error`` after the call ran (or for a reason of its own)."""
+        if self.state >= CallState.ABANDONED:
+            return False
+        self.counters.failures += 1
+        self._end(outcome.Error(error))
+        return True
+
+    def reject(self, error: BaseException) -> bool:
+        """End with ``error`` without any attempt having run."""
+        if self.state >= CallState.ABANDONED:
+            return False
+        self.counters.rejected += 1
+        self._end(outcome.Error(error))
+        return True
+
+    def fail_or_reject(self, error: BaseException) -> bool:
+        """End with ``error``: rejected if the actor never started it, else failed."""
+        if self.state is CallState.QUEUED and not self.attempts:
+            return self.reject(error)
+        return self.fail(error)
+
+    def cancel(self) -> bool:
+        """End as cancelled by the caller's own scope (its running attempt is cancelled)."""
+        if self.state is CallState.DONE:
+            return False
+        self._cut()
+        self.counters.cancelled += 1
+        self._end(None)
+        return True
+
+    def time_out(self) -> ToolTimeoutError | None:
+        """End with the call's ``ToolTimeoutError`` (its deadline passed); return it.
+
+        None if the call had ended already. The running attempt is cancelled.
+        """
+        if self.state is CallState.DONE:
+            return None
+        self._cut()
+        error = ToolTimeoutError(self.tool, self.timeout or 0.0, scope="call")
+        self.counters.timeouts += 1
+        self.counters.failures += 1
+        self._end(outcome.Error(error))
+        return error
+
+    def settle(self, exc: BaseException) -> None:
+        """End a call still open when ``exc`` escapes from code working on it.
+
+        ``trio.Cancelled``: the caller's own scope; any other error: a failure. A call
+        that ended already is left as it is.
+        """
+        if self.state is CallState.DONE:
+            return
+        if isinstance(exc, trio.Cancelled):
+            self.cancel()
+        elif self.state is CallState.ABANDONED:
+            self.cancel()  # abandoned by a cancellation whose exception became another
+        else:
+            self.fail(exc)
+
+    def abandon(self) -> bool:
+        """The caller gives up: cancel the running attempt, drop any later reply.
+
+        The caller ends the call next (``cancel`` or ``time_out``).
+        """
+        if self.state >= CallState.ABANDONED:
+            return False
+        self._cut()
+        self.state = CallState.ABANDONED
+        return True
+
+    def _cut(self) -> None:
+        scope, self._scope = self._scope, None
+        if scope is not None:
+            scope.cancel()
+
+    def _end(self, result: outcome.Outcome[Any] | None) -> None:
+        self.state = CallState.DONE
+        self._scope = None
+        self.outcome = result
+        counters = self.counters
+        if self.attempts:
+            counters.latency(trio.current_time() - self.started)
+        on_end = self.on_end
+        if on_end is not None:
+            self.on_end = None
+            on_end(self)
+        waiter = self._waiter
+        if waiter is not None and result is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter, result)
+
+    # ------------------------------------------------------------------ the caller side
+
+    async def wait(self) -> Any:
+        """The call's value (or its error raised), once it ends; for one waiting task.
+
+        Bounded by the call's deadline: past it the call times out (``ToolTimeoutError``).
+        A waiting task cancelled by its own scope cancels the call (and its running
+        attempt) and ``trio.Cancelled`` propagates. May be called again after the end
+        (a ``PendingCall`` may be awaited twice).
+        """
+        if self.state is CallState.DONE:
+            return self.result()
+        try:
+            if self.deadline == math.inf:
+                self._waiter = trio.lowlevel.current_task()
+                return await trio.lowlevel.wait_task_rescheduled(self._abort)
+            with trio.move_on_at(self.deadline):
+                self._waiter = trio.lowlevel.current_task()
+                return await trio.lowlevel.wait_task_rescheduled(self._abort)
+        except trio.Cancelled:
+            self.cancel()
+            raise
+        error = self.time_out()
+        if error is None:  # the call ended as the deadline fired: its outcome stands
+            return await self.wait()
+        raise error
+
+    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        """The waiting task is cancelled: give up the call (the waiter ends it next)."""
+        self._waiter = None
+        self.abandon()
+        return trio.lowlevel.Abort.SUCCEEDED
