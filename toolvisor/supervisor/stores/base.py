@@ -1,18 +1,26 @@
 """The interface every idempotency store implements.
 
-A store keeps one record per idempotency key. A record is either *in progress* (a
-claim: some caller, in this process or another, is executing the key) or *done* (the
-key's execution succeeded; its result is kept as JSON text until ``expires_at``).
+A store keeps one record per idempotency key. A record is *in progress* (a claim: some
+caller, in this process or another, is executing the key; the claim is a lease its
+holder renews while it lives), *done* (the key's execution succeeded; its result is kept
+as JSON text until ``expires_at``) or *unknown* (an attempt started and was cut: it may
+have had its effect, so the key must not run again until ``expires_at`` or ``forget``).
 
-The four operations are atomic, also across processes for the stores that are shared
-(SQLite on one file, Redis):
+The operations are atomic, also across processes for the stores that are shared (SQLite
+on one file, Redis):
 
 - ``claim``: take the key if nobody holds it, if the holder's claim expired, or if the
-  done record expired; otherwise report what is there.
+  done or unknown record expired; otherwise report what is there.
+- ``renew``: the claim holder extends its lease (only if it still holds the claim).
 - ``complete``: the claim holder stores the success (only if it still holds the claim).
-- ``release``: the claim holder gives the key up after a failure (failures are not
+- ``mark_unknown``: the claim holder records that the outcome is unknown.
+- ``release``: the claim holder gives the key up after a clean failure (failures are not
   stored, so a later call may execute again).
+- ``forget``: drop the key's record, whatever it is (an operator's decision).
 - ``get``: read the record.
+
+Every store takes a ``namespace`` (an application's name): two applications sharing one
+Redis or one SQLite file with different namespaces never see each other's keys.
 
 Results are JSON text, never pickle: a tampered store must not run code. A store that
 cannot be reached, or holds rows it cannot read, raises ``IdempotencyStoreError``.
@@ -33,6 +41,7 @@ class RecordState(enum.Enum):
 
     IN_PROGRESS = "in_progress"
     DONE = "done"
+    UNKNOWN = "unknown"
 
 
 @attrs.frozen
@@ -43,7 +52,7 @@ class Record:
         key: the idempotency key (already namespaced by tool and tenant).
         fingerprint: hash of the call's arguments, to detect a key reused with other
             arguments.
-        state: in progress or done.
+        state: in progress, done or unknown.
         owner: the claim holder's token (unique per execution).
         expires_at: when the record stops counting, on the store's clock (seconds). For
             a claim, when a crashed holder stops blocking the key; for a done record,
@@ -100,8 +109,23 @@ class IdempotencyStore(Protocol):
         Returns False (and changes nothing) when ``owner`` no longer holds the claim.
         """
 
+    async def renew(self, key: str, owner: str, claim_ttl_s: float) -> bool:
+        """Extend ``owner``'s claim on ``key`` to ``claim_ttl_s`` from now.
+
+        Returns False (and changes nothing) when ``owner`` no longer holds the claim.
+        """
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Turn ``owner``'s claim into an *unknown* record for ``ttl_s`` seconds.
+
+        Returns False (and changes nothing) when ``owner`` no longer holds the claim.
+        """
+
     async def release(self, key: str, owner: str) -> bool:
         """Drop ``owner``'s claim on ``key``; False when it no longer held it."""
+
+    async def forget(self, key: str) -> bool:
+        """Drop whatever record ``key`` has; True if there was one."""
 
     async def get(self, key: str) -> Record | None:
         """The live (unexpired) record of ``key``, or None."""
