@@ -9,6 +9,7 @@ from .errors import CircuitOpenError as CircuitOpenError
 from .errors import DuplicateToolError as DuplicateToolError
 from .errors import FieldError as FieldError
 from .errors import IdempotencyConflictError as IdempotencyConflictError
+from .errors import IdempotencyOutcomeUnknownError as IdempotencyOutcomeUnknownError
 from .errors import IdempotencyStoreError as IdempotencyStoreError
 from .errors import PolicyNotFoundError as PolicyNotFoundError
 from .errors import SupervisorClosedError as SupervisorClosedError
@@ -97,6 +98,7 @@ __all__ = [
     "IRetryPolicy",
     "IdempotencyConfig",
     "IdempotencyConflictError",
+    "IdempotencyOutcomeUnknownError",
     "IdempotencyStore",
     "IdempotencyStoreError",
     "IntegerParameter",

@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateToolError",
     "FieldError",
     "IdempotencyConflictError",
+    "IdempotencyOutcomeUnknownError",
     "IdempotencyStoreError",
     "PolicyNotFoundError",
     "SupervisorClosedError",
@@ -182,6 +183,27 @@ class IdempotencyConflictError(ToolvisorError):
         super().__init__(
             f"idempotency key {key!r} was already used with different arguments; "
             "send the original arguments or use a new key"
+        )
+
+
+class IdempotencyOutcomeUnknownError(ToolvisorError):
+    """An earlier execution of this key started and was cut: it may have had its effect.
+
+    Nobody's fault yet: an attempt timed out, its caller gave up, or its actor crashed,
+    after the tool started (a payment may have been charged). The key does not run again
+    until you have checked what happened downstream and called
+    ``await sup.forget(tool, key)`` (or its TTL ends). ``key`` is the call's key as the
+    tool saw it in ``ctx.idempotency_key``.
+    """
+
+    def __init__(self, key: str, *, tool: str | None = None) -> None:
+        self.key = key
+        self.tool = tool
+        where = f" of tool {tool!r}" if tool is not None else ""
+        super().__init__(
+            f"the outcome of idempotency key {key!r}{where} is unknown: an execution "
+            "started and was cut; check the effect downstream, then forget the key "
+            "(Supervisor.forget) to let it run again"
         )
 
 

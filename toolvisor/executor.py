@@ -27,6 +27,7 @@ from .supervisor.stores.base import IdempotencyStore
 
 __all__ = ["FunctionToolExecutor"]
 
+
 class FunctionToolExecutor:
     """Run one tool with its spec's policies, in the calling task.
 
@@ -76,6 +77,11 @@ class FunctionToolExecutor:
         if spec.idempotent:
             return await self._cache.run(spec, call, self._run)
         return await self._run(call)
+
+    async def forget(self, key: str, ctx: ExecutionContext | None = None) -> bool:
+        """Let ``key`` run again (see ``Supervisor.forget``); True if it had a record."""
+        tenant = None if ctx is None else ctx.tenant_id
+        return await self._cache.forget(self.spec, key, tenant)
 
     async def _run(self, call: Call) -> Any:
         """The call's attempt loop in this task, within its deadline."""

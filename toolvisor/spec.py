@@ -34,7 +34,11 @@ from .policies.circuit_breaker import (
     NoOpCircuitBreakerPolicy,
     StandardCircuitBreakerPolicy,
 )
-from .policies.idempotency import IIdempotencyKeyGenerator, default_key_generator
+from .policies.idempotency import (
+    IIdempotencyKeyGenerator,
+    default_key_generator,
+    generator_takes_ctx,
+)
 from .policies.retry import ExponentialBackoffRetryPolicy, IRetryPolicy, NoRetryPolicy
 
 __all__ = [
@@ -115,6 +119,16 @@ def _name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None
 
 
 # --------------------------------------------------------------------------- parameters
+
+
+def _one_of(name: str, allowed: tuple[str, ...]) -> Callable[[object, object, object], None]:
+    def check(_inst: object, _attribute: object, value: object) -> None:
+        if value not in allowed:
+            raise ValueError(
+                f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+            )
+
+    return check
 
 
 def _optional_tuple(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
@@ -305,17 +319,28 @@ def _object_schema(
 
 @attrs.define(kw_only=True)
 class IdempotencyConfig:
-    """How a tool deduplicates calls (one per spec; see DESIGN section 4, step 2).
+    """How a tool deduplicates calls (one per spec).
 
     Attributes:
         enabled: deduplicate calls by key.
         persist_result: keep results in the supervisor's store (use a persistent store,
             SQLiteStore or RedisStore, for results to survive restarts).
-        ttl_s: how long a success is remembered (default 24 h, as Stripe does).
+        ttl_s: how long a success (or an unknown outcome) is remembered (default 24 h,
+            as Stripe does).
         key_fields: the argument names the key is built from; empty means a hash of all
             arguments.
-        claim_ttl_s: how long an execution in progress blocks its key if its holder dies;
-            None derives it from the spec's worst-case run time.
+        claim_ttl_s: the lease of an execution in progress: its holder renews it while
+            it lives (queued, running, waiting between attempts), so it only matters
+            when the holder dies (a crash, SIGKILL): the key is then free again at most
+            this long after. None means 30 s.
+        on_unknown_outcome: what an attempt that started and was cut (per-attempt
+            timeout, the call's deadline, the caller's cancellation, an actor crash)
+            means, since it may have had its effect. ``"fail"`` (default): no further
+            attempt; the key is recorded as *unknown* for ``ttl_s`` and later calls get
+            ``IdempotencyOutcomeUnknownError`` without running, until
+            ``Supervisor.forget``. ``"retry"``: the call may retry and later calls may run
+            again (for tools that pass ``ctx.idempotency_key`` to a service that
+            deduplicates on it).
     """
 
     enabled: bool = False
@@ -324,6 +349,9 @@ class IdempotencyConfig:
     key_fields: list[str] = attrs.field(factory=list)
     claim_ttl_s: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(_positive)
+    )
+    on_unknown_outcome: Literal["fail", "retry"] = attrs.field(
+        default="fail", validator=_one_of("on_unknown_outcome", ("fail", "retry"))
     )
 
 
@@ -497,6 +525,7 @@ class ToolSpec:
         """Take the immutable snapshot a tool's actor runs with."""
         idem = self.idempotency
         validator = self._argument_validator()
+        generator = self.idempotency_key_generator or default_key_generator(idem.key_fields)
         return CompiledSpec(
             tool_name=self.tool_name,
             spec_id=self.id,
@@ -511,15 +540,15 @@ class ToolSpec:
             persist_result=idem.persist_result,
             idempotency_ttl_s=float(idem.ttl_s),
             key_fields=tuple(idem.key_fields),
-            claim_ttl_s=idem.claim_ttl_s
-            or _worst_case_s(self.effective_retry_policy(), float(self.timeout_s)),
-            key_generator=self.idempotency_key_generator or default_key_generator(idem.key_fields),
+            claim_ttl_s=float(idem.claim_ttl_s or DEFAULT_LEASE_S),
+            on_unknown_outcome=idem.on_unknown_outcome,
+            key_generator=generator,
+            key_generator_takes_ctx=generator_takes_ctx(generator),
             function_schema={  # shares the validator's schema: no second copy per tool
                 "name": self.tool_name,
                 "description": self.description,
                 "parameters": validator.schema,
             },
-            derived_claim_ttl=idem.claim_ttl_s is None,
         )
 
 
@@ -563,8 +592,9 @@ class CompiledSpec:
     key_fields: tuple[str, ...]
     claim_ttl_s: float
     key_generator: IIdempotencyKeyGenerator
+    key_generator_takes_ctx: bool = True
     function_schema: Mapping[str, Any]
-    derived_claim_ttl: bool = True
+    on_unknown_outcome: str = "fail"
     #: The breaker's optional ``retry_after(tool_name)`` (None when a call would be
     #: admitted now, else the seconds until one may be): with it, the supervisor refuses
     #: calls in the caller's task while the breaker is open. None for breakers without it.
@@ -583,34 +613,13 @@ class CompiledSpec:
         circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
     ) -> CompiledSpec:
         """A copy with the given policies swapped in (None keeps the current one)."""
-        new_retry = retry_policy if retry_policy is not None else self.retry_policy
-        claim_ttl_s = self.claim_ttl_s
-        if self.derived_claim_ttl:
-            claim_ttl_s = _worst_case_s(new_retry, self.timeout_s)
         return attrs.evolve(
             self,
-            claim_ttl_s=claim_ttl_s,
-            retry_policy=new_retry,
+            retry_policy=retry_policy if retry_policy is not None else self.retry_policy,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
             retry_after=None,
         )
 
 
-def _worst_case_s(policy: IRetryPolicy, timeout_s: float) -> float:
-    """An upper bound of one call's run time, for claims that must outlive it.
-
-    ``max_attempts * timeout_s`` plus the longest possible waits between attempts, for
-    the built-in retry policies; an hour when that cannot be bounded (a custom retry
-    policy, or ``timeout_s`` infinite).
-    """
-    attempts = getattr(policy, "max_attempts", None)
-    longest_wait = getattr(policy, "max_delay", None)
-    if longest_wait is None:
-        longest_wait = getattr(policy, "delay_seconds", 0.0) + getattr(policy, "jitter", 0.0)
-    if not isinstance(attempts, int) or not isinstance(longest_wait, int | float):
-        return _UNBOUNDED_CALL_S
-    total = attempts * timeout_s + (attempts - 1) * float(longest_wait)
-    return total if math.isfinite(total) else _UNBOUNDED_CALL_S
-
-
-_UNBOUNDED_CALL_S = 3600.0
+DEFAULT_LEASE_S = 30.0
+"""The lease of an idempotent execution in progress when ``claim_ttl_s`` is None."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -36,7 +37,8 @@ async def test_execute_returns_value_and_passes_ctx() -> None:
         ctx = tv.ExecutionContext(tenant_id="acme", request_id="r1")
         assert await sup.execute("double", {"x": 21}, ctx) == 42
         assert await ref.execute({"x": 1}) == 2
-    assert seen[0] is ctx
+    # The caller's context, with the attempt's number (and the call's key, when idempotent).
+    assert seen[0] == attrs.evolve(ctx, attempt=1)
     assert seen[1].tenant_id is None
 
 

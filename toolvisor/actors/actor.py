@@ -28,7 +28,6 @@ import math
 
 import trio
 
-from ..errors import ToolTimeoutError
 from .call import Call, CallState
 from .pipeline import ToolRunner
 
@@ -236,13 +235,13 @@ class ToolActor:
             call.time_out()
             return
         runner = self.runner
-        runner.counters.timeouts += 1
-        timeout = ToolTimeoutError(runner.spec.tool_name, runner.spec.timeout_s)
+        call.in_attempt = False  # the attempt is over (cut): the loop goes on from it
+        timed_out = runner.attempt_timed_out(call)
         with trio.CancelScope() as scope:
             me.scope = scope
             call.start_again(scope)
             self._watch(me, call.deadline)
-            await runner.run(call, me, replay=timeout)
+            await runner.run(call, me, replay=timed_out)
         me.deadline = math.inf
         self.held.pop(call, None)
         if call.state is CallState.RUNNING:

@@ -88,6 +88,9 @@ class Call:
             timeout reports.
         started: trio time when the call was made.
         attempts: attempts that ran the tool (an attempt the breaker refused did not).
+        key: the idempotency key the tool sees in ``ctx.idempotency_key`` (None when the
+            tool is not idempotent).
+        in_attempt: an attempt is running now (a cut now leaves the outcome unknown).
         cached: answered by the idempotency cache, without executing.
         state: a :class:`CallState`.
         outcome: how it ended (None until it did).
@@ -102,6 +105,8 @@ class Call:
         "counters",
         "ctx",
         "deadline",
+        "in_attempt",
+        "key",
         "last_error",
         "on_end",
         "outcome",
@@ -133,6 +138,10 @@ class Call:
         self.attempts = 0
         self.cached = False
         self.last_error: Exception | None = None  # the tool's latest failure (retries)
+        #: The call's idempotency key as the tool sees it (None: not idempotent).
+        self.key: str | None = None
+        #: An attempt is running: a cut now leaves the call's outcome unknown.
+        self.in_attempt = False
         self.outcome: outcome.Outcome[Any] | None = None
         #: Called once with the call when it ends (telemetry, flights); never raises.
         self.on_end: Callable[[Call], None] | None = None

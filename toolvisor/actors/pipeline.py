@@ -23,13 +23,19 @@ they propagate, and whoever cancelled ends the call.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import CoroutineType
 from typing import Any, Protocol
 
 import trio
 
-from ..errors import ActorCrashedError, CircuitOpenError, ToolTimeoutError
+from ..errors import (
+    ActorCrashedError,
+    CircuitOpenError,
+    IdempotencyOutcomeUnknownError,
+    ToolTimeoutError,
+)
 from ..events import BreakerTransition, Event, RetryScheduled
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
@@ -79,6 +85,7 @@ def make_invoker(fn: Callable[..., Any], tool_name: str) -> Invoker:
         )
 
     # The coroutine check inline (it is every call's), the rest in _awaitable().
+    invoke: Invoker
     if takes_ctx:
 
         def invoke(args: Mapping[str, Any], ctx: ExecutionContext) -> Awaitable[Any]:
@@ -91,7 +98,17 @@ def make_invoker(fn: Callable[..., Any], tool_name: str) -> Invoker:
             result = fn(args)
             return result if type(result) is CoroutineType else _awaitable(result, tool_name)
 
+    _TAKES_CTX[invoke] = takes_ctx
     return invoke
+
+
+# Whether an invoker's tool takes ``ctx`` (a weak map: invokers live as long as tools).
+_TAKES_CTX: weakref.WeakKeyDictionary[Invoker, bool] = weakref.WeakKeyDictionary()
+
+
+def takes_context(invoke: Invoker) -> bool:
+    """Whether the tool behind ``invoke`` (from :func:`make_invoker`) takes ``ctx``."""
+    return _TAKES_CTX.get(invoke, True)
 
 
 def _awaitable(result: object, tool_name: str) -> Awaitable[Any]:
@@ -117,7 +134,7 @@ class ToolRunner:
     breaker state of its tool.
     """
 
-    __slots__ = ("_last_state", "counters", "invoke", "publish", "spec")
+    __slots__ = ("_last_state", "counters", "invoke", "publish", "spec", "takes_ctx")
 
     def __init__(
         self,
@@ -130,6 +147,7 @@ class ToolRunner:
         self.invoke = invoke
         self.counters = counters
         self.publish = publish
+        self.takes_ctx = takes_context(invoke)
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
 
     async def run(
@@ -168,13 +186,15 @@ class ToolRunner:
 
         def once() -> Awaitable[Any]:
             n = call.attempts = call.attempts + 1
+            call.in_attempt = True
             if n > 1:
                 self.counters.retries += 1
-            if n == 1 and watchdog is not None:
-                return self.invoke(call.args, call.ctx)  # the watchdog keeps its time
+            if n == 1 and watchdog is not None:  # the watchdog keeps its time
+                return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
             return self._timed(call)
 
         def on_retry(failed: int, delay: float, exc: BaseException) -> None:
+            call.in_attempt = False
             if isinstance(exc, Exception):
                 call.last_error = exc
             if watchdog is not None:
@@ -186,6 +206,7 @@ class ToolRunner:
                 attempt, deadline=call.deadline, on_retry=on_retry
             )
         except Exception as exc:
+            call.in_attempt = False
             if self.publish is not None:
                 self._observe_breaker()
             self._failed(call, exc)
@@ -196,17 +217,41 @@ class ToolRunner:
                 raise
             call.fail(ActorCrashedError(name, exc))
         else:
+            call.in_attempt = False
             if self.publish is not None:
                 self._observe_breaker()
             call.succeed(value)
 
+    def context(self, call: Call) -> ExecutionContext:
+        """The ``ctx`` a tool that takes one sees in this attempt: the caller's, with the
+        call's idempotency key and the attempt number."""
+        ctx = call.ctx
+        return ExecutionContext(
+            tenant_id=ctx.tenant_id,
+            request_id=ctx.request_id,
+            metadata=ctx.metadata,
+            idempotency_key=call.key,
+            attempt=call.attempts,
+        )
+
+    def attempt_timed_out(self, call: Call) -> Exception:
+        """The outcome of an attempt cut at ``timeout_s``: a retryable ToolTimeoutError,
+        or, for an idempotent call that must not risk a second effect
+        (``on_unknown_outcome="fail"``), IdempotencyOutcomeUnknownError caused by it."""
+        self.counters.timeouts += 1
+        spec = self.spec
+        timed_out = ToolTimeoutError(spec.tool_name, spec.timeout_s)
+        if call.key is None or spec.on_unknown_outcome != "fail":
+            return timed_out
+        unknown = IdempotencyOutcomeUnknownError(call.key, tool=spec.tool_name)
+        unknown.__cause__ = timed_out
+        return unknown
+
     async def _timed(self, call: Call) -> Any:
         """One attempt under its own ``timeout_s`` scope."""
-        timeout_s = self.spec.timeout_s
-        with trio.move_on_after(timeout_s):
-            return await self.invoke(call.args, call.ctx)
-        self.counters.timeouts += 1
-        raise ToolTimeoutError(self.spec.tool_name, timeout_s)
+        with trio.move_on_after(self.spec.timeout_s):
+            return await self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
+        raise self.attempt_timed_out(call)
 
     def _failed(self, call: Call, exc: Exception) -> None:
         """End ``call`` after its loop raised ``exc`` (see the module docstring)."""

@@ -1,7 +1,7 @@
 """Pluggable resilience policies: circuit breakers, retries, idempotency keys, factories.
 
 Policies are configuration plus behaviour, free of I/O and actors; all timing is on
-trio's clock. See DESIGN.md section 3.
+trio's clock.
 """
 
 from toolvisor.policies.circuit_breaker import (
@@ -28,8 +28,10 @@ from toolvisor.policies.idempotency import IIdempotencyKeyGenerator as IIdempote
 from toolvisor.policies.idempotency import canonical_json as canonical_json
 from toolvisor.policies.idempotency import default_key_generator as default_key_generator
 from toolvisor.policies.idempotency import fingerprint as fingerprint
+from toolvisor.policies.idempotency import generator_takes_ctx as generator_takes_ctx
 from toolvisor.policies.retry import DEFAULT_RNG as DEFAULT_RNG
 from toolvisor.policies.retry import NEVER_RETRIED as NEVER_RETRIED
+from toolvisor.policies.retry import PROGRAMMING_ERRORS as PROGRAMMING_ERRORS
 from toolvisor.policies.retry import CustomRetryFn as CustomRetryFn
 from toolvisor.policies.retry import CustomRetryPolicy as CustomRetryPolicy
 from toolvisor.policies.retry import (
@@ -44,6 +46,7 @@ from toolvisor.policies.retry import RetryOn as RetryOn
 __all__ = [
     "DEFAULT_RNG",
     "NEVER_RETRIED",
+    "PROGRAMMING_ERRORS",
     "AdaptiveCircuitBreakerPolicy",
     "CircuitBreakerPolicyFactory",
     "CircuitState",
@@ -66,4 +69,5 @@ __all__ = [
     "canonical_json",
     "default_key_generator",
     "fingerprint",
+    "generator_takes_ctx",
 ]

@@ -18,8 +18,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 import attrs
@@ -34,6 +35,7 @@ __all__ = [
     "canonical_json",
     "default_key_generator",
     "fingerprint",
+    "generator_takes_ctx",
 ]
 
 
@@ -48,8 +50,13 @@ class IIdempotencyKeyGenerator(Protocol):
         *,
         key_fields: Sequence[str] = (),
         tenant_id: str | None = None,
+        ctx: Any = None,
     ) -> str:
-        """Return the key of calling ``tool_name`` with ``args`` for ``tenant_id``."""
+        """Return the key of calling ``tool_name`` with ``args`` for ``tenant_id``.
+
+        ``ctx`` is the call's ``ExecutionContext``. Generators written without the ``ctx``
+        keyword keep working: they are called without it.
+        """
 
 
 def canonical_json(value: object) -> str:
@@ -151,6 +158,7 @@ class FieldBasedIdempotencyKeyGenerator:
         *,
         key_fields: Sequence[str] = (),
         tenant_id: str | None = None,
+        ctx: Any = None,
     ) -> str:
         """Return the key of ``args``' ``key_fields`` for ``tool_name`` and ``tenant_id``."""
         if isinstance(key_fields, str):
@@ -189,6 +197,7 @@ class HashIdempotencyKeyGenerator:
         *,
         key_fields: Sequence[str] = (),
         tenant_id: str | None = None,
+        ctx: Any = None,
     ) -> str:
         """Return the key of all ``args`` for ``tool_name`` and ``tenant_id``."""
         return self.key_for_fingerprint(tool_name, fingerprint(args), tenant_id=tenant_id)
@@ -202,6 +211,15 @@ class HashIdempotencyKeyGenerator:
         (the idempotency cache does) hashes the arguments once.
         """
         return _prefix(tool_name, tenant_id, "args") + args_fingerprint
+
+
+def generator_takes_ctx(generator: IIdempotencyKeyGenerator) -> bool:
+    """Whether ``generator.generate`` accepts the ``ctx`` keyword (or ``**kwargs``)."""
+    try:
+        params = inspect.signature(generator.generate).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "ctx" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def default_key_generator(key_fields: Sequence[str]) -> IIdempotencyKeyGenerator:

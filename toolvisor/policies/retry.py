@@ -8,9 +8,12 @@ testable without running anything, and one shared loop does the sleeping.
 Rules common to the built-ins:
 
 * ``max_attempts`` counts every attempt, the first included.
-* ``ValidationError``, ``CircuitOpenError`` and ``IdempotencyConflictError`` are never
-  retried; ``retry_on`` (exception types, or a predicate) decides for the rest (default:
-  any ``Exception``).
+* ``ValidationError``, ``CircuitOpenError``, ``IdempotencyConflictError`` and
+  ``IdempotencyOutcomeUnknownError`` are never retried; ``retry_on`` (exception types, or
+  a predicate) decides for the rest (default: any ``Exception``). Programming errors
+  (``PROGRAMMING_ERRORS``: NameError, TypeError, AttributeError, AssertionError,
+  NotImplementedError, ImportError) are retried only when ``retry_on`` names them (or
+  its predicate says so): a bug does not get better with backoff.
 * An exception with a numeric, finite ``retry_after`` attribute (seconds, e.g. a rate
   limit) makes the wait at least that long, even past ``max_delay``.
 * A wait that would end at or past ``deadline`` (absolute trio time) is not slept: the
@@ -32,11 +35,17 @@ from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 import attrs
 import trio
 
-from toolvisor.errors import CircuitOpenError, IdempotencyConflictError, ValidationError
+from toolvisor.errors import (
+    CircuitOpenError,
+    IdempotencyConflictError,
+    IdempotencyOutcomeUnknownError,
+    ValidationError,
+)
 
 __all__ = [
     "DEFAULT_RNG",
     "NEVER_RETRIED",
+    "PROGRAMMING_ERRORS",
     "CustomRetryFn",
     "CustomRetryPolicy",
     "ExponentialBackoffRetryPolicy",
@@ -56,8 +65,19 @@ NEVER_RETRIED: tuple[type[Exception], ...] = (
     ValidationError,
     CircuitOpenError,
     IdempotencyConflictError,
+    IdempotencyOutcomeUnknownError,
 )
 """toolvisor's own errors that no policy retries."""
+
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (
+    NameError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    NotImplementedError,
+    ImportError,
+)
+"""Bugs, not outages: the built-ins retry them only when ``retry_on`` names them."""
 
 RetryOn = tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 """Which exceptions are retryable: a tuple of types, or a predicate."""
@@ -151,9 +171,19 @@ class _ScheduledRetryPolicy(abc.ABC):
         if isinstance(exc, NEVER_RETRIED) or not isinstance(exc, Exception):
             return False
         retry_on = self.retry_on
-        if isinstance(retry_on, tuple):
-            return isinstance(exc, retry_on)
-        return bool(retry_on(exc))
+        if not isinstance(retry_on, tuple):
+            return bool(retry_on(exc))  # the user's predicate decides everything
+        if not isinstance(exc, retry_on):
+            return False
+        if isinstance(exc, PROGRAMMING_ERRORS):
+            # A bug is retried only if retry_on names its kind (TypeError, ...), not
+            # when it merely falls under a broad class such as Exception.
+            return any(
+                isinstance(exc, kind)
+                for kind in retry_on
+                if isinstance(kind, type) and issubclass(kind, PROGRAMMING_ERRORS)
+            )
+        return True
 
     def next_delay(self, attempt: int, exc: BaseException) -> float | None:
         """Seconds to wait after failed attempt ``attempt`` (1-based), or None to give up.

@@ -21,6 +21,7 @@ from .restarts import Route
 
 __all__ = ["send", "send_and_wait"]
 
+
 async def send(route: Route, call: Call) -> None:
     """Put ``call`` into its tool's inbox (backpressure up to its deadline).
 

@@ -216,6 +216,18 @@ class Supervisor:
         self._nursery.start_soon(self._idempotent_in_task, route, call, relay)
         return PendingCall(call, relay)
 
+    async def forget(self, tool: str, key: str, ctx: ExecutionContext | None = None) -> bool:
+        """Let ``key`` of ``tool`` run again: drop its record (done, or outcome unknown).
+
+        ``key`` is the key as the tool saw it (``ctx.idempotency_key``, or
+        ``IdempotencyOutcomeUnknownError.key``); the tenant comes from ``ctx``. Returns True
+        if there was a record. Use it once you have checked downstream what an execution
+        whose outcome is unknown did.
+        """
+        route = self._route(tool)
+        tenant = None if ctx is None else ctx.tenant_id
+        return await self._idem.forget(route.spec, key, tenant)
+
     async def execute_many(
         self,
         calls: Iterable[CallSpec],

@@ -8,15 +8,26 @@ Held by the supervisor (and by each FunctionToolExecutor). For an idempotent cal
 3. the leader claims the key in the store, atomically (across processes for SQLite and
    Redis). If the key is done, the stored result is returned with no execution; if
    another process holds it, the leader polls until that claim completes or expires;
-4. on success the result is stored as JSON for ``ttl_s``; on failure the claim is
-   released, so a later call may run again (failures are not stored).
+4. on success the result is stored as JSON for ``ttl_s``; on a clean failure (the tool
+   raised) the claim is released, so a later call may run again (failures are not
+   stored); when an attempt started and was cut (per-attempt timeout, the call's
+   deadline, the caller's cancellation, an actor crash) the outcome is *unknown* and,
+   with ``on_unknown_outcome="fail"`` (the default), the key is recorded as unknown: later
+   calls get ``IdempotencyOutcomeUnknownError`` and nothing runs until ``forget``.
+
+The key the tool sees (``ctx.idempotency_key``) is the caller's own
+(``ExecutionContext(idempotency_key=...)``) or the generator's; in the store it is
+namespaced by the spec's id, the tool and the tenant (:func:`storage_key`). A claim is a
+lease, renewed by this cache while its call lives (queued, running, waiting between
+attempts): it expires only when its holder is gone. Every store operation before the
+execution is bounded by the call's deadline.
 
 The same key with different arguments raises ``IdempotencyConflictError``. A store that
 fails before the execution raises ``IdempotencyStoreError`` and nothing runs: without
 the store, toolvisor cannot prove the call would not run twice. A store that fails
 *after* a success (``complete``) cannot take the result back: the caller gets its value,
-a ``ResultNotStored`` event says why, and the claim keeps the key blocked until the
-claim expires.
+an error is logged, a ``ResultNotStored`` event says why, and the key is recorded as
+unknown if the store still lets it be (else the claim blocks it until its lease ends).
 
 The in-process flight table is owned by this object and mutated only synchronously
 (between awaits), so the supervisor's tasks need no lock.
@@ -26,24 +37,30 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
+import attrs
 import outcome
 import trio
 
 from .._json import compact_dumps
 from ..actors.call import Call
-from ..errors import IdempotencyConflictError, IdempotencyStoreError, ToolTimeoutError
+from ..errors import (
+    IdempotencyConflictError,
+    IdempotencyOutcomeUnknownError,
+    IdempotencyStoreError,
+    ToolTimeoutError,
+)
 from ..events import Event, ResultNotStored
 from ..policies.idempotency import fingerprint
-from ..spec import CompiledSpec
+from ..spec import CompiledSpec, ExecutionContext
 from .stores.base import IdempotencyStore, Record, RecordState
 from .stores.memory import MemoryStore
 
-__all__ = ["Flight", "IdempotencyCache"]
+__all__ = ["Flight", "IdempotencyCache", "call_key", "storage_key"]
 
 log = logging.getLogger("toolvisor")
 
@@ -62,6 +79,15 @@ class Flight:
         self.key = key
         self.done: trio.Event | None = None  # made by the first duplicate that waits
         self.result: outcome.Outcome[Any] | None = None  # None: the leader left; retry
+
+
+@attrs.define
+class _Lease:
+    """A claim this cache holds, renewed while its call lives."""
+
+    store: IdempotencyStore
+    key: str
+    ttl_s: float
 
 
 Execute = Callable[[Call], Awaitable[Any]]
@@ -84,8 +110,8 @@ class IdempotencyCache:
     ) -> None:
         if store is not None and not isinstance(store, IdempotencyStore):
             raise TypeError(
-                f"idempotency_store must implement IdempotencyStore (claim/complete/release/"
-                f"get/aclose), got {type(store).__name__}"
+                "idempotency_store must implement IdempotencyStore (claim/renew/complete/"
+                f"mark_unknown/release/forget/get/aclose), got {type(store).__name__}"
             )
         self.local: IdempotencyStore = (
             store if store is not None and not store.persistent else MemoryStore()
@@ -93,6 +119,8 @@ class IdempotencyCache:
         self.store: IdempotencyStore = store if store is not None else self.local
         self.publish = publish
         self._flights: dict[str, Flight] = {}
+        self._leases: dict[str, _Lease] = {}  # owner -> the claim it holds
+        self._renewing = False
         self._owner = secrets.token_hex(8)
         self._seq = 0
 
@@ -100,23 +128,22 @@ class IdempotencyCache:
         """Run ``call`` at most once per key; end it and return its value (or raise).
 
         ``execute(call)`` runs it for real (it ends the call); every other way the call
-        ends (a stored result, a duplicate's outcome, a conflict, a store failure, its
-        deadline while waiting) is ended here.
+        ends (a stored result, a duplicate's outcome, a conflict, an unknown outcome, a
+        store failure, its deadline while waiting) is ended here.
         """
         try:
             fp = fingerprint(call.args)
-            key = spec.key_generator.generate(
-                spec.tool_name, call.args, key_fields=spec.key_fields, tenant_id=call.ctx.tenant_id
-            )
-            joined = await self._join(spec, call, key, fp)
+            call.key = key = call_key(spec, call.args, call.ctx)
+            stored_key = storage_key(spec, call.ctx.tenant_id, key)
+            joined = await self._join(spec, call, stored_key, fp)
         except BaseException as exc:
             call.settle(exc)
             raise
         if joined is not None:
             return _joined(call, joined)
-        flight = self._flights[key] = Flight(fp, key)
+        flight = self._flights[stored_key] = Flight(fp, stored_key)
         try:
-            value = await self._lead(spec, call, key, fp, execute)
+            value = await self._lead(spec, call, stored_key, fp, execute)
         except Exception as exc:
             flight.result = _left_or_failed(exc)
             raise
@@ -126,8 +153,15 @@ class IdempotencyCache:
         finally:
             if flight.done is not None:
                 flight.done.set()
-            if self._flights.get(key) is flight:
-                del self._flights[key]
+            if self._flights.get(stored_key) is flight:
+                del self._flights[stored_key]
+
+    async def forget(self, spec: CompiledSpec, key: str, tenant_id: str | None = None) -> bool:
+        """Drop the record of ``key`` (as the tool saw it); True if there was one."""
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"key must be a non-empty str, got {key!r:.100}")
+        store = self.store if spec.persist_result else self.local
+        return await store.forget(storage_key(spec, tenant_id, key))
 
     async def _join(
         self, spec: CompiledSpec, call: Call, key: str, fp: str
@@ -136,7 +170,7 @@ class IdempotencyCache:
         answered for this call, or None once no flight is left (this call leads)."""
         while (flight := self._flights.get(key)) is not None:
             if flight.fingerprint != fp:
-                raise IdempotencyConflictError(key, tool=spec.tool_name)
+                raise IdempotencyConflictError(_shown(call), tool=spec.tool_name)
             if flight.done is None:
                 flight.done = trio.Event()
             await _wait_for(flight.done, call)
@@ -149,35 +183,30 @@ class IdempotencyCache:
     ) -> Any:
         """Claim ``key`` in the store, then execute ``call`` and store its result."""
         store = self.store if spec.persist_result else self.local
-        owner, claim_ttl = self._new_claim(spec, call.deadline)
+        owner = self._new_owner()
+        lease = spec.claim_ttl_s
         try:
-            stored = await self._claim(spec, call, store, key, fp, owner, claim_ttl)
+            stored = await self._claim(spec, call, store, key, fp, owner, lease)
         except BaseException as exc:
             call.settle(exc)
             raise
         if stored is not None:
             call.succeed(stored.value, cached=True)
             return stored.value
+        self._hold(owner, _Lease(store, key, lease))
         try:
-            value = await execute(call)
-        except BaseException:
+            try:
+                value = await execute(call)
+            except BaseException as exc:
+                with trio.move_on_after(_CLEANUP_S, shield=True):
+                    await self._after_failure(spec, call, store, key, owner, exc)
+                raise
             with trio.move_on_after(_CLEANUP_S, shield=True):
-                try:
-                    await store.release(key, owner)
-                except Exception:
-                    log.exception("releasing idempotency key %r failed", key)
-            raise
-        result_json, reason = _encode(value)
-        try:
-            # I/O: finish it even if the caller is being cancelled.
-            with trio.move_on_after(_CLEANUP_S, shield=True):
-                await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
-        except Exception as exc:
-            reason = f"the store failed to record the success: {exc}"
-            log.exception("completing idempotency key %r failed", key)
-        if reason is not None and self.publish is not None:
-            self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
-        return value
+                # I/O: finish it even if the caller is being cancelled now.
+                await self._store_success(spec, store, key, owner, value)
+            return value
+        finally:
+            self._leases.pop(owner, None)
 
     async def _claim(
         self,
@@ -187,36 +216,165 @@ class IdempotencyCache:
         key: str,
         fp: str,
         owner: str,
-        claim_ttl: float,
+        lease: float,
     ) -> outcome.Value[Any] | None:
         """Claim ``key`` for ``owner``, polling while another process holds it.
 
-        Returns None once claimed, or the stored result of a key that is done.
+        Returns None once claimed, or the stored result of a key that is done. Bounded by
+        the call's deadline: a store that cannot answer in time times the call out, and
+        nothing runs.
         """
         poll = _POLL_FIRST_S
         while True:
-            claim = await store.claim(key, fp, owner, claim_ttl)
+            with trio.move_on_at(call.deadline) as waiting:
+                claim = await store.claim(key, fp, owner, lease)
+            if waiting.cancelled_caught:
+                raise _timed_out(call, f"the idempotency store ({_name(store)}) did not answer")
             if claim.claimed:
                 return None
             record = claim.record
             if record.fingerprint != fp:
-                raise IdempotencyConflictError(key, tool=spec.tool_name)
+                raise IdempotencyConflictError(_shown(call), tool=spec.tool_name)
             if record.state is RecordState.DONE:
                 return outcome.Value(_decode(store, record))
-            # Another process runs this key: wait for it to finish or its claim to end.
+            if record.state is RecordState.UNKNOWN:
+                raise IdempotencyOutcomeUnknownError(_shown(call), tool=spec.tool_name)
+            # Another process runs this key: wait for it to finish or its lease to end.
             if trio.current_time() + poll > call.deadline:
                 await trio.sleep_until(call.deadline)
-                raise _timed_out(call)
+                raise _timed_out(call, "another process still runs this key")
             await trio.sleep(poll)
             poll = min(poll * 2, _POLL_MAX_S)
 
-    def _new_claim(self, spec: CompiledSpec, deadline: float) -> tuple[str, float]:
-        """A fresh owner for a claim, and how long the claim lasts."""
+    async def _after_failure(
+        self,
+        spec: CompiledSpec,
+        call: Call,
+        store: IdempotencyStore,
+        key: str,
+        owner: str,
+        exc: BaseException,
+    ) -> None:
+        """The execution ended without a value: release the key, or record it unknown.
+
+        Unknown when an attempt had started and was cut (it may have had its effect) and
+        the spec says ``on_unknown_outcome="fail"``; a clean failure releases the key.
+        """
+        unknown = spec.on_unknown_outcome == "fail" and (
+            call.in_attempt or isinstance(exc, IdempotencyOutcomeUnknownError)
+        )
+        try:
+            if unknown:
+                done = await store.mark_unknown(key, owner, spec.idempotency_ttl_s)
+                if isinstance(exc, Exception) and not isinstance(
+                    exc, IdempotencyOutcomeUnknownError
+                ):
+                    exc.add_note(
+                        f"toolvisor: the outcome of idempotency key {_shown(call)!r} is "
+                        "unknown (an attempt was cut); the key does not run again until "
+                        "forgotten"
+                    )
+            else:
+                done = await store.release(key, owner)
+        except Exception:
+            log.exception("settling idempotency key %r after a failure failed", key)
+            return
+        if not done:
+            log.warning("idempotency key %r: the claim was lost before the call ended", key)
+
+    async def _store_success(
+        self, spec: CompiledSpec, store: IdempotencyStore, key: str, owner: str, value: Any
+    ) -> None:
+        """Record the success of ``key``; never silent when that fails."""
+        result_json, reason = _encode(value)
+        try:
+            stored = await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
+        except Exception as exc:
+            stored = False
+            reason = f"the store failed to record the success: {exc}"
+        else:
+            if not stored:
+                reason = "the claim was lost before the success could be recorded"
+        if reason is None:
+            return
+        log.error("idempotency key %r of tool %r: %s", key, spec.tool_name, reason)
+        if self.publish is not None:
+            self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
+        if not stored:
+            # The key must not run twice: block it as unknown if the store lets us.
+            try:
+                await store.mark_unknown(key, owner, spec.idempotency_ttl_s)
+            except Exception:
+                log.exception("recording idempotency key %r as unknown failed", key)
+
+    def _new_owner(self) -> str:
+        """A fresh owner for a claim."""
         self._seq += 1
-        claim_ttl = spec.claim_ttl_s
-        if deadline != math.inf:
-            claim_ttl = _claim_ttl(claim_ttl, deadline, trio.current_time())
-        return f"{self._owner}-{self._seq}", claim_ttl
+        return f"{self._owner}-{self._seq}"
+
+    def _hold(self, owner: str, lease: _Lease) -> None:
+        """Keep ``owner``'s claim alive until it is dropped from ``_leases``."""
+        self._leases[owner] = lease
+        if not self._renewing:
+            self._renewing = True
+            trio.lowlevel.spawn_system_task(self._renew, name="toolvisor idempotency leases")
+
+    async def _renew(self) -> None:
+        """Renew every held claim a third of its lease before it ends; stop when none is
+        held (a system task: it never raises)."""
+        try:
+            while self._leases:
+                period = min(lease.ttl_s for lease in self._leases.values()) / 3
+                await trio.sleep(period)
+                for owner, lease in list(self._leases.items()):
+                    if self._leases.get(owner) is not lease:
+                        continue  # its call ended while we slept
+                    try:
+                        with trio.move_on_after(period):
+                            if not await lease.store.renew(lease.key, owner, lease.ttl_s):
+                                log.warning("idempotency key %r: its claim was lost", lease.key)
+                                del self._leases[owner]
+                    except Exception:
+                        log.exception("renewing the claim on idempotency key %r failed", lease.key)
+        finally:
+            self._renewing = False
+
+
+def call_key(spec: CompiledSpec, args: Mapping[str, Any], ctx: ExecutionContext) -> str:
+    """The call's key as the tool sees it: the caller's own, else the generator's."""
+    if ctx.idempotency_key is not None:
+        return ctx.idempotency_key
+    generator = spec.key_generator
+    if spec.key_generator_takes_ctx:
+        return generator.generate(
+            spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id, ctx=ctx
+        )
+    return generator.generate(
+        spec.tool_name, args, key_fields=spec.key_fields, tenant_id=ctx.tenant_id
+    )
+
+
+def storage_key(spec: CompiledSpec, tenant_id: str | None, key: str) -> str:
+    """The key in the store: the call's key namespaced by spec id, tool and tenant.
+
+    Percent-encoded components, so ``|`` only separates them: two specs (two
+    applications sharing a store), two tools or two tenants never share a record.
+    """
+    tenant = "-" if tenant_id is None else "t=" + _quote(tenant_id)
+    return f"v2|{_quote(spec.spec_id)}|{_quote(spec.tool_name)}|{tenant}|{_quote(key)}"
+
+
+def _quote(component: str) -> str:
+    return quote(component, safe="", errors="surrogatepass")
+
+
+def _shown(call: Call) -> str:
+    """The call's key as users see it (in errors)."""
+    return call.key or ""
+
+
+def _name(store: IdempotencyStore) -> str:
+    return type(store).__name__
 
 
 def _joined(call: Call, result: outcome.Outcome[Any]) -> Any:
@@ -230,7 +388,7 @@ def _joined(call: Call, result: outcome.Outcome[Any]) -> Any:
 
 
 def _decode(store: IdempotencyStore, record: Record) -> Any:
-    name = type(store).__name__
+    name = _name(store)
     if record.result_json is None:
         raise IdempotencyStoreError(
             name,
@@ -251,20 +409,15 @@ async def _wait_for(event: trio.Event, call: Call) -> None:
     with trio.move_on_at(call.deadline) as waiting:
         await event.wait()
     if waiting.cancelled_caught:
-        raise _timed_out(call)
+        raise _timed_out(call, "the same key was still running here")
 
 
-def _timed_out(call: Call) -> ToolTimeoutError:
+def _timed_out(call: Call, why: str) -> ToolTimeoutError:
     """End ``call`` as timed out (nobody else ends it while it waits here)."""
     error = call.time_out()
     assert error is not None
+    error.add_note(f"toolvisor: {why} when the call's deadline passed; the tool did not run")
     return error
-
-
-def _claim_ttl(claim_ttl_s: float, deadline: float, now: float) -> float:
-    """A claim lasts no longer than the call may (plus a second), so a caller that gave up
-    blocks its key only briefly."""
-    return min(claim_ttl_s, max(deadline - now, 0.001)) + 1.0
 
 
 def _left_or_failed(exc: Exception) -> outcome.Error | None:

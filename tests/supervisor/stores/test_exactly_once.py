@@ -185,8 +185,9 @@ async def test_a_non_serialisable_result_is_returned_and_never_rerun(
     assert "JSON" in events[0].reason  # type: ignore[union-attr]
 
 
-async def test_leader_giving_up_hands_the_key_to_a_waiter(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize("on_unknown", ["fail", "retry"])
+async def test_leader_giving_up_mid_attempt(
+    autojump_clock: trio.testing.MockClock, on_unknown: str
 ) -> None:
     ran = 0
 
@@ -197,7 +198,7 @@ async def test_leader_giving_up_hands_the_key_to_a_waiter(
         return ran
 
     async with tv.open_supervisor() as sup:
-        await sup.spawn(payment_spec(persist=False), slow)
+        await sup.spawn(payment_spec(persist=False, on_unknown_outcome=on_unknown), slow)
         async with trio.open_nursery() as nursery:
 
             async def impatient() -> None:
@@ -206,8 +207,15 @@ async def test_leader_giving_up_hands_the_key_to_a_waiter(
 
             nursery.start_soon(impatient)
             await trio.sleep(0.1)
-            assert await sup.execute("pay", {"transaction_id": "t"}) == 2
-    assert ran == 2  # the first run was cancelled before it could succeed
+            if on_unknown == "retry":  # the waiter takes the key over and runs it
+                assert await sup.execute("pay", {"transaction_id": "t"}) == 2
+            else:  # the cut attempt may have charged: the key does not run again
+                with pytest.raises(tv.IdempotencyOutcomeUnknownError) as info:
+                    await sup.execute("pay", {"transaction_id": "t"})
+                assert info.value.key == "idem:pay:-:fields:" + info.value.key.rsplit(":", 1)[1]
+                assert await sup.forget("pay", info.value.key)
+                assert await sup.execute("pay", {"transaction_id": "t"}) == 2
+    assert ran == 2
 
 
 async def test_results_expire_after_their_ttl(autojump_clock: trio.testing.MockClock) -> None:
@@ -270,6 +278,7 @@ async def test_execute_leader_failing_answers_its_duplicates_and_releases_the_ke
 async def test_execute_leader_cancelled_hands_the_key_to_a_waiter(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """With on_unknown_outcome="retry" a cancelled leader leaves the key to a waiter."""
     ran = 0
 
     async def slow(args: dict[str, Any]) -> Any:
@@ -279,7 +288,7 @@ async def test_execute_leader_cancelled_hands_the_key_to_a_waiter(
         return ran
 
     async with tv.open_supervisor() as sup:
-        await sup.spawn(payment_spec(), slow)
+        await sup.spawn(payment_spec(on_unknown_outcome="retry"), slow)
         got: list[Any] = []
         leader = trio.CancelScope()
 
@@ -302,6 +311,28 @@ async def test_execute_leader_cancelled_hands_the_key_to_a_waiter(
     assert ran == 2
     assert stats.cancelled == 1
     assert stats.cache_hits == 1
+
+
+async def test_execute_leader_cancelled_mid_attempt_leaves_the_outcome_unknown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ran = 0
+
+    async def slow(args: dict[str, Any]) -> Any:
+        nonlocal ran
+        ran += 1
+        await trio.sleep(5)
+        return ran
+
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(payment_spec(), slow)
+        with trio.move_on_after(1):
+            await sup.execute("pay", {"transaction_id": "t"})
+        with pytest.raises(tv.IdempotencyOutcomeUnknownError):
+            await sup.execute("pay", {"transaction_id": "t"})
+        stats = sup.stats("pay")
+    assert ran == 1
+    assert (stats.calls, stats.cancelled, stats.failures) == (2, 1, 1)
 
 
 async def test_supervisors_sharing_a_memory_store_run_a_key_once(

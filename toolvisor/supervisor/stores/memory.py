@@ -23,7 +23,8 @@ _INF = math.inf
 # it after one pass, so a store holding many thousands of done records costs later
 # collections nothing. ``Record``s are built only for the callers that read one.
 _Claim = tuple[str, str, float]  # fingerprint, owner, expires_at
-_Done = tuple[str, str, float, str | None, str | None]  # ... result_json, not_stored_reason
+# fingerprint, owner, expires_at, result_json, not_stored_reason, unknown (outcome unknown)
+_Done = tuple[str, str, float, str | None, str | None, bool]
 
 
 class MemoryStore:
@@ -95,6 +96,33 @@ class MemoryStore:
     async def release(self, key: str, owner: str) -> bool:
         """Drop ``owner``'s live claim on ``key``."""
         return self._release(key, owner)
+
+    async def renew(self, key: str, owner: str, claim_ttl_s: float) -> bool:
+        """Extend ``owner``'s live claim on ``key`` to ``claim_ttl_s`` from now."""
+        ttl = check_ttl("claim_ttl_s", claim_ttl_s)
+        now = self._clock()
+        claim = self._claims.get(key)
+        if claim is None or claim[1] != owner or claim[2] <= now:
+            return False
+        self._claims[key] = (claim[0], owner, now + ttl)
+        return True
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Turn ``owner``'s live claim on ``key`` into an unknown record for ``ttl_s``."""
+        ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
+        now = self._clock()
+        claim = self._claims.get(key)
+        if claim is None or claim[1] != owner or claim[2] <= now:
+            return False
+        del self._claims[key]
+        if ttl > 0.0:
+            self._done[key] = (claim[0], owner, now + ttl, None, None, True)
+        return True
+
+    async def forget(self, key: str) -> bool:
+        """Drop whatever record ``key`` has."""
+        found = self._claims.pop(key, None) is not None
+        return self._done.pop(key, None) is not None or found
 
     async def get(self, key: str) -> Record | None:
         """The live record of ``key`` (a hit counts as a use for the LRU order)."""
@@ -173,7 +201,7 @@ class MemoryStore:
             return False
         del claims[key]
         if ttl > 0.0:
-            self._done[key] = (claim[0], owner, now + ttl, result_json, not_stored_reason)
+            self._done[key] = (claim[0], owner, now + ttl, result_json, not_stored_reason, False)
         return True
 
     def _release(self, key: str, owner: str) -> bool:
@@ -210,7 +238,7 @@ def _done_record(key: str, done: _Done) -> Record:
     return Record(
         key=key,
         fingerprint=done[0],
-        state=_DONE,
+        state=RecordState.UNKNOWN if done[5] else _DONE,
         owner=done[1],
         expires_at=done[2],
         result_json=done[3],
