@@ -9,9 +9,9 @@ checkout first on ``sys.path`` (the order alternating round by round), and the p
 ratio of the round is candidate / baseline. The load is the per-call overhead section's:
 ``execute()`` on a tool that returns at once, with a Standard breaker (5 failures, 30 s),
 exponential retry (5 attempts) and a 30 s per-attempt timeout, at 1 and 100 concurrent
-callers, for a fixed number of calls. Throughput is calls per CPU second of the process (the machine is shared: CPU time is what
-other tenants disturb least). Prints the median calls/s of each and the median of
-the paired ratios.
+callers, for a fixed number of calls. Throughput is calls per CPU second of the process
+(the machine is shared: CPU time is what other tenants disturb least). Prints the
+median calls/s of each and the median of the paired ratios.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ from toolvisor._bench._config import SECTIONS  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
+pytestmark = pytest.mark.slow  # a whole benchmark run: .ci/run includes it
+
+
 def _finite_ratios(ratios: dict[str, float]) -> None:
     assert ratios
     for key, value in ratios.items():

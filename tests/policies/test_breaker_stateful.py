@@ -15,6 +15,7 @@ cancellations) use the circuit object's own steps (``admit`` / ``record_*`` /
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from fractions import Fraction
 from typing import Literal
@@ -39,6 +40,11 @@ from toolvisor.policies import AdaptiveCircuitBreakerPolicy, StandardCircuitBrea
 
 TOOL = "tool"
 Outcome = Literal["success", "failure", "excluded"]
+
+
+def budget(default: int, ci: int) -> int:
+    """Hypothesis examples: a few for ``pytest``, more in CI (HYPOTHESIS_PROFILE=ci)."""
+    return ci if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else default
 
 
 class BoomError(Exception):
@@ -315,7 +321,7 @@ class BreakerMachine(RuleBasedStateMachine):
 
 
 _settings = settings(
-    max_examples=120,
+    max_examples=budget(25, 120),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -68,6 +68,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 # The store is shared by the examples on purpose; each example uses fresh keys.
+@pytest.mark.slow
 @settings(max_examples=3, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**32 - 1))  # chooses the order and the delays of 10,000 calls
 async def test_ten_thousand_concurrent_calls_over_100_keys_run_each_key_once(

@@ -6,6 +6,7 @@ invariants are checked after every step. Time is a fake clock that only rules mo
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
@@ -39,6 +40,11 @@ KEYS = st.sampled_from(["a", "b", "c", "d", "e"])
 TTLS = st.sampled_from([1.0, 2.5, 10.0])
 DONE_TTLS = st.sampled_from([0.0, 1.0, 5.0, 30.0])
 RESULTS = st.one_of(st.none(), st.text(max_size=8))
+
+
+def budget(default: int, ci: int) -> int:
+    """Hypothesis examples: a few for ``pytest``, more in CI (HYPOTHESIS_PROFILE=ci)."""
+    return ci if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else default
 
 
 @attrs.define
@@ -278,8 +284,14 @@ class SQLiteMachine(StoreMachine):
 
 
 TestMemoryStore = MemoryMachine.TestCase
-TestMemoryStore.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
+TestMemoryStore.settings = settings(
+    max_examples=budget(40, 200), stateful_step_count=30, deadline=None
+)
 TestMemoryStoreFastPath = MemoryFastPathMachine.TestCase
-TestMemoryStoreFastPath.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+TestMemoryStoreFastPath.settings = settings(
+    max_examples=budget(25, 100), stateful_step_count=30, deadline=None
+)
 TestSQLiteStore = SQLiteMachine.TestCase
-TestSQLiteStore.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestSQLiteStore.settings = settings(
+    max_examples=budget(15, 40), stateful_step_count=25, deadline=None
+)
