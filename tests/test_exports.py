@@ -1,4 +1,4 @@
-"""The public API: every exported name exists, once, and the DESIGN.md names are there."""
+"""The public API: every exported name exists, once, and the documented names are there."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import toolvisor
 
 SUBPACKAGES = ["toolvisor.policies", "toolvisor.supervisor", "toolvisor.actors"]
 
-# The names DESIGN.md promises, by section.
-DESIGN_NAMES = {
+# The names the public contract promises, by module.
+PROMISED_NAMES = {
     "toolvisor": {
         # 2. Tool specs
         "ToolSpec", "FunctionToolSpec", "DbToolSpec", "ToolType", "StringParameter",
@@ -90,11 +90,11 @@ def test_top_level_reexports_are_the_subpackage_objects(module_name: str) -> Non
             assert getattr(toolvisor, name) is getattr(module, name), name
 
 
-@pytest.mark.parametrize("module_name", sorted(DESIGN_NAMES))
+@pytest.mark.parametrize("module_name", sorted(PROMISED_NAMES))
 def test_design_names_are_exported(module_name: str) -> None:
     module = importlib.import_module(module_name)
     exported = set(getattr(module, "__all__", dir(module)))
-    missing = DESIGN_NAMES[module_name] - exported
+    missing = PROMISED_NAMES[module_name] - exported
     assert not missing, f"{module_name} lacks {sorted(missing)}"
 
 

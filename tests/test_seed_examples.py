@@ -928,7 +928,7 @@ async def test_migration_both_work(autojump_clock: trio.testing.MockClock, confi
 
 
 async def test_policy_wins_over_legacy_config(autojump_clock: trio.testing.MockClock) -> None:
-    """Both set: the explicitly set policy wins (DESIGN section 2)."""
+    """Both set: the explicitly set policy wins."""
     spec = toolvisor.FunctionToolSpec(id="m-v2", tool_name="both")
     _old_way(spec)
     spec.retry_policy = toolvisor.NoRetryPolicy()

@@ -57,7 +57,7 @@ class BenignError(Exception):
 
 @attrs.define
 class Model:
-    """The reference breaker: the rules of DESIGN.md section 3, written plainly."""
+    """The reference breaker: the rules of the policies' docstrings, written plainly."""
 
     threshold: int
     recovery: float

@@ -2,8 +2,8 @@
 
 from .core import Supervisor as Supervisor
 from .core import ToolRef as ToolRef
-from .core import open_supervisor as open_supervisor
 from .idempotency import IdempotencyCache as IdempotencyCache
+from .open import open_supervisor as open_supervisor
 from .results import PendingCall as PendingCall
 from .results import ToolResult as ToolResult
 from .stores import IdempotencyStore as IdempotencyStore

@@ -3,22 +3,17 @@
 Routing happens in the caller's task (``calls.py``): a call is validated, made a
 :class:`~toolvisor.actors.call.Call` and sent straight into its tool actor's inbox (one
 hop); the caller then waits for the call's end. The supervisor's own tasks only run the
-restart loops (``restarts.py``). Closing (leaving ``open_supervisor``) stops intake, lets
-queued and in-flight calls finish for ``grace_s`` seconds, then cancels the rest; every
-call gets a reply.
+restart loops (``restarts.py``); ``open.py`` opens and closes it.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 import outcome
-import sniffio
 import trio
 
 from ..actors.actor import ActorKilled
@@ -42,7 +37,7 @@ from .restarts import Intensity, Route, supervise
 from .results import PendingCall, Relay, ToolResult
 from .stores.base import IdempotencyStore
 
-__all__ = ["Supervisor", "ToolRef", "open_supervisor"]
+__all__ = ["Supervisor", "ToolRef"]
 
 CallSpec = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], ExecutionContext | None]
 
@@ -383,74 +378,3 @@ class ToolRef:
     def function_schema(self) -> Mapping[str, Any]:
         """The tool's function-calling schema."""
         return self.supervisor.function_schemas()[self.name]
-
-
-@asynccontextmanager
-async def open_supervisor(
-    *,
-    idempotency_store: IdempotencyStore | None = None,
-    max_restarts: int = 3,
-    within_s: float = 5.0,
-    grace_s: float = 10.0,
-) -> AsyncIterator[Supervisor]:
-    """Open a supervisor; every actor lives inside this ``async with`` block.
-
-    Args:
-        idempotency_store: where idempotent results are kept (default: a MemoryStore).
-            The store stays yours: close it yourself.
-        max_restarts, within_s: restart intensity; a tool whose actor crashes more than
-            ``max_restarts`` times within ``within_s`` seconds is marked failed.
-        grace_s: on leaving the block, how long queued and running calls may take to
-            finish before they are cancelled (each still gets a reply).
-
-    Raises:
-        RuntimeError: entered outside trio (use ``toolvisor.aio`` from asyncio code).
-
-    Example::
-
-        async with toolvisor.open_supervisor() as sup:
-            await sup.spawn(spec, process_payment)
-            value = await sup.execute("process_payment", {"transaction_id": "tx-1"})
-    """
-    _require_trio()
-    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-        raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
-    for name, value in (("within_s", within_s), ("grace_s", grace_s)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
-    try:
-        async with trio.open_nursery() as nursery:
-            sup = Supervisor(
-                nursery,
-                idempotency_store=idempotency_store,
-                max_restarts=max_restarts,
-                within_s=within_s,
-                grace_s=grace_s,
-            )
-            try:
-                yield sup
-            except BaseException:
-                sup._abort()
-                nursery.cancel_scope.cancel()
-                raise
-            await sup._close(grace_s)
-            nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
-        raise
-
-
-def _require_trio() -> None:
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = None
-    if library != "trio":
-        raise RuntimeError(
-            f"toolvisor.open_supervisor() runs under trio, but this code runs under "
-            f"{library or 'no async library'}; from asyncio code (FastAPI, LangGraph, ...) "
-            "use toolvisor.aio.open_supervisor(), which runs the supervisor as a trio guest"
-        )
