@@ -14,19 +14,25 @@ class ToolStats:
     """A snapshot of one tool's counters, as ``Supervisor.stats(tool)`` returns it.
 
     Attributes:
-        calls: calls that reached the tool's actor or its idempotency check (validated).
-        successes / failures: calls that ended with the tool's value / with an error.
-        retries: attempts after the first.
-        rejected: calls refused without running: breaker open, or bulkhead full.
-        cancelled: calls their caller cancelled (its own cancel scope) before the reply.
+        calls: calls made (arguments valid), whatever their end.
+        successes: calls that ended with the tool's value (cache hits included).
+        failures: calls in which the tool ran and failed, that timed out, or whose actor
+            crashed (and calls refused for a reason of their own: an idempotency
+            conflict, an unknown outcome, a store error).
+        rejected: calls no attempt of which ran: breaker open, bulkhead full
+            (``overflow="reject"``), tool unavailable or stopped, supervisor closed.
+        cancelled: calls their caller's own cancel scope gave up on.
             Every call ends in exactly one of successes, failures, rejected and
-            cancelled: ``calls == successes + failures + rejected + cancelled``.
-        timeouts: attempts or calls that ran out of time.
+            cancelled: ``calls == successes + failures + rejected + cancelled`` whenever
+            no call is in flight.
+        retries: attempts after the first that ran (a retry the breaker refused did not).
+        timeouts: attempts that ran past ``timeout_s``, and calls past their deadline.
         cache_hits: calls answered by the idempotency cache (no execution).
         in_flight / queued: calls running now / waiting in the inbox now.
         restarts: times the actor crashed and was restarted.
         breaker_state: the circuit breaker's state now.
-        latency_p50_s / latency_p99_s: over the most recent calls (seconds; 0 if none).
+        latency_p50_s / latency_p99_s: over the most recent calls that ran the tool
+            (seconds; 0 if none; cache hits are not in them).
     """
 
     tool: str
