@@ -201,7 +201,7 @@ class ToolActor:
         clock = self._clock
         while True:
             now = clock()
-            if call.state is not CallState.QUEUED:
+            if call.state != CallState.QUEUED:
                 pass  # the caller gave up while it was queued: drop it
             elif call.deadline <= now:
                 call.time_out()
@@ -227,7 +227,7 @@ class ToolActor:
         or the watchdog cut the first attempt at ``timeout_s``: that attempt's outcome is a
         retryable ``ToolTimeoutError``, replayed into the attempt loop under a new scope.
         """
-        if call.state is not CallState.RUNNING:
+        if call.state != CallState.RUNNING:
             self.held.pop(call, None)
             return  # its caller gave up on it, and ends it
         if self._clock() >= call.deadline:
@@ -244,7 +244,7 @@ class ToolActor:
             await runner.run(call, me, replay=timed_out)
         me.deadline = math.inf
         self.held.pop(call, None)
-        if call.state is CallState.RUNNING:
+        if call.state == CallState.RUNNING:
             call.time_out()  # cut again: by the call's deadline (its caller abandons it)
 
     # ------------------------------------------------------------------ watchdog
