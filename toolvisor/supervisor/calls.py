@@ -19,16 +19,15 @@ from ..actors.call import Call
 from ..errors import CircuitOpenError, ToolOverloadedError
 from .restarts import Route
 
-__all__ = ["send", "send_and_wait"]
+__all__ = ["post", "send", "send_and_wait"]
 
 
-async def send(route: Route, call: Call) -> None:
-    """Put ``call`` into its tool's inbox (backpressure up to its deadline).
+def post(route: Route, call: Call) -> bool:
+    """Put ``call`` into its tool's inbox now; False if it must wait for room.
 
     Raises (the call ended with it): ``CircuitOpenError`` (breaker open),
     ``ToolUnavailableError`` / ``SupervisorClosedError`` (the tool does not run),
-    ``ToolOverloadedError`` (inbox full, ``overflow="reject"``), ``ToolTimeoutError``
-    (no room before the deadline).
+    ``ToolOverloadedError`` (inbox full, ``overflow="reject"``).
     """
     retry_after = route.spec.retry_after
     if retry_after is not None:
@@ -41,35 +40,49 @@ async def send(route: Route, call: Call) -> None:
         try:
             route.inbox_send.send_nowait(call)
         except trio.WouldBlock:
-            full = True
+            spec = route.spec
+            if spec.overflow != "reject":
+                return False
+            overloaded = ToolOverloadedError(
+                route.name, max_concurrency=spec.max_concurrency, queue_size=spec.queue_size
+            )
+            call.reject(overloaded)
+            raise overloaded from None
         except trio.ClosedResourceError:
-            full = False
+            pass
         else:
-            return
-        if full and await _send_waiting(route, call):
-            return
+            return True
     unavailable = route.unavailable()
     call.reject(unavailable)
     raise unavailable
 
 
-async def _send_waiting(route: Route, call: Call) -> bool:
-    """The inbox is full: reject, or wait for room until the call's deadline.
+async def send(route: Route, call: Call) -> None:
+    """Put ``call`` into its tool's inbox, waiting for room up to its deadline.
 
-    Returns True once sent, False when the inbox closed meanwhile.
+    Raises (the call ended with it): what :func:`post` raises, and ``ToolTimeoutError``
+    when no room came before the deadline.
     """
-    spec = route.spec
-    if spec.overflow == "reject":
-        overloaded = ToolOverloadedError(
-            route.name, max_concurrency=spec.max_concurrency, queue_size=spec.queue_size
-        )
-        call.reject(overloaded)
-        raise overloaded
+    if not post(route, call):
+        await _wait_for_room(route, call)
+
+
+async def send_and_wait(route: Route, call: Call) -> Any:
+    """Send ``call`` and wait for its end; its value, or its error raised."""
+    if not post(route, call):  # the common case sends without a coroutine of its own
+        await _wait_for_room(route, call)
+    return await call.wait()
+
+
+async def _wait_for_room(route: Route, call: Call) -> None:
+    """The inbox is full: wait for room until the call's deadline."""
     try:
         with trio.move_on_at(call.deadline) as waiting:
             await route.inbox_send.send(call)
     except (trio.ClosedResourceError, trio.BrokenResourceError):
-        return False
+        unavailable = route.unavailable()
+        call.reject(unavailable)
+        raise unavailable from None
     except trio.Cancelled:
         call.cancel()
         raise
@@ -77,10 +90,3 @@ async def _send_waiting(route: Route, call: Call) -> bool:
         timed_out = call.time_out()
         assert timed_out is not None  # nobody else had the call
         raise timed_out
-    return True
-
-
-async def send_and_wait(route: Route, call: Call) -> Any:
-    """Send ``call`` and wait for its end; its value, or its error raised."""
-    await send(route, call)
-    return await call.wait()
