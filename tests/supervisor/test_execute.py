@@ -574,3 +574,32 @@ async def test_stats_count_every_call_once(autojump_clock: trio.testing.MockCloc
     assert stats.latency_p50_s == pytest.approx(3.0)
     assert stats.latency_p99_s == pytest.approx(4.0)
     assert stats.in_flight == 0 and stats.queued == 0
+
+
+async def test_a_cut_attempt_whose_outcome_the_open_breaker_refuses_raises_the_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Another call opens the breaker while this call's first attempt runs past timeout_s:
+    the tool ran, so the call ends with its ToolTimeoutError, never CircuitOpenError."""
+
+    async def tool(args: dict[str, Any]) -> Any:
+        if args["x"] == 1:
+            await trio.sleep_forever()  # cut by the watchdog at timeout_s
+        raise ConnectionError("down")  # x == 2 fails at once and opens the breaker
+
+    spec = make_spec(timeout_s=5.0)
+    spec.circuit_breaker_policy = tv.StandardCircuitBreakerPolicy(
+        failure_threshold=1, recovery_timeout=60
+    )
+    spec.retry_policy = tv.FixedRetryPolicy(max_attempts=3, delay_seconds=0.1)
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, tool)
+        slow = await sup.submit("t", {"x": 1})
+        await trio.sleep(1)
+        with pytest.raises(ConnectionError):
+            await sup.execute("t", {"x": 2})
+        result = await slow.result()
+        stats = sup.stats("t")
+    assert isinstance(result.error, tv.ToolTimeoutError) and result.attempts == 1
+    assert any("breaker" in note for note in result.error.__notes__)
+    assert (stats.calls, stats.failures, stats.rejected) == (2, 2, 0)

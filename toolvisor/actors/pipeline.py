@@ -181,6 +181,7 @@ class ToolRunner:
             nonlocal replay
             if replay is not None:
                 error, replay = replay, None
+                call.last_error = error  # the tool's, even if the breaker now refuses it
                 return breaker.execute_with_breaker(_raiser(error), name)
             return breaker.execute_with_breaker(once, name)
 
