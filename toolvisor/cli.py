@@ -166,11 +166,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(problem)
     options = DemoOptions(duration=args.duration, seed=args.seed, db=db.resolve(), plain=args.plain)
     try:
-        run_demo(options)
-    except KeyboardInterrupt:
+        report = run_demo(options)
+    except BaseException as exc:
+        # Ctrl-C before the demo's own handler is installed or after it is gone (start-up,
+        # closing the store): one line, no traceback. The demo itself prints its summary.
+        if not _only_keyboard_interrupts(exc):
+            raise
         print(f"{_PROG}: demo interrupted", file=sys.stderr)
         return 130
-    return 0
+    return 130 if report.interrupted else 0
+
+
+def _only_keyboard_interrupts(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_keyboard_interrupts(e) for e in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
 
 
 # --------------------------------------------------------------------------- schema

@@ -14,7 +14,7 @@ from collections import Counter
 import attrs
 import trio
 
-from ..testing import RateLimitError
+from ..errors import RateLimitError
 
 __all__ = [
     "ConnectionLostError",
