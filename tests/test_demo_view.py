@@ -273,3 +273,23 @@ def test_ctrl_c_prints_one_line_and_the_summary_so_far_and_exits_130(tmp_path: P
     after = text.split(said[0], 1)[1]
     assert after.lstrip().startswith("summary ")  # the summary so far follows
     assert "check: calls = successes + failures + rejected + cancelled for every tool: yes" in after
+
+
+def test_docs_show_the_80_column_screen(recorded: tuple[list[Snapshot], DemoReport]) -> None:
+    """docs/cli.md has the 80x24 screen 10 s into the default run, as rendered today.
+
+    Figures may move with the core's counting; the layout (every label, header and line)
+    must be the one shown. On a mismatch, the message is the current screen.
+    """
+    frames, _report = recorded
+    frame = next(f for f in frames if f.elapsed_s >= 10.0)
+    screen = [line.rstrip() for line in _screen(frame, 80, 24)]
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    documented = text.split("10 s into the default run (`toolvisor demo`, seed 7):\n\n```text\n")[1]
+    documented = documented.split("\n```", 1)[0]
+
+    def shape(lines: list[str]) -> list[list[str]]:
+        return [re.sub(r"\d+", "#", line).split() for line in lines]
+
+    assert shape(documented.splitlines()) == shape(screen), "\n".join(screen)
+    assert max(len(line) for line in documented.splitlines()) <= 80
