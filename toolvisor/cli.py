@@ -96,11 +96,13 @@ def _build_parser() -> _Parser:
         "demo",
         help="run three tools against failing back ends, live (about 15 s)",
         description=(
-            "Spawn the seed's payment processor, a rate-limited partner API and an orders "
+            "Spawn a payment processor (the one of the design document toolvisor's API "
+            "was built from: docs/origins.md), a rate-limited partner API and an orders "
             "database against simulated back ends that fail in patterns; send calls, "
-            "duplicates included; show per tool what the policies do; end with a summary. "
-            "Payments are idempotent and stored in a SQLite file: run it twice with the "
-            "same --db and the second run answers them from the store."
+            "duplicates included; show per tool what the policies do; end with a summary "
+            "(Ctrl-C: the summary so far, exit status 130). Payments are idempotent and "
+            "stored in a SQLite file: run it twice with the same --db and the second run "
+            "answers them from the store."
         ),
     )
     demo.add_argument(
