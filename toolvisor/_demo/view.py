@@ -265,17 +265,18 @@ def _legend(snap: Snapshot, layout: str) -> list[str]:
 
 
 def _retry_line(snap: Snapshot, *, causes: bool) -> str:
-    """The retries so far per tool, with the errors that caused them when there is room."""
+    """The retries that ran so far per tool (``ToolStats.retries``), with, when there is
+    room, the errors they were scheduled after (``RetryScheduled`` events: a retry the
+    breaker then refused was scheduled but did not run)."""
     parts = []
     for row in snap.rows:
         by_error = snap.retries.get(row.tool, {})
-        total = sum(by_error.values())
-        if not total:
+        if not row.retries and not by_error:
             continue
-        part = f"{row.tool} {total}"
-        if causes:
+        part = f"{row.tool} {row.retries}"
+        if causes and by_error:
             ranked = sorted(by_error.items(), key=lambda x: -x[1])
-            part += " (" + ", ".join(f"{error} {n}" for error, n in ranked) + ")"
+            part += " (scheduled after " + ", ".join(f"{e} {n}" for e, n in ranked) + ")"
         parts.append(part)
     return "retries: " + (("; " if causes else ", ").join(parts) if parts else "none yet")
 
@@ -411,7 +412,10 @@ def _closing_lines(report: DemoReport) -> list[str]:
             lines.append(f"errors of {t.tool}: {listed}")
         if t.retry_errors:
             listed = ", ".join(f"{name} {n}" for name, n in sorted(t.retry_errors.items()))
-            lines.append(f"retries of {t.tool}, by the error that caused them: {listed}")
+            lines.append(
+                f"retries of {t.tool} scheduled, by the error before them (a retry the "
+                f"breaker refused was scheduled but did not run): {listed}"
+            )
     if report.events_dropped:
         lines.append(f"events dropped by the supervisor: {report.events_dropped}")
     lines.append(f"idempotency store: {report.db_path}")
