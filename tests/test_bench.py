@@ -117,3 +117,46 @@ def test_targets_evaluated(report: tuple[dict, Path]) -> None:
 def test_plot_written(report: tuple[dict, Path]) -> None:
     plot = report[1]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _figure_keys(section: dict) -> set[str]:
+    """The names of the figures in a section's JSON (medians, derived per-series figures)."""
+    keys: set[str] = set()
+    for series in section.get("series", []):
+        keys |= set(series) - {"runs", "ratios", "concurrency"}
+        for run in series["runs"].values():
+            keys |= set(run["median"])
+    for run in section.get("runs", {}).values():
+        keys |= set(run["median"])
+    return keys
+
+
+def test_notes_name_only_columns_the_table_shows(report: tuple[dict, Path]) -> None:
+    """A note quotes a column ("p99 ratio vs": ...) only if the section's table has it."""
+    import re
+
+    from toolvisor._bench._report import section_table
+
+    for name, section in report[0]["sections"].items():
+        headers = {str(c.header) for c in section_table(name, section).columns}
+        json_keys = {k for k in _figure_keys(section) if "_" in k}
+        for note in section.get("notes", ()):
+            for quoted in re.findall(r'"([^"]+)"', note):
+                assert quoted in headers, (name, quoted, sorted(headers))
+            # The JSON's own keys (vs_success_path, e2e_p99_ms, ...) are not columns: a note
+            # must not send the reader of the table looking for them, nor for a glob of them.
+            for key in json_keys:
+                assert not re.search(rf"\b{re.escape(key)}\b", note), (name, key, note)
+            assert not re.search(r"\b[a-z0-9]+_\*", note), (name, note)
+
+
+def test_paired_ratios_agree_both_ways(report: tuple[dict, Path]) -> None:
+    sections = report[0]["sections"]
+    for name in ("overhead", "failure", "open_breaker", "idempotency"):
+        for series in sections[name]["series"]:
+            ratios = series["ratios"]
+            for key, value in ratios.items():
+                a, b = key.split("/")
+                assert value * ratios[f"{b}/{a}"] == pytest.approx(1.0), (name, key)
+            for contender, cost in series.get("cost_vs_plain", {}).items():
+                assert cost == pytest.approx(ratios[f"plain/{contender}"]), contender

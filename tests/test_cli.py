@@ -79,7 +79,9 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     for command in ("demo", "schema", "bench"):
-        assert command in out
+        listed = [line for line in out.splitlines() if line.split()[:1] == [command]]
+        assert len(listed) == 1, (command, out)  # each command listed once, with its help
+    assert "130 on Ctrl-C" in out
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -101,11 +103,14 @@ def test_demo_help_documents_the_options(capsys: pytest.CaptureFixture[str]) -> 
     ("argv", "expected"),
     [
         (["frobnicate"], "invalid choice: 'frobnicate'"),
-        (["demo", "--duration", "-3"], "must be a number of seconds > 0"),
-        (["demo", "--duration", "0"], "must be a number of seconds > 0"),
-        (["demo", "--duration", "nan"], "must be a number of seconds > 0"),
+        (["demo", "--duration", "-3"], "must be a finite number of seconds > 0"),
+        (["demo", "--duration", "0"], "must be a finite number of seconds > 0"),
+        (["demo", "--duration", "nan"], "must be a finite number of seconds > 0"),
+        (["demo", "--duration", "inf"], "must be a finite number of seconds > 0, got 'inf'"),
         (["demo", "--duration", "soon"], "expected seconds"),
-        (["demo", "--seed", "x"], "invalid int value"),
+        (["demo", "--seed", "x"], "argument --seed: expected an integer, got 'x'"),
+        (["schema", "--indent", "-3", "m:a"], "argument --indent: must be >= 0"),
+        (["schema", "--indent", "two", "m:a"], "argument --indent: expected an integer"),
         (["demo", "--bogus"], "unrecognized arguments: --bogus"),
         (["schema"], "the following arguments are required"),
     ],
@@ -171,10 +176,11 @@ def test_schema_of_a_dict(user_module: str, capsys: pytest.CaptureFixture[str]) 
     [
         ("no_such_module_xyz:spec", "cannot import module 'no_such_module_xyz': no such module"),
         ("usertools:missing", "module 'usertools' has no attribute 'missing'"),
-        ("usertools:not_a_spec", "is a int, not a ToolSpec"),
+        ("usertools:not_a_spec", "is an int, not a ToolSpec"),
         ("usertools:mixed", "holds a str, not a ToolSpec"),
-        ("usertools:broken_factory", "RuntimeError: no config file"),
         ("usertools", "expected MODULE:ATTR"),
+        ("path/to/usertools.py:payment_spec", "give a module name, not a path"),
+        ("usertools.py:payment_spec", "not a path (toolvisor schema usertools:payment_spec)"),
         (":spec", "expected MODULE:ATTR"),
         ("explodes:spec", "importing module 'explodes' failed: RuntimeError: import-time"),
     ],
@@ -184,6 +190,14 @@ def test_schema_errors_are_one_line(
 ) -> None:
     assert main(["schema", target]) == 2
     assert expected in _one_line_error(capsys)
+
+
+def test_a_failing_factory_exits_1(user_module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The factory ran and failed: a failure while running (1), not bad usage (2)."""
+    assert main(["schema", f"{user_module}:broken_factory"]) == 1
+    assert "calling usertools:broken_factory failed: RuntimeError: no config file" in (
+        _one_line_error(capsys)
+    )
 
 
 # --------------------------------------------------------------------------- bench
@@ -245,3 +259,43 @@ def test_python_dash_m_entry_point() -> None:
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
     assert "Traceback" not in bad.stderr
+
+
+def test_bench_without_its_extras_uses_the_toolvisor_error_form(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The suite imports, a package of the extra does not: one line, exit 2."""
+    import importlib
+
+    from toolvisor._bench import _deps
+
+    real = importlib.import_module
+
+    def without_tenacity(name: str, *args: Any) -> Any:
+        if name.split(".")[0] == "tenacity":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *args)
+
+    monkeypatch.setattr(_deps.importlib, "import_module", without_tenacity)
+    assert main(["bench", "--quick", "--sections", "overhead"]) == 2
+    line = _one_line_error(capsys)
+    assert "the benchmarks need 'tenacity'" in line
+    assert "pip install -e '.[bench]'" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--rounds", "0"], "argument --rounds: must be >= 1, got '0'"),
+        (["--rounds", "x"], "argument --rounds: expected an integer >= 1, got 'x'"),
+        (["--sections", "nope"], "unknown section(s) nope; known: overhead"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bench_bad_options_are_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", *argv]) == 2
+    line = _one_line_error(capsys)
+    assert expected in line
+    assert line.endswith("(see toolvisor bench --help)")

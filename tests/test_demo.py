@@ -7,6 +7,7 @@ A third run covers the full default duration on trio's MockClock, instantly.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,18 @@ from toolvisor.cli import main
 
 
 def _parse_summary(text: str) -> dict[str, dict[str, str]]:
-    """The printed summary table, as {tool: {column: cell}}."""
+    """The printed summary table (one column per tool), as {tool: {row label: cell}}."""
     lines = text.splitlines()
-    start = lines.index("summary")
-    header = lines[start + 1].split()
-    rows: dict[str, dict[str, str]] = {}
-    for line in lines[start + 2 :]:
+    start = next(i for i, line in enumerate(lines) if line.startswith("summary "))
+    tools = lines[start].split()[1:]
+    rows: dict[str, dict[str, str]] = {tool: {} for tool in tools}
+    for line in lines[start + 1 :]:
         if line.startswith("check:"):
             break
-        cells = line.split()
-        rows[cells[0]] = dict(zip(header, cells, strict=True))
+        label, *cells = re.split(r"\s{2,}", line.strip())
+        assert len(cells) == len(tools), line
+        for tool, cell in zip(tools, cells, strict=True):
+            rows[tool][label] = cell
     return rows
 
 
@@ -38,14 +41,16 @@ def _check_consistent(text: str, report: DemoReport) -> None:
     table = _parse_summary(text)
     assert set(table) == {"process_payment", "search_catalog", "record_order"}
     for tool, row in table.items():
-        calls, ok, failed, rejected = (
-            int(row[c]) for c in ("calls", "successes", "failures", "rejected")
+        calls, ok, failed, rejected, cancelled = (
+            int(row[c])
+            for c in ("calls", "successes", "failures (ran)", "rejected (not run)", "cancelled")
         )
         assert calls > 0, tool
-        assert calls == ok + failed + rejected, (tool, row)
-        assert int(row["cache_hits"]) <= ok, (tool, row)
+        assert calls == ok + failed + rejected + cancelled, (tool, row)
+        assert int(row["cache hits"]) <= ok, (tool, row)
         summary = report.tool(tool)
         assert (summary.calls, summary.successes) == (calls, ok)
+        assert int(row["breaker transitions"]) == len(summary.breaker_transitions)
         assert summary.consistent
     assert "check: calls = successes + failures + rejected + cancelled for every tool: yes" in text
     assert report.payments.double_charges == 0
@@ -86,6 +91,11 @@ def test_demo_twice_on_one_db(
     assert resent <= second.payments.from_store
     assert not (second.payments.charged_now & first.payments.charged_now)
     assert second.tool("process_payment").cache_hits >= len(resent)
+    # A payment that failed in run 1 stored nothing: where run 2 answered it, it charged it.
+    answered_later = first.payments.failed & (
+        second.payments.charged_now | second.payments.from_store
+    )
+    assert answered_later <= second.payments.charged_now
     assert f"{len(second.payments.from_store)} answered from the store" in second_out
 
 
@@ -102,12 +112,32 @@ def test_demo_full_length_on_mock_clock(tmp_path: Path) -> None:
     text = out.getvalue()
     _check_consistent(text, report)
     payments = report.tool("process_payment")
-    assert payments.breaker_transitions >= 2  # the gateway outage opens it, then it recovers
+    # The gateway outage opens the breaker, then it recovers; the final state is shown
+    # with the transition that led to it.
+    assert [(t.old, t.new) for t in payments.breaker_transitions][:1] == [("closed", "open")]
+    assert payments.breaker_transitions[-1].new == payments.breaker_state == "closed"
+    last = payments.breaker_transitions[-1]
+    assert f"since {last.at:.1f} s" in _parse_summary(text)["process_payment"]["in that state"]
+    assert "breaker of process_payment: closed -> open at " in text
     assert payments.cache_hits > 0  # resent transaction ids
-    assert report.tool("record_order").breaker_transitions >= 2  # the failover
-    assert report.tool("search_catalog").retries > 0  # rate limits and the slow period
+    assert len(report.tool("record_order").breaker_transitions) >= 2  # the failover
+    search = report.tool("search_catalog")
+    assert search.retries > 0  # rate limits and the slow period
+    assert search.retry_errors.get("RateLimitError", 0) > 0
+    # The adaptive breaker's moment, on the default seed: its threshold falls as the
+    # error rate rises, and it opens.
+    assert "search_catalog   adaptive: opens after 7 failures (was 8; " in text
+    assert ("closed", "open") in [(t.old, t.new) for t in search.breaker_transitions]
     assert "breaker closed -> open" in text
     assert "back end: outage (503)" in text
+    # Failed payments: a failure stores nothing, so the client's later send ran the charge.
+    p = report.payments
+    assert p.recovered, "payments that failed in the outage are charged by the resend"
+    assert p.recovered <= p.charged_now
+    assert not (p.failed & p.charged_now)
+    assert f"{len(p.recovered)} were charged by a later send in this run" in text
+    # Latency is over every call the demo made, and says so.
+    assert "p50 ms (every call)" in text and "p99 ms (every call)" in text
 
 
 def test_payment_ids_are_deterministic() -> None:

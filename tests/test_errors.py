@@ -6,6 +6,7 @@ import copy
 import pickle
 
 import pytest
+import trio
 
 import toolvisor
 from toolvisor import (
@@ -56,7 +57,8 @@ def test_every_error_class_is_covered_and_derives_from_the_base() -> None:
         if isinstance(getattr(errors_module, name), type)
         and issubclass(getattr(errors_module, name), BaseException)
     }
-    assert {type(e).__name__ for e in examples()} | {"ToolvisorError"} == public
+    # RateLimitError is for tools to raise (a back end's answer), not one of toolvisor's own.
+    assert {type(e).__name__ for e in examples()} | {"ToolvisorError", "RateLimitError"} == public
     for err in examples():
         assert isinstance(err, ToolvisorError)
         assert type(err).__doc__, f"{type(err).__name__} needs a docstring saying whose fault"
@@ -189,3 +191,45 @@ def test_errors_survive_pickle_and_copy(err: ToolvisorError) -> None:
 def test_errors_are_reexported_from_the_package() -> None:
     for err in examples():
         assert getattr(toolvisor, type(err).__name__) is type(err)
+
+
+# --------------------------------------------------------------------------- RateLimitError
+
+
+def test_rate_limit_error_is_public_and_not_a_toolvisor_error() -> None:
+    import toolvisor.testing
+    from toolvisor import RateLimitError
+
+    assert toolvisor.testing.RateLimitError is RateLimitError  # one class, two import paths
+    assert "RateLimitError" in toolvisor.__all__
+    err = RateLimitError("429 Too Many Requests", retry_after=2.5)
+    assert not isinstance(err, ToolvisorError)  # the back end's answer, raised by tools
+    assert (str(err), err.retry_after) == ("429 Too Many Requests", 2.5)
+    assert repr(err) == "RateLimitError('429 Too Many Requests', retry_after=2.5)"
+    copied = pickle.loads(pickle.dumps(err))
+    assert (type(copied), str(copied), copied.retry_after) == (RateLimitError, str(err), 2.5)
+
+
+class _ClientRateLimited(toolvisor.RateLimitError):
+    """A user's client exception, derived from the public base."""
+
+
+async def test_a_subclass_is_waited_out_and_excluded_from_the_breaker(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from toolvisor.testing import AttemptRecorder, FlakyTool
+
+    spec = toolvisor.FunctionToolSpec(id="api-v1", tool_name="api")
+    spec.circuit_breaker_policy = toolvisor.StandardCircuitBreakerPolicy(
+        failure_threshold=2, exclude=[toolvisor.RateLimitError]
+    )
+    spec.retry_policy = toolvisor.FixedRetryPolicy(max_attempts=4, delay_seconds=0.1)
+    tool = AttemptRecorder(
+        FlakyTool([_ClientRateLimited(retry_after=3), _ClientRateLimited(retry_after=5)])
+    )
+    async with toolvisor.open_supervisor(grace_s=0) as sup:
+        await sup.spawn(spec, tool)
+        assert await sup.execute("api", {}) == {"status": "success"}
+        # Two rate limits in a row with failure_threshold=2: excluded, so still closed.
+        assert sup.stats("api").breaker_state == "closed"
+    assert tool.gaps() == pytest.approx([3.0, 5.0])  # at least retry_after, not 0.1 s

@@ -36,6 +36,7 @@ PROMISED_NAMES = {
         "ToolOverloadedError", "ToolUnavailableError", "ActorCrashedError",
         "IdempotencyConflictError", "UnknownToolError", "DuplicateToolError",
         "SupervisorClosedError", "PolicyNotFoundError",
+        "RateLimitError",  # for tools to raise: retry policies wait its retry_after
         # 8. Seed compatibility
         "FunctionToolExecutor",
     },
@@ -54,8 +55,9 @@ PROMISED_NAMES = {
         "ToolvisorError", "ValidationError", "CircuitOpenError", "ToolTimeoutError",
         "ToolOverloadedError", "ToolUnavailableError", "ActorCrashedError",
         "IdempotencyConflictError", "UnknownToolError", "DuplicateToolError",
-        "SupervisorClosedError", "PolicyNotFoundError",
+        "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError",
     },
+    "toolvisor.testing": {"RateLimitError", "FlakyTool", "AttemptRecorder", "EventLog"},
     "toolvisor.spec": {
         "ToolSpec", "FunctionToolSpec", "DbToolSpec", "ToolType", "IdempotencyConfig",
         "RetryConfig", "CircuitBreakerConfig",

@@ -1,4 +1,4 @@
-"""Every code example of the seed document (execution-policies.md), with only its imports
+"""Every code example of the seed document (docs/origins.md), with only its imports
 changed, and checks of what the seed's text says happens, on trio's MockClock.
 
 Each example is copied verbatim between ``# --- seed`` and ``# --- end seed`` markers;

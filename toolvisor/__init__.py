@@ -12,6 +12,7 @@ from .errors import IdempotencyConflictError as IdempotencyConflictError
 from .errors import IdempotencyOutcomeUnknownError as IdempotencyOutcomeUnknownError
 from .errors import IdempotencyStoreError as IdempotencyStoreError
 from .errors import PolicyNotFoundError as PolicyNotFoundError
+from .errors import RateLimitError as RateLimitError
 from .errors import SupervisorClosedError as SupervisorClosedError
 from .errors import ToolOverloadedError as ToolOverloadedError
 from .errors import ToolTimeoutError as ToolTimeoutError
@@ -110,6 +111,7 @@ __all__ = [
     "Parameter",
     "PendingCall",
     "PolicyNotFoundError",
+    "RateLimitError",
     "RedisStore",
     "ResultNotStored",
     "RetryConfig",

@@ -15,7 +15,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, NoReturn
 
 from .errors import ToolvisorError
@@ -27,20 +27,22 @@ _PROG = "toolvisor"
 _DESCRIPTION = """\
 Run tools as supervised trio actors with circuit breakers, retries, timeouts,
 bulkheads and idempotency.
-
-commands:
-  demo     run the seed's payment tool and two others against failing back ends
-           and show live what the policies do (about 15 s)
-  schema   print the function-calling JSON schemas of a spec, a list of specs or
-           a supervisor's tools: toolvisor schema MODULE:ATTR
-  bench    run the benchmark suite (toolvisor bench --help)
-
-Exit status: 0 on success, 1 when a command fails, 2 on bad usage.
 """
+
+_EPILOG = "Exit status: 0 on success, 1 when a command fails, 2 on bad usage, 130 on Ctrl-C."
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
+
+
+class CommandFailedError(Exception):
+    """The command ran and failed (e.g. the user's factory raised): one line, exit status 1."""
+
+
+def _a(name: str) -> str:
+    """``name`` with its indefinite article: "an int", "a str"."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,9 +58,23 @@ def _duration(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text!r}")
     if value > 24 * 3600:
         raise argparse.ArgumentTypeError(f"must be at most one day (86400 s), got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _indent(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 prints one line), got {text!r}")
     return value
 
 
@@ -66,22 +82,27 @@ def _build_parser() -> _Parser:
     parser = _Parser(
         prog=_PROG,
         description=_DESCRIPTION,
+        epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"toolvisor {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser, title="commands"
+    )
 
     demo = commands.add_parser(
         "demo",
-        help="run the live demo",
+        help="run three tools against failing back ends, live (about 15 s)",
         description=(
-            "Spawn the seed's payment processor, a rate-limited partner API and an orders "
+            "Spawn a payment processor (the one of the design document toolvisor's API "
+            "was built from: docs/origins.md), a rate-limited partner API and an orders "
             "database against simulated back ends that fail in patterns; send calls, "
-            "duplicates included; show per tool what the policies do; end with a summary. "
-            "Payments are idempotent and stored in a SQLite file: run it twice with the "
-            "same --db and the second run answers them from the store."
+            "duplicates included; show per tool what the policies do; end with a summary "
+            "(Ctrl-C: the summary so far, exit status 130). Payments are idempotent and "
+            "stored in a SQLite file: run it twice with the same --db and the second run "
+            "answers them from the store."
         ),
     )
     demo.add_argument(
@@ -93,7 +114,7 @@ def _build_parser() -> _Parser:
     )
     demo.add_argument(
         "--seed",
-        type=int,
+        type=_integer,
         default=7,
         help="seeds the call stream and the back ends' failures (default 7); payments "
         "have the same transaction ids for the same seed on every run",
@@ -114,7 +135,7 @@ def _build_parser() -> _Parser:
 
     schema = commands.add_parser(
         "schema",
-        help="print function-calling JSON schemas",
+        help="print function-calling JSON schemas (schema MODULE:ATTR)",
         description=(
             "Import MODULE and print the function-calling schemas of ATTR: a ToolSpec "
             "(one object), a list/tuple/dict of ToolSpecs or a Supervisor (a JSON array). "
@@ -124,7 +145,7 @@ def _build_parser() -> _Parser:
     )
     schema.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:payment_spec")
     schema.add_argument(
-        "--indent", type=int, default=2, help="JSON indentation (default 2; 0 for one line)"
+        "--indent", type=_indent, default=2, help="JSON indentation (default 2; 0 for one line)"
     )
 
     commands.add_parser(
@@ -147,20 +168,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(problem)
     options = DemoOptions(duration=args.duration, seed=args.seed, db=db.resolve(), plain=args.plain)
     try:
-        run_demo(options)
-    except KeyboardInterrupt:
+        report = run_demo(options)
+    except BaseException as exc:
+        # Ctrl-C before the demo's own handler is installed or after it is gone (start-up,
+        # closing the store): one line, no traceback. The demo itself prints its summary.
+        if not _only_keyboard_interrupts(exc):
+            raise
         print(f"{_PROG}: demo interrupted", file=sys.stderr)
         return 130
-    return 0
+    return 130 if report.interrupted else 0
+
+
+def _only_keyboard_interrupts(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_keyboard_interrupts(e) for e in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
 
 
 # --------------------------------------------------------------------------- schema
 
 
 def _load(target: str) -> Any:
-    module_name, sep, attr = target.partition(":")
+    module_name, sep, attr = (
+        target.rpartition(":") if target.count(":") > 1 else target.partition(":")
+    )
     if not sep or not module_name or not attr:
         raise UsageError(f"expected MODULE:ATTR (e.g. myapp.tools:payment_spec), got {target!r}")
+    if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
+        path = PureWindowsPath(module_name) if "\\" in module_name else PurePosixPath(module_name)
+        where = f"from directory {str(path.parent)!r}: " if str(path.parent) != "." else ""
+        raise UsageError(
+            f"{module_name!r} is a path: give a module name, not a path "
+            f"({where}toolvisor schema {path.stem}:{attr})"
+        )
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's own modules
     try:
@@ -190,7 +230,7 @@ def _call_factory(target: str, value: Any) -> Any:
             return trio.run(value)
         return value()
     except Exception as exc:
-        raise UsageError(f"calling {target} failed: {type(exc).__name__}: {exc}") from None
+        raise CommandFailedError(f"calling {target} failed: {type(exc).__name__}: {exc}") from None
 
 
 def _schemas(target: str, value: Any, *, called: bool = False) -> Any:
@@ -213,14 +253,14 @@ def _schemas(target: str, value: Any, *, called: bool = False) -> Any:
         if not bad:
             return [spec.to_function_schema() for spec in items]
         raise UsageError(
-            f"{target} holds a {type(bad[0]).__name__}, not a ToolSpec; give a ToolSpec, "
+            f"{target} holds {_a(type(bad[0]).__name__)}, not a ToolSpec; give a ToolSpec, "
             "a list of ToolSpecs or a Supervisor"
         )
     if callable(value) and not called and not isinstance(value, type):
         return _schemas(target, _call_factory(target, value), called=True)
     what = "returned" if called else "is"
     raise UsageError(
-        f"{target} {what} a {type(value).__name__}, not a ToolSpec, a list of ToolSpecs or a "
+        f"{target} {what} {_a(type(value).__name__)}, not a ToolSpec, a list of ToolSpecs or a "
         "Supervisor"
     )
 
@@ -279,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except CommandFailedError as exc:
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,8 +1,13 @@
 """The one exception hierarchy of toolvisor.
 
-Every error derives from :class:`ToolvisorError`, carries keyword fields that explain it
-(the tool, the limit, the key) and a message that says what to do. Each docstring says
-whose fault the error is: the caller's, the tool's, the deployment's or toolvisor's.
+Every error toolvisor raises derives from :class:`ToolvisorError`, carries keyword fields
+that explain it (the tool, the limit, the key) and a message that says what to do. Each
+docstring says whose fault the error is: the caller's, the tool's, the deployment's or
+toolvisor's.
+
+:class:`RateLimitError` is the exception for *tools* to raise (or subclass) when their back
+end says "too many requests, come back in N seconds": the built-in retry policies wait at
+least its ``retry_after``, and a breaker given ``exclude=[RateLimitError]`` does not count it.
 
 A *tool's own* failure is never wrapped: the caller gets the exception the tool raised
 (with a note of how many attempts were made), so ``except PaymentDeclined:`` keeps working.
@@ -24,6 +29,7 @@ __all__ = [
     "IdempotencyOutcomeUnknownError",
     "IdempotencyStoreError",
     "PolicyNotFoundError",
+    "RateLimitError",
     "SupervisorClosedError",
     "ToolOverloadedError",
     "ToolTimeoutError",
@@ -67,6 +73,35 @@ class FieldError:
 
     def __str__(self) -> str:
         return f"{self.path or '<arguments>'}: {self.message}"
+
+
+class RateLimitError(Exception):
+    """The tool's back end refused the call for now and said when to come back.
+
+    Raised by tools, not by toolvisor (the back end's answer, typically HTTP 429): raise
+    it, or derive your client's rate-limit exception from it. ``retry_after`` is in seconds
+    (None when the back end did not say).
+
+    What toolvisor does with it:
+
+    * the built-in retry policies wait at least ``retry_after`` before the next attempt
+      (they honour any exception with a finite numeric ``retry_after`` attribute; this
+      class is the documented way to have one);
+    * a circuit breaker counts it as a failure unless told otherwise: pass
+      ``exclude=[RateLimitError]`` (a 429 means "too fast", not "unhealthy"). pybreaker
+      counts an excluded error as a success.
+
+    Example::
+
+        raise RateLimitError("429 Too Many Requests", retry_after=2.5)
+    """
+
+    def __init__(self, message: str = "rate limited", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args[0]!r}, retry_after={self.retry_after!r})"
 
 
 class ValidationError(ToolvisorError, ValueError):

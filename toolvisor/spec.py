@@ -425,12 +425,50 @@ def _overflow(_inst: object, _attribute: attrs.Attribute[Any], value: object) ->
         raise ValueError(f"overflow must be 'wait' or 'reject', got {value!r}")
 
 
+def _a(name: str) -> str:
+    """``name`` with its indefinite article ("an IRetryPolicy", "a RetryConfig")."""
+    return f"{'an' if name[:1] in 'AEIOU' else 'a'} {name}"
+
+
 def _is_policy(kind: type[Any], name: str) -> Any:
     def check(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None and not isinstance(value, kind):
-            raise ValueError(f"{name} must be a {kind.__name__} or None, got {value!r}")
+            raise ValueError(f"{name} must be {_a(kind.__name__)} or None, got {value!r}")
 
     return check
+
+
+def _optional_instance(kind: type[Any], hint: str = "") -> Any:
+    """A validator: ``value`` is a ``kind`` or None; the message names the field."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and not isinstance(value, kind):
+            raise ValueError(
+                f"{attribute.name} must be {_a(kind.__name__)} or None, got {value!r}{hint}"
+            )
+
+    return check
+
+
+def _description(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{attribute.name} must be a string, got {value!r}")
+
+
+def _idempotency(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, IdempotencyConfig):
+        raise ValueError(
+            f"{attribute.name} must be an IdempotencyConfig, got {value!r}; set its fields "
+            "instead (spec.idempotency.enabled = True)"
+        )
+
+
+def _tool_type(value: str) -> ToolType:
+    try:
+        return ToolType(value)
+    except ValueError:
+        known = ", ".join(repr(t.value) for t in ToolType)
+        raise ValueError(f"tool_type must be a ToolType or one of {known}, got {value!r}") from None
 
 
 @attrs.define(kw_only=True)
@@ -451,22 +489,27 @@ class ToolSpec:
 
     id: str = attrs.field(validator=_name)
     tool_name: str = attrs.field(validator=_name)
-    description: str = ""
-    tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=ToolType)
+    description: str = attrs.field(default="", validator=_description)
+    tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=_tool_type)
     parameters: list[Parameter] = attrs.field(factory=list, validator=_parameters)
     timeout_s: float = attrs.field(default=30.0, validator=_positive)
-    idempotency: IdempotencyConfig = attrs.field(
-        factory=IdempotencyConfig, validator=attrs.validators.instance_of(IdempotencyConfig)
+    idempotency: IdempotencyConfig = attrs.field(factory=IdempotencyConfig, validator=_idempotency)
+    idempotency_key_generator: IIdempotencyKeyGenerator | None = attrs.field(
+        default=None,
+        validator=_optional_instance(
+            IIdempotencyKeyGenerator, " (an object with a generate(tool_name, args, ...) method)"
+        ),
     )
-    idempotency_key_generator: IIdempotencyKeyGenerator | None = None
     circuit_breaker_policy: ICircuitBreakerPolicy | None = attrs.field(
         default=None, validator=_is_policy(ICircuitBreakerPolicy, "circuit_breaker_policy")
     )
     retry_policy: IRetryPolicy | None = attrs.field(
         default=None, validator=_is_policy(IRetryPolicy, "retry_policy")
     )
-    retry: RetryConfig | None = None
-    circuit_breaker: CircuitBreakerConfig | None = None
+    retry: RetryConfig | None = attrs.field(default=None, validator=_optional_instance(RetryConfig))
+    circuit_breaker: CircuitBreakerConfig | None = attrs.field(
+        default=None, validator=_optional_instance(CircuitBreakerConfig)
+    )
     max_concurrency: int = attrs.field(default=16, validator=_at_least_one)
     queue_size: int = attrs.field(default=1024, validator=_optional_count)
     overflow: Literal["wait", "reject"] = attrs.field(default="wait", validator=_overflow)
@@ -556,21 +599,21 @@ class ToolSpec:
 class FunctionToolSpec(ToolSpec):
     """A tool backed by a Python async function (``tool_type`` FUNCTION)."""
 
-    tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=ToolType)
+    tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=_tool_type)
 
 
 @attrs.define(kw_only=True)
 class DbToolSpec(ToolSpec):
     """A tool that talks to a database (``tool_type`` DB)."""
 
-    tool_type: ToolType = attrs.field(default=ToolType.DB, converter=ToolType)
+    tool_type: ToolType = attrs.field(default=ToolType.DB, converter=_tool_type)
 
 
 @attrs.define(kw_only=True)
 class HttpToolSpec(ToolSpec):
     """A tool that calls an HTTP API (``tool_type`` HTTP)."""
 
-    tool_type: ToolType = attrs.field(default=ToolType.HTTP, converter=ToolType)
+    tool_type: ToolType = attrs.field(default=ToolType.HTTP, converter=_tool_type)
 
 
 @attrs.frozen(kw_only=True)

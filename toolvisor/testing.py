@@ -8,8 +8,8 @@ breaker recoveries finishes at once, with exact times.
   or at a seeded random rate, with latency and rate-limit errors; it counts its calls.
 * :class:`AttemptRecorder`: wraps any tool function and records the trio time of each
   attempt (``.times``, ``.gaps()``), to check a retry schedule.
-* :class:`RateLimitError`: an exception with ``retry_after`` (seconds), which the
-  built-in retry policies honour as a minimum wait.
+* :class:`RateLimitError`: ``toolvisor.RateLimitError`` (re-exported here), an exception
+  with ``retry_after`` (seconds), which the built-in retry policies honour as a minimum wait.
 * :class:`EventLog`: collects a supervisor's events (retries, breaker transitions).
 * pytest fixtures: ``supervisor`` (an open supervisor, closed after the test) and
   :func:`make_supervisor_fixture` to build your own. Import them into your
@@ -51,6 +51,7 @@ import attrs
 import trio
 
 from .actors.pipeline import make_invoker
+from .errors import RateLimitError
 from .events import Event
 from .spec import ExecutionContext
 from .supervisor import Supervisor, open_supervisor
@@ -68,25 +69,6 @@ __all__ = [
 _E = TypeVar("_E", bound=Event)
 
 _NO_CONTEXT = ExecutionContext()
-
-
-class RateLimitError(Exception):
-    """The back end refused the call for now and says when to come back.
-
-    ``retry_after`` (seconds, or None when the back end did not say) is honoured by the
-    built-in retry policies as a minimum wait before the next attempt.
-
-    Example::
-
-        raise RateLimitError("429 Too Many Requests", retry_after=2.5)
-    """
-
-    def __init__(self, message: str = "rate limited", *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return f"RateLimitError({self.args[0]!r}, retry_after={self.retry_after!r})"
 
 
 @attrs.frozen

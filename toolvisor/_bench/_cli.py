@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._config import SECTIONS, Config, Target
 from ._deps import BenchDependencyError, require
@@ -35,8 +35,31 @@ def _registry() -> dict[str, tuple[Steps, Runner]]:
     }
 
 
+class _UsageError(Exception):
+    """Bad options: one line on stderr, exit status 2 (as the other toolvisor commands)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _rounds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
+    return value
+
+
+def _error(message: str) -> None:
+    print(f"toolvisor: error: {message}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="toolvisor bench",
         description=(
             "Side-by-side benchmarks of toolvisor against bare trio and asyncio + tenacity + "
@@ -56,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of: {','.join(SECTIONS)} (default: all)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="alternated rounds of the in-process sections"
+        "--rounds",
+        type=_rounds,
+        default=None,
+        help="alternated rounds of the in-process sections (an integer >= 1)",
     )
     return parser
 
@@ -76,17 +102,15 @@ def _check_dependencies(sections: list[str], plot: bool) -> None:
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the sections, report; 0 on success, 2 on a usage problem."""
     parser = _parser()
-    options = parser.parse_args(argv)
-    sections = [s.strip() for s in options.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTIONS))
-    if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-    if options.rounds is not None and options.rounds < 1:
-        parser.error("--rounds must be >= 1")
     try:
+        options = parser.parse_args(argv)
+        sections = [s.strip() for s in options.sections.split(",") if s.strip()]
+        unknown = sorted(set(sections) - set(SECTIONS))
+        if unknown:
+            parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
         _check_dependencies(sections, options.plot is not None)
-    except BenchDependencyError as exc:
-        print(f"toolvisor bench: {exc}", file=sys.stderr)
+    except (_UsageError, BenchDependencyError) as exc:
+        _error(str(exc))
         return 2
     cfg = (Config.quick_run() if options.quick else Config.full()).with_rounds(options.rounds)
     report = _run_sections(cfg, sections, plain=options.plain or not sys.stderr.isatty())

@@ -10,7 +10,7 @@ from typing import Any
 
 from ._deps import require
 
-__all__ = ["print_tables", "write_json", "write_plot"]
+__all__ = ["print_tables", "section_table", "write_json", "write_plot"]
 
 #: Sections measured as calls per second at one or more concurrency levels.
 PER_CALL = ("overhead", "failure", "open_breaker", "idempotency")
@@ -46,6 +46,17 @@ def _per_call_table(section: Mapping[str, Any]) -> Any:
         ("throughput ratio (paired) vs", "left"),
     ):
         table.add_column(column, justify=justify)
+    # Figures some sections derive per contender (see their notes), as extra columns.
+    derived = [
+        (key, header)
+        for key, header in (
+            ("vs_success_path", "vs own success path"),
+            ("cost_vs_plain", "cost vs plain call"),
+        )
+        if any(key in s for s in section["series"])
+    ]
+    for _key, header in derived:
+        table.add_column(header, justify="right")
     names = list(section["contenders"])
     for s in section["series"]:
         for i, name in enumerate(names):
@@ -54,6 +65,10 @@ def _per_call_table(section: Mapping[str, Any]) -> Any:
             extra = ""
             if run["errors"]:
                 extra = " [errors: " + ", ".join(f"{k} {v}" for k, v in run["errors"].items()) + "]"
+            cells = [
+                _num(s[key][name], 2) + "x" if name in s.get(key, {}) else ""
+                for key, _header in derived
+            ]
             table.add_row(
                 run["label"],
                 str(s["concurrency"]),
@@ -61,6 +76,7 @@ def _per_call_table(section: Mapping[str, Any]) -> Any:
                 _num(median["p50_us"], 1),
                 _num(median["p99_us"], 1),
                 _ratio_text(s["ratios"], name, [n for n in names if n != name]) + extra,
+                *cells,
                 end_section=i == len(names) - 1,
             )
     return table
@@ -168,18 +184,24 @@ def _targets_table(targets: Sequence[Mapping[str, Any]]) -> Any:
     return table
 
 
+def section_table(name: str, section: Mapping[str, Any]) -> Any:
+    """The rich table of section ``name`` (its notes name only columns of this table)."""
+    if name in PER_CALL:
+        return _per_call_table(section)
+    if name == "scale":
+        return _scale_table(section)
+    if name == "timers":
+        return _timers_table(section)
+    if name == "actors":
+        return _actors_table(section)
+    raise KeyError(f"no table for section {name!r}")
+
+
 def print_tables(report: Mapping[str, Any], console: Any) -> None:
     """Print one table per section, then the targets."""
     sections = report["sections"]
     for name, section in sections.items():
-        if name in PER_CALL:
-            console.print(_per_call_table(section))
-        elif name == "scale":
-            console.print(_scale_table(section))
-        elif name == "timers":
-            console.print(_timers_table(section))
-        elif name == "actors":
-            console.print(_actors_table(section))
+        console.print(section_table(name, section))
         for note in section.get("notes", ()):
             console.print(f"  [dim]- {note}[/]", highlight=False)
         if "policies" in section:

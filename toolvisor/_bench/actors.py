@@ -168,9 +168,10 @@ def run_actors(
     section = {
         "title": f"Actors: {cfg.actors_n:,} idle tool actors vs bare blocked trio tasks",
         "notes": [
-            "one fresh interpreter per contender and round; spawn time until every task "
-            "is blocked; memory per actor from the RSS increase (everything, incl. C/Rust "
-            "allocations) and from tracemalloc (Python heap only, a separate spawn)",
+            'one fresh interpreter per contender and round; "spawn µs": time per actor until '
+            'every task is blocked; "RSS B/actor": the RSS increase (everything, incl. '
+            'C/Rust allocations); "heap B/actor": tracemalloc (Python heap only, a '
+            "separate spawn)",
             "toolvisor: Standard breaker + exponential retry + timeout_s=30, one integer "
             "parameter (validator compiled by spawn()); bare task: its own memory channel "
             "(buffer 1024, like a tool inbox) and `async for` on the receive side",

@@ -127,7 +127,7 @@ def run_idempotency(
             "idempotency.persist_result=True so the named store is used; SQLite: a fresh "
             "database file per round in a temporary directory",
             f"Redis: {redis_how}",
-            "cost_vs_plain: time per call relative to a plain call (1 / throughput ratio)",
+            '"cost vs plain call": time per call relative to a plain call (1 / throughput ratio)',
         ],
         "redis": redis_how,
         "contenders": {c.name: c.label for c in contenders},

@@ -75,7 +75,7 @@ def run_overhead(
             "Schema (one required integer); the others do not validate",
             "toolvisor uses the default bulkhead (max_concurrency=16 workers per tool); the "
             "bare trio ceiling has ONE server task and no policies",
-            "ratios are paired: the median over rounds of a/b within each round",
+            '"throughput ratio (paired) vs": the median over rounds of a/b within each round',
         ],
         "contenders": {c.name: c.label for c in contenders},
         "series": series,
@@ -147,8 +147,8 @@ def run_failure(
             "attempt n of the tool (counted in the order it runs them) fails when "
             "n % 10 < 3: 30 % of attempts, never more than 3 in a row, so the breaker "
             "(5 consecutive failures) never opens; about 30 % of calls need a retry",
-            "vs_success_path: median calls/s here over the same contender's median in "
-            "section 'overhead' (different rounds: indicative only)",
+            '"vs own success path": median calls/s here over the same contender\'s median '
+            "in section 'overhead' (different rounds: indicative only)",
         ],
         "contenders": {c.name: c.label for c in contenders},
         "series": series,

@@ -238,9 +238,9 @@ def run_scale(
         "notes": [
             f"toolvisor tools spawned with max_concurrency={per_tool} (the default is 16 "
             "per tool) so that every call runs at once, as on the other contenders",
-            "one fresh interpreter per contender and round; peak RSS increase = peak RSS "
-            "(VmHWM) at the end - RSS after the imports; wall = the load only (ideal: "
-            "the sleep)",
+            'one fresh interpreter per contender and round; "peak RSS +MB" = peak RSS '
+            '(VmHWM) at the end - RSS after the imports; "wall s" = the load only (ideal: '
+            'the sleep); "set-up s" = spawning the tools before the load',
             "toolvisor: Standard breaker + exponential retry + timeout_s=30; asyncio: "
             f"{tools:,} aiobreaker breakers with tenacity and asyncio.timeout(30)",
         ],

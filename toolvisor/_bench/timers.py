@@ -208,13 +208,13 @@ def run_timers(
             f"max_concurrency={calls // tools} ({calls // tools} calls each), so every "
             "call runs at once and the timeout is the per-attempt one, not a queue wait; "
             "no retry, no breaker",
-            "lateness (p50/p99/max) = arrival of the timeout error at the caller - (the "
+            '"p50 ms", "p99 ms", "max ms": lateness = arrival of the timeout error at the '
+            "caller - (the "
             "attempt's start + timeout), the attempt's start taken by the tool itself "
             "(bare trio/asyncio: on entering the timeout block)",
-            "e2e_* = the same from the caller's start (includes the spawn burst of the "
-            "callers and the wait before a worker takes the call: wait_* = attempt start "
-            "- caller start)",
-            "ratios compare p99 lateness (paired by round)",
+            '"from call start p99 ms": the same from the caller\'s start (includes the '
+            "spawn burst of the callers and the wait before a worker takes the call)",
+            '"p99 ratio vs": p99 lateness compared, paired by round',
         ],
         "calls": calls,
         "timeout_s": timeout_s,

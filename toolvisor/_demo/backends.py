@@ -14,7 +14,7 @@ from collections import Counter
 import attrs
 import trio
 
-from ..testing import RateLimitError
+from ..errors import RateLimitError
 
 __all__ = [
     "ConnectionLostError",
@@ -99,7 +99,9 @@ class SearchApi:
     """An external HTTP API: a token bucket of 6 calls/s and a slow period.
 
     Over the rate limit it answers 429 with ``retry_after`` (the seconds until a token
-    is free); in its slow period answers take 0.6-1.2 s, past the tool's timeout.
+    is free); in its slow period answers take 0.6-1.2 s, past the tool's timeout, and
+    no 429 comes back (the overloaded front end queues every request), so the timeouts
+    follow each other and the adaptive breaker opens.
     """
 
     PHASES = (Phase("slow (overloaded)", 0.55, 0.72),)
@@ -124,13 +126,15 @@ class SearchApi:
         now = trio.current_time()
         self._tokens = min(self.BURST, self._tokens + (now - self._refilled) * self.RATE)
         self._refilled = now
+        if self.state() != "normal":
+            await trio.sleep(self.rng.uniform(0.6, 1.2))  # queued behind the overload
+            return [f"{query}-result-{i}" for i in range(3)]
         if self._tokens < 1.0:
             self.rate_limited += 1
             wait = (1.0 - self._tokens) / self.RATE
             raise RateLimitError("429 Too Many Requests", retry_after=round(wait, 3))
         self._tokens -= 1.0
-        slow = self.state() != "normal"
-        await trio.sleep(self.rng.uniform(0.6, 1.2) if slow else self.rng.uniform(0.03, 0.12))
+        await trio.sleep(self.rng.uniform(0.03, 0.12))
         return [f"{query}-result-{i}" for i in range(3)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
@@ -12,12 +13,56 @@ import trio
 from ..actors.stats import ToolStats
 from ..events import BreakerTransition, Event, RetryScheduled
 
-__all__ = ["DemoReport", "PaymentSummary", "ToolSummary", "Tracker"]
+__all__ = [
+    "PAYMENT_RESEND_S",
+    "DemoReport",
+    "PaymentSummary",
+    "ToolSummary",
+    "Tracker",
+    "Transition",
+    "percentile",
+    "plural",
+]
+
+
+#: A client whose payment failed sends it again this much later (once), as a shop would:
+#: the failure stored nothing, so the resend runs the charge.
+PAYMENT_RESEND_S = 3.0
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 call"``, ``"2 calls"`` (``many`` for irregular plurals)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile ``q`` (0..1) of ``values``; 0.0 when there are none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@attrs.frozen
+class Transition:
+    """A breaker transition, seconds after the demo started."""
+
+    at: float
+    old: str
+    new: str
+
+    def __str__(self) -> str:
+        return f"{self.old} -> {self.new} at {self.at:.1f} s"
 
 
 @attrs.frozen
 class ToolSummary:
-    """One tool's numbers at the end of the demo (from ``Supervisor.stats``, plus events)."""
+    """One tool's numbers at the end of the demo (from ``Supervisor.stats``, plus events).
+
+    ``latency_p50_s`` / ``latency_p99_s`` are measured by the demo around every call it
+    made: cache hits, refusals and failures included.
+    """
 
     tool: str
     policies: str
@@ -29,17 +74,25 @@ class ToolSummary:
     retries: int
     timeouts: int
     cache_hits: int
-    breaker_transitions: int
+    breaker_transitions: tuple[Transition, ...]
     breaker_state: str
     backend_attempts: int
     latency_p50_s: float
     latency_p99_s: float
     errors: Mapping[str, int]
+    retry_errors: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def consistent(self) -> bool:
         """Every call ended exactly once: successes + failures + rejected + cancelled."""
         return self.calls == self.successes + self.failures + self.rejected + self.cancelled
+
+    @property
+    def breaker_since(self) -> str:
+        """Since when the breaker has been in its final state: ``"since 7.1 s"``."""
+        if not self.breaker_transitions:
+            return "throughout"
+        return f"since {self.breaker_transitions[-1].at:.1f} s"
 
 
 @attrs.frozen
@@ -48,13 +101,16 @@ class PaymentSummary:
 
     Attributes:
         sent: distinct transaction ids sent this run.
-        sends: calls made (duplicates included).
+        sends: calls made (duplicates and resends of failed ones included).
         charged_now: ids the gateway charged during this run.
         from_store: ids answered from the store without a charge in this run (so
             charged by an earlier run: the persisted results).
         from_store_sends: calls answered that way (resends of those ids included).
         duplicate_hits: resends answered from the cache of a charge made in this run.
-        failed: ids that never succeeded in this run (not stored: a later run charges them).
+        recovered: ids whose first send failed and a later send (the client trying
+            again after a failure) charged: a failure stores nothing, so it runs again.
+        failed: ids that never succeeded in this run (nothing stored for them: the next
+            call with the id runs the charge).
         double_charges: ids the gateway charged more than once (must be 0).
     """
 
@@ -64,13 +120,14 @@ class PaymentSummary:
     from_store: frozenset[str]
     from_store_sends: int
     duplicate_hits: int
+    recovered: frozenset[str]
     failed: frozenset[str]
     double_charges: int
 
 
 @attrs.frozen
 class DemoReport:
-    """The demo's result: what the summary table prints."""
+    """The demo's result: what the summary prints."""
 
     db_path: str
     seed: int
@@ -79,6 +136,7 @@ class DemoReport:
     tools: tuple[ToolSummary, ...]
     payments: PaymentSummary
     events_dropped: int
+    interrupted: bool = False
 
     def tool(self, name: str) -> ToolSummary:
         """The summary of tool ``name``."""
@@ -93,35 +151,39 @@ class Tracker:
 
     def __init__(self, tools: list[str], t0: float) -> None:
         self.t0 = t0
-        self.transitions: Counter[str] = Counter()
-        self.retry_events: Counter[str] = Counter()
+        self.transitions: dict[str, list[Transition]] = {t: [] for t in tools}
+        self.retry_errors: dict[str, Counter[str]] = {t: Counter() for t in tools}
         self.errors: dict[str, Counter[str]] = {t: Counter() for t in tools}
-        self.recent: deque[tuple[float, str, str]] = deque(maxlen=10)
+        self.latencies: dict[str, list[float]] = {t: [] for t in tools}
+        # The views' event box: only what tells the story (breaker transitions, back-end
+        # phases, adaptive thresholds); retries are summarised per tool instead.
+        self.recent: deque[tuple[float, str, str]] = deque(maxlen=40)
         self.printed: list[tuple[float, str, str]] = []  # for the plain view
         self.payment_sends = 0
         self.payment_ok: Counter[str] = Counter()  # successful sends, by id
+        self.payment_failed_first: set[str] = set()  # ids whose first send failed
         self.payment_sent: set[str] = set()
 
-    def note(self, tool: str, text: str, *, loud: bool = True) -> None:
-        """Log a line for the views (``loud`` lines are printed in plain mode)."""
-        item = (trio.current_time() - self.t0, tool, text)
+    def elapsed(self) -> float:
+        """Seconds since the demo started."""
+        return trio.current_time() - self.t0
+
+    def note(self, tool: str, text: str) -> None:
+        """Log a line of the story for the views."""
+        item = (self.elapsed(), tool, text)
         self.recent.append(item)
-        if loud:
-            self.printed.append(item)
+        self.printed.append(item)
 
     def on_event(self, event: Event) -> None:
         """Record a supervisor event."""
         if isinstance(event, BreakerTransition):
-            self.transitions[event.tool] += 1
+            self.transitions.setdefault(event.tool, []).append(
+                Transition(self.elapsed(), str(event.old), str(event.new))
+            )
             self.note(event.tool, f"breaker {event.old} -> {event.new}")
         elif isinstance(event, RetryScheduled):
-            self.retry_events[event.tool] += 1
             error = event.error.split("(", 1)[0]
-            self.note(
-                event.tool,
-                f"attempt {event.attempt} failed ({error}); retry in {event.delay * 1000:.0f} ms",
-                loud=False,
-            )
+            self.retry_errors.setdefault(event.tool, Counter())[error] += 1
         else:
             self.note(getattr(event, "tool", "?"), type(event).__name__)
 
@@ -130,20 +192,27 @@ class Tracker:
         async for event in events:
             self.on_event(event)
 
-    def on_result(self, tool: str, args: Mapping[str, Any], error: Exception | None) -> None:
-        """Record a call's outcome: None for a success, else the exception it raised."""
+    def on_result(
+        self, tool: str, args: Mapping[str, Any], error: Exception | None, latency_s: float
+    ) -> None:
+        """Record a call's outcome (None for a success, else its exception) and latency."""
+        self.latencies.setdefault(tool, []).append(latency_s)
         if error is not None:
-            self.errors[tool][type(error).__name__] += 1
+            self.errors.setdefault(tool, Counter())[type(error).__name__] += 1
         if "transaction_id" not in args:
             return
         tx = str(args["transaction_id"])
         self.payment_sends += 1
+        first = tx not in self.payment_sent
         self.payment_sent.add(tx)
         if error is None:
             self.payment_ok[tx] += 1
+        elif first:
+            self.payment_failed_first.add(tx)
 
     def summarise(self, stats: ToolStats, policies: str, backend_attempts: int) -> ToolSummary:
         """One tool's :class:`ToolSummary`."""
+        latencies = self.latencies.get(stats.tool, [])
         return ToolSummary(
             tool=stats.tool,
             policies=policies,
@@ -155,12 +224,13 @@ class Tracker:
             retries=stats.retries,
             timeouts=stats.timeouts,
             cache_hits=stats.cache_hits,
-            breaker_transitions=self.transitions[stats.tool],
-            breaker_state=stats.breaker_state,
+            breaker_transitions=tuple(self.transitions.get(stats.tool, ())),
+            breaker_state=str(stats.breaker_state),
             backend_attempts=backend_attempts,
-            latency_p50_s=stats.latency_p50_s,
-            latency_p99_s=stats.latency_p99_s,
+            latency_p50_s=percentile(latencies, 0.50),
+            latency_p99_s=percentile(latencies, 0.99),
             errors=dict(self.errors.get(stats.tool, {})),
+            retry_errors=dict(self.retry_errors.get(stats.tool, {})),
         )
 
     def payments(self, charged: Counter[str]) -> PaymentSummary:
@@ -180,6 +250,7 @@ class Tracker:
             from_store=from_store,
             from_store_sends=sum(ok[tx] for tx in from_store),
             duplicate_hits=sum(n - 1 for tx, n in ok.items() if tx in charged_now),
+            recovered=frozenset(tx for tx in self.payment_failed_first if tx in charged_now),
             failed=frozenset(self.payment_sent - set(ok)),
             double_charges=sum(1 for n in charged.values() if n > 1),
         )

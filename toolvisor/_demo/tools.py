@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from ..errors import RateLimitError
 from ..policies import (
     AdaptiveCircuitBreakerPolicy,
     ExponentialBackoffRetryPolicy,
@@ -30,7 +31,6 @@ from ..spec import (
     ToolSpec,
     ToolType,
 )
-from ..testing import RateLimitError
 from .backends import Database, PaymentGateway, SearchApi
 
 __all__ = ["Backends", "DemoTool", "build_tools", "payment_args"]
@@ -46,12 +46,15 @@ class DemoTool:
 
     spec: ToolSpec
     fn: Callable[..., Any]
-    policies: str  # one line for the live view
+    policies: str  # the policies in words (the live view's legend, wide terminals)
+    policies_short: str  # the same in at most 62 characters (80-column terminals)
     rate: float  # calls per second sent to it
     timeout: float  # each call's overall deadline (seconds)
     make_args: Callable[[int], Mapping[str, Any]]
     backend_state: Callable[[], str]
     backend_attempts: Callable[[], int]
+    opens_after: Callable[[], int | None]  # consecutive failures that open the breaker now
+    error_rate: Callable[[], float | None] = lambda: None  # the adaptive breaker's window
 
 
 @attrs.frozen
@@ -164,6 +167,13 @@ def orders_spec() -> DbToolSpec:
 def build_tools(backends: Backends, seed: int) -> list[DemoTool]:
     """The demo's three tools, wired to their back ends."""
     gateway, api, db = backends.gateway, backends.api, backends.db
+    payment, search, orders = payment_spec(), search_spec(), orders_spec()
+    payment_breaker = payment.circuit_breaker_policy
+    search_breaker = search.circuit_breaker_policy
+    orders_breaker = orders.circuit_breaker_policy
+    assert isinstance(payment_breaker, StandardCircuitBreakerPolicy)
+    assert isinstance(search_breaker, AdaptiveCircuitBreakerPolicy)
+    assert isinstance(orders_breaker, StandardCircuitBreakerPolicy)
 
     async def process_payment(args: Mapping[str, Any]) -> dict[str, Any]:
         transaction_id = args["transaction_id"]
@@ -196,33 +206,50 @@ def build_tools(backends: Backends, seed: int) -> list[DemoTool]:
 
     return [
         DemoTool(
-            spec=payment_spec(),
+            spec=payment,
             fn=process_payment,
-            policies="idempotent (SQLite) + Standard(5, 1.5 s) + Exponential(3)",
+            policies=(
+                "idempotent on transaction_id (SQLite, 24 h); Standard breaker: opens after 5 "
+                "failures in a row, trial call after 1.5 s; exponential retry: 3 attempts"
+            ),
+            policies_short="idempotent (SQLite); Standard(5, 1.5 s); Exponential(3)",
             rate=6.0,
             timeout=2.0,
             make_args=lambda i: payment_args(seed, i),
             backend_state=gateway.state,
             backend_attempts=lambda: gateway.attempts,
+            opens_after=lambda: payment_breaker.failure_threshold,
         ),
         DemoTool(
-            spec=search_spec(),
+            spec=search,
             fn=search_catalog,
-            policies="Adaptive(3..8, not counting 429s) + Exponential(4), honours retry_after",
+            policies=(
+                "Adaptive breaker: opens after 8 failures in a row while healthy, down to 3 "
+                "at 30 % errors, 429s not counted; exponential retry: 4 attempts, waits at "
+                "least retry_after"
+            ),
+            policies_short="Adaptive(8 down to 3, 429 not counted); Exponential(4)",
             rate=5.0,
             timeout=2.0,
             make_args=search_args,
             backend_state=api.state,
             backend_attempts=lambda: api.attempts,
+            opens_after=lambda: search_breaker.current_threshold(SEARCH),
+            error_rate=lambda: search_breaker.error_rate(SEARCH),
         ),
         DemoTool(
-            spec=orders_spec(),
+            spec=orders,
             fn=record_order,
-            policies="idempotent (memory) + Standard(3, 1 s) + Fixed(2)",
+            policies=(
+                "idempotent on order_id (memory); Standard breaker: opens after 3 failures in "
+                "a row, trial call after 1 s; fixed retry: 2 attempts, 50 ms apart"
+            ),
+            policies_short="idempotent (memory); Standard(3, 1 s); Fixed(2, 50 ms)",
             rate=5.0,
             timeout=1.0,
             make_args=order_args,
             backend_state=db.state,
             backend_attempts=lambda: db.attempts,
+            opens_after=lambda: orders_breaker.failure_threshold,
         ),
     ]
