@@ -42,6 +42,18 @@ def _positive_int(_inst: object, attribute: attrs.Attribute[Any], value: object)
         raise ValueError(f"{attribute.name} must be an integer >= 1, got {shown(value)}")
 
 
+def _at_most(bound: int) -> Any:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+        if value > bound:
+            raise ValueError(f"{attribute.name} must be at most {bound}, got {value!r}")
+
+    return check
+
+
+#: Deeper arguments would need more stack than explaining them may take.
+_MAX_DEPTH = 500
+
+
 @attrs.frozen(kw_only=True)
 class InputLimits:
     """Upper bounds on a call's arguments and context, checked before anything runs.
@@ -53,7 +65,7 @@ class InputLimits:
 
     Attributes:
         max_depth: how deeply lists and objects may nest (the arguments object itself
-            is depth 1). Default 64.
+            is depth 1). Default 64; at most 500.
         max_size: the arguments' size, counted in characters of their JSON text
             (estimated while walking them, never encoded). Default 10,000,000.
         max_string_length: the longest string (value or key), in characters.
@@ -62,7 +74,7 @@ class InputLimits:
             in characters. Default 1,024.
     """
 
-    max_depth: int = attrs.field(default=64, validator=_positive_int)
+    max_depth: int = attrs.field(default=64, validator=[_positive_int, _at_most(_MAX_DEPTH)])
     max_size: int = attrs.field(default=10_000_000, validator=_positive_int)
     max_string_length: int = attrs.field(default=10_000_000, validator=_positive_int)
     max_key_length: int = attrs.field(default=1024, validator=_positive_int)
@@ -108,17 +120,19 @@ def _within(args: Mapping[str, Any], limits: InputLimits) -> bool:
     """Whether ``args`` is within ``limits`` and made of JSON values only.
 
     The decision alone, without paths, on every call: ``_non_json_problems`` explains a
-    False. One iterative walk, so no payload can exhaust the stack; the common flat
-    object of short strings and numbers costs one pass over its items.
+    False (and counts the size the same way). One iterative walk, so no payload can
+    exhaust the stack; the common flat object of short strings and numbers costs one
+    pass over its items.
     """
     max_depth = limits.max_depth
     max_string = limits.max_string_length
-    budget = limits.max_size - 2
+    budget = limits.max_size
     stack: list[tuple[object, int]] = []
     value: object = args
     depth = 1
     while True:
         if type(value) is dict or isinstance(value, Mapping):
+            budget -= 2
             for k, v in value.items():
                 if (
                     type(k) is not str
@@ -126,42 +140,49 @@ def _within(args: Mapping[str, Any], limits: InputLimits) -> bool:
                     or not (k.isascii() or not _has_surrogate(k))
                 ):
                     return False
+                budget -= len(k) + 4
                 kind = type(v)
                 if kind is str:
                     if len(v) > max_string or not (v.isascii() or not _has_surrogate(v)):
                         return False
-                    budget -= len(k) + len(v) + 6
+                    budget -= len(v) + 2
                 elif kind is int:
-                    if v.bit_length() >= _INT_BITS_SAFE and not _int_fits(v):
+                    if v.bit_length() < 64:
+                        budget -= _NUMBER_SIZE
+                    elif _int_fits(v):
+                        budget -= _int_size(v)
+                    else:
                         return False
-                    budget -= len(k) + _int_size(v)
-                elif v is None or kind is bool or (kind is float and math.isfinite(v)):
-                    budget -= len(k) + _NUMBER_SIZE
-                elif depth >= max_depth:
-                    return False
-                else:
-                    budget -= len(k) + 6
-                    stack.append((v, depth + 1))
-        elif isinstance(value, list | tuple):
-            for v in value:
-                kind = type(v)
-                if kind is str:
-                    if len(v) > max_string or not (v.isascii() or not _has_surrogate(v)):
-                        return False
-                    budget -= len(v) + 3
-                elif kind is int:
-                    if v.bit_length() >= _INT_BITS_SAFE and not _int_fits(v):
-                        return False
-                    budget -= _int_size(v)
                 elif v is None or kind is bool or (kind is float and math.isfinite(v)):
                     budget -= _NUMBER_SIZE
-                elif depth >= max_depth:
+                elif depth >= max_depth and isinstance(v, Mapping | list | tuple):
                     return False
                 else:
-                    budget -= 3
+                    stack.append((v, depth + 1))
+        elif isinstance(value, list | tuple):
+            budget -= 2
+            for v in value:
+                budget -= 1
+                kind = type(v)
+                if kind is str:
+                    if len(v) > max_string or not (v.isascii() or not _has_surrogate(v)):
+                        return False
+                    budget -= len(v) + 2
+                elif kind is int:
+                    if v.bit_length() < 64:
+                        budget -= _NUMBER_SIZE
+                    elif _int_fits(v):
+                        budget -= _int_size(v)
+                    else:
+                        return False
+                elif v is None or kind is bool or (kind is float and math.isfinite(v)):
+                    budget -= _NUMBER_SIZE
+                elif depth >= max_depth and isinstance(v, Mapping | list | tuple):
+                    return False
+                else:
                     stack.append((v, depth + 1))
         elif _scalar_ok(value, max_string):  # a subclass of a scalar (an IntEnum, ...)
-            budget -= _NUMBER_SIZE if not isinstance(value, str) else len(value) + 2
+            budget -= _scalar_size(value)
         else:
             return False
         if budget < 0:
@@ -169,6 +190,14 @@ def _within(args: Mapping[str, Any], limits: InputLimits) -> bool:
         if not stack:
             return True
         value, depth = stack.pop()
+
+
+def _scalar_size(value: object) -> int:
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int_size(value)
+    return _NUMBER_SIZE
 
 
 def _scalar_ok(value: object, max_string: int) -> bool:
@@ -288,8 +317,9 @@ def _non_json_problems(value: object, path: list[str | int], walk: _Walk, depth:
         walk.grow(2)
         items: list[object] = []
         for i, v in enumerate(value):
+            if not walk.grow(1):
+                break
             items.append(_non_json_problems(v, [*path, i], walk, depth + 1))
-            walk.grow(1)
             if walk.size > walk.limits.max_size:
                 break
         return items
