@@ -1,18 +1,72 @@
-"""JSON encoders built once: the idempotency path encodes on every first execution.
+"""JSON for the idempotency path: encoders built once, and a strict decoder.
 
 ``json.JSONEncoder.encode`` builds a new C encoder object on every call; building it
 once halves the cost of encoding a small dict. The output is the standard library's,
 byte for byte. Without the circular-reference markers, a value that contains itself
 raises ``RecursionError`` (callers treat it like any value that is not JSON).
+
+``loads`` reads what a store holds as strictly as toolvisor writes it: ``NaN`` and
+``Infinity`` (which ``json.loads`` accepts) and numbers that overflow to infinity are
+refused, and text nested too deeply for the stack is a ``ValueError``, not a
+``RecursionError``. ``load_stored`` turns any of these into ``IdempotencyStoreError``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["canonical_dumps", "compact_dumps"]
+from .errors import IdempotencyStoreError, shown
+
+__all__ = ["canonical_dumps", "compact_dumps", "load_stored", "loads"]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed: numbers must be finite")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{shown(text, 40)} is not allowed: numbers must be finite")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` that refuses what toolvisor never writes.
+
+    Raises:
+        ValueError: ``text`` is not JSON, holds ``NaN``, ``Infinity``, ``-Infinity`` or a
+            number too large for a float, or nests too deeply to read (past the
+            interpreter's recursion limit, about 1,000 levels).
+        TypeError: ``text`` is not a str.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"JSON text must be a str, got {type(text).__name__}")
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("JSON text nests too deeply to read") from None
+
+
+def load_stored(text: str, *, store: str, key: str) -> Any:
+    """The result stored under ``key``, read with :func:`loads`.
+
+    Raises:
+        IdempotencyStoreError: the stored text is not strict JSON (a tampered or
+            corrupted store); the call was not executed.
+    """
+    try:
+        return loads(text)
+    except (ValueError, TypeError) as exc:
+        raise IdempotencyStoreError(
+            store, f"stored result of key {shown(key)} cannot be read ({exc})"
+        ) from exc
 
 
 def _refuse(value: object) -> Any:
