@@ -24,13 +24,14 @@ from typing import Any
 import attrs
 import jsonschema_rs
 
-from .errors import FieldError, ValidationError, cut, shown
+from .errors import MAX_PROBLEM_CHARS, FieldError, ValidationError, cut, shown
 
 __all__ = ["DEFAULT_LIMITS", "SURROGATE", "ArgumentValidator", "InputLimits"]
 
 _MAX_REPORTED = 50
-#: A problem's message longer than this is cut in the middle (its end says what is wrong).
-_MAX_MESSAGE = 400
+#: A problem's message longer than this is cut in the middle (its end says what is wrong):
+#: as long as a ValidationError shows, so the note of what was cut is never cut again.
+_MAX_MESSAGE = MAX_PROBLEM_CHARS
 #: A lone surrogate: a str can hold one, UTF-8 (and so JSON on the wire) cannot.
 SURROGATE = re.compile("[\ud800-\udfff]")
 #: Characters of JSON text a float or a small int takes at most, for the size estimate.

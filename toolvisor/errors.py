@@ -36,9 +36,11 @@ __all__ = [
 #: How many characters of a value a message shows; a message stays a few hundred
 #: characters long whatever the caller sent (a 10 MB string included).
 _SHOWN = 80
-#: The longest a ValidationError's message gets: its first problems, each cut.
+#: The longest a ValidationError's message gets: its first problems, each path and
+#: message cut separately (a path never eats the room of the message that explains it).
 _MAX_PROBLEMS_SHOWN = 10
-_MAX_PROBLEM_CHARS = 300
+_MAX_PATH_CHARS = 60
+MAX_PROBLEM_CHARS = 220
 
 
 def shown(value: object, limit: int = _SHOWN) -> str:
@@ -60,11 +62,14 @@ def shown(value: object, limit: int = _SHOWN) -> str:
 
 def cut(text: str, limit: int) -> str:
     """``text`` if it has at most ``limit`` characters, else its start and end around a
-    note of how much was left out (the end of a message usually says what is wrong)."""
+    note of its whole length, in ``limit`` characters at most (so cutting again changes
+    nothing). The end is kept because it usually says what is wrong."""
     if len(text) <= limit:
         return text
-    half = max(limit // 2, 1)
-    return f"{text[:half]}... ({len(text) - 2 * half:,} characters left out) ...{text[-half:]}"
+    note = f"...({len(text):,} characters in all)..."
+    keep = max(limit - len(note), 2)
+    head = (keep + 1) // 2
+    return f"{text[:head]}{note}{text[len(text) - (keep - head) :]}"
 
 
 class ToolvisorError(Exception):
@@ -109,8 +114,8 @@ class ValidationError(ToolvisorError, ValueError):
     the circuit breaker does not count it. ``errors`` lists every problem at once.
 
     The message stays under 4 KB whatever the arguments: it shows the first 10
-    problems, each cut to 300 characters (values are shown cut, with their length);
-    ``errors`` keeps every problem's path and message.
+    problems, each path cut to 60 characters and each message to 220 (values are shown
+    cut, with their length); ``errors`` keeps every problem's path and message.
     """
 
     def __init__(self, errors: Sequence[FieldError], *, tool: str | None = None) -> None:
@@ -119,7 +124,8 @@ class ValidationError(ToolvisorError, ValueError):
         where = f"tool {shown(tool)}" if tool else "arguments"
         count = len(self.errors)
         lines = "; ".join(
-            cut(str(e), _MAX_PROBLEM_CHARS) for e in self.errors[:_MAX_PROBLEMS_SHOWN]
+            f"{cut(e.path or '<arguments>', _MAX_PATH_CHARS)}: {cut(e.message, MAX_PROBLEM_CHARS)}"
+            for e in self.errors[:_MAX_PROBLEMS_SHOWN]
         )
         if count > _MAX_PROBLEMS_SHOWN:
             lines += f"; and {count - _MAX_PROBLEMS_SHOWN} more (see .errors)"
