@@ -5,7 +5,8 @@ once halves the cost of encoding a small dict. The output is the standard librar
 byte for byte. Without the circular-reference markers, a value that contains itself
 raises ``RecursionError`` (callers treat it like any value that is not JSON).
 
-``loads`` reads what a store holds as strictly as toolvisor writes it: ``NaN`` and
+``compact_dumps`` (what results are stored as) also refuses lone surrogates, which no
+store can keep. ``loads`` reads what a store holds as strictly as toolvisor writes it: ``NaN`` and
 ``Infinity`` (which ``json.loads`` accepts) and numbers that overflow to infinity are
 refused, and text nested too deeply for the stack is a ``ValueError``, not a
 ``RecursionError``. ``load_stored`` turns any of these into ``IdempotencyStoreError``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -69,6 +71,17 @@ def load_stored(text: str, *, store: str, key: str) -> Any:
         ) from exc
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(text: str) -> str:
+    """``text``, unless it holds a lone surrogate: no store can keep one (SQLite and Redis
+    take UTF-8), so a result holding one is refused here, before it is stored."""
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ValueError("a string holds a lone surrogate: not valid Unicode, cannot be stored")
+    return text
+
+
 def _refuse(value: object) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
@@ -88,8 +101,9 @@ if c_make_encoder is not None:
         return "".join(_CANONICAL(value, 0))
 
     def compact_dumps(value: object) -> str:
-        """No spaces, non-ASCII as is, NaN and infinities refused (ValueError)."""
-        return "".join(_COMPACT(value, 0))
+        """No spaces, non-ASCII as is; NaN, infinities and lone surrogates refused
+        (ValueError)."""
+        return _valid_unicode("".join(_COMPACT(value, 0)))
 
 else:  # an interpreter without json's C accelerator: the same output, slower
 
@@ -100,5 +114,8 @@ else:  # an interpreter without json's C accelerator: the same output, slower
         )
 
     def compact_dumps(value: object) -> str:
-        """No spaces, non-ASCII as is, NaN and infinities refused (ValueError)."""
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        """No spaces, non-ASCII as is; NaN, infinities and lone surrogates refused
+        (ValueError)."""
+        return _valid_unicode(
+            json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        )

@@ -207,3 +207,27 @@ async def test_a_wrong_redis_password_on_a_live_server_stays_secret(
     no_secret_in(info.value)
     assert "***" in str(info.value)
     assert all(SECRET not in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_result_holding_a_lone_surrogate_is_not_stored_and_never_runs_again(
+    tmp_path: Path, kind: str
+) -> None:
+    runs: list[str] = []
+
+    async def odd(args: dict[str, Any]) -> str:
+        runs.append(args["transaction_id"])
+        return "caf\udce9"  # a str Python allows, UTF-8 (and so every store) does not
+
+    store = tv.MemoryStore() if kind == "memory" else tv.SQLiteStore(tmp_path / "idem.db")
+    async with tv.open_supervisor(idempotency_store=store) as sup:
+        await sup.spawn(payment_spec("odd"), odd)
+        assert await sup.execute("odd", {"transaction_id": "tx-1"}) == "caf\udce9"
+        with pytest.raises(tv.IdempotencyStoreError, match="not stored") as info:
+            await sup.execute("odd", {"transaction_id": "tx-1"})
+    await store.aclose()
+    assert runs == ["tx-1"]
+    assert "lone surrogate" in str(info.value)
