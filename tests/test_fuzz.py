@@ -271,6 +271,7 @@ async def run_batch(batch: list[tuple[Any, ...]], extra: list[Any]) -> int:
 
 FUZZ_SETTINGS = settings(
     deadline=None,
+    report_multiple_bugs=False,  # shrink one failure, not every kind (minutes on a big batch)
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

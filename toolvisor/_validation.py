@@ -122,8 +122,8 @@ def _within(args: Mapping[str, Any], limits: InputLimits) -> bool:
 
     The decision alone, without paths, on every call: ``_non_json_problems`` explains a
     False (and counts the size the same way). One iterative walk, so no payload can
-    exhaust the stack; the common flat object of short strings and numbers costs one
-    pass over its items.
+    exhaust the stack. An object's keys are checked together in C (one ``str.join``);
+    the loop in Python runs once per value.
     """
     max_depth = limits.max_depth
     max_string = limits.max_string_length
@@ -132,60 +132,45 @@ def _within(args: Mapping[str, Any], limits: InputLimits) -> bool:
     value: object = args
     depth = 1
     while True:
+        items: Any
         if type(value) is dict or isinstance(value, Mapping):
-            budget -= 2
-            for k, v in value.items():
-                if (
-                    type(k) is not str
-                    or len(k) > max_string
-                    or not (k.isascii() or not _has_surrogate(k))
-                ):
-                    return False
-                budget -= len(k) + 4
-                kind = type(v)
-                if kind is str:
-                    if len(v) > max_string or not (v.isascii() or not _has_surrogate(v)):
-                        return False
-                    budget -= len(v) + 2
-                elif kind is int:
-                    if v.bit_length() < 64:
-                        budget -= _NUMBER_SIZE
-                    elif _int_fits(v):
-                        budget -= _int_size(v)
-                    else:
-                        return False
-                elif v is None or kind is bool or (kind is float and math.isfinite(v)):
-                    budget -= _NUMBER_SIZE
-                elif depth >= max_depth and isinstance(v, Mapping | list | tuple):
-                    return False
-                else:
-                    stack.append((v, depth + 1))
+            try:
+                keys = "".join(value)  # TypeError for a key that is not a str
+            except TypeError:
+                return False
+            if not (keys.isascii() or not _has_surrogate(keys)) or (
+                len(keys) > max_string and max(map(len, value)) > max_string
+            ):
+                return False
+            budget -= 2 + len(keys) + 4 * len(value)
+            items = value.values()
         elif isinstance(value, list | tuple):
-            budget -= 2
-            for v in value:
-                budget -= 1
-                kind = type(v)
-                if kind is str:
-                    if len(v) > max_string or not (v.isascii() or not _has_surrogate(v)):
-                        return False
-                    budget -= len(v) + 2
-                elif kind is int:
-                    if v.bit_length() < 64:
-                        budget -= _NUMBER_SIZE
-                    elif _int_fits(v):
-                        budget -= _int_size(v)
-                    else:
-                        return False
-                elif v is None or kind is bool or (kind is float and math.isfinite(v)):
-                    budget -= _NUMBER_SIZE
-                elif depth >= max_depth and isinstance(v, Mapping | list | tuple):
-                    return False
-                else:
-                    stack.append((v, depth + 1))
+            budget -= 2 + len(value)
+            items = value
         elif _scalar_ok(value, max_string):  # a subclass of a scalar (an IntEnum, ...)
             budget -= _scalar_size(value)
+            items = ()
         else:
             return False
+        for v in items:
+            kind = type(v)
+            if kind is str:
+                if len(v) > max_string or not (v.isascii() or not _has_surrogate(v)):
+                    return False
+                budget -= len(v) + 2
+            elif kind is int:
+                if v.bit_length() < 64:
+                    budget -= _NUMBER_SIZE
+                elif _int_fits(v):
+                    budget -= _int_size(v)
+                else:
+                    return False
+            elif v is None or kind is bool or (kind is float and math.isfinite(v)):
+                budget -= _NUMBER_SIZE
+            elif depth >= max_depth and isinstance(v, Mapping | list | tuple):
+                return False
+            else:
+                stack.append((v, depth + 1))
         if budget < 0:
             return False
         if not stack:
