@@ -9,8 +9,11 @@ seconds. The validator's walk that decides (``_within``) and the one that explai
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -55,16 +58,27 @@ def open_spec(**kwargs: Any) -> FunctionToolSpec:
 
 def nested_lists(depth: int) -> list[Any]:
     value: list[Any] = []
-    for _ in range(depth - 1):
-        value = [value]
+    with no_gc():  # each collection would walk the whole chain: seconds at 100,000
+        for _ in range(depth - 1):
+            value = [value]
     return value
 
 
 def nested_dicts(depth: int) -> dict[str, Any]:
     value: dict[str, Any] = {}
-    for _ in range(depth - 1):
-        value = {"a": value}
+    with no_gc():
+        for _ in range(depth - 1):
+            value = {"a": value}
     return value
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def refusal(spec: FunctionToolSpec, args: object) -> ValidationError:
