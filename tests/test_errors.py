@@ -233,3 +233,62 @@ async def test_a_subclass_is_waited_out_and_excluded_from_the_breaker(
         # Two rate limits in a row with failure_threshold=2: excluded, so still closed.
         assert sup.stats("api").breaker_state == "closed"
     assert tool.gaps() == pytest.approx([3.0, 5.0])  # at least retry_after, not 0.1 s
+
+
+# --------------------------------------------------------------------------- bounded texts
+
+HUGE = "z" * 10_000_000
+
+
+def huge_examples() -> list[ToolvisorError]:
+    """Every error whose message shows something the caller sent, fed 10 MB of it."""
+    return [
+        ValidationError([FieldError(f"/p{i}", HUGE) for i in range(50)], tool=HUGE),
+        ToolUnavailableError("pay", reason=HUGE),
+        ActorCrashedError("pay", RuntimeError(HUGE)),
+        IdempotencyConflictError(HUGE, tool="pay"),
+        IdempotencyStoreError("SQLiteStore('tv.db')", HUGE),
+        UnknownToolError(HUGE, [f"tool-{i}" for i in range(10_000)]),
+        DuplicateToolError(HUGE),
+        PolicyNotFoundError(HUGE, [f"policy-{i}" for i in range(10_000)]),
+    ]
+
+
+@pytest.mark.parametrize("err", huge_examples(), ids=lambda e: type(e).__name__)
+def test_messages_stay_a_few_kb_whatever_the_input(err: ToolvisorError) -> None:
+    assert len(str(err)) < 4096
+    assert "..." in str(err)
+
+
+def test_validation_error_keeps_every_problem_in_errors() -> None:
+    err = huge_examples()[0]
+    assert isinstance(err, ValidationError)
+    assert len(err.errors) == 50
+    assert err.errors[0].message == HUGE  # the structured detail is whole
+    assert "and 40 more (see .errors)" in str(err)
+
+
+def test_shown_cuts_values_and_says_how_long_they_were() -> None:
+    assert errors_module.shown("short") == "'short'"
+    assert errors_module.shown("x" * 1000) == f"{'x' * 80!r}... (1,000 characters)"
+    assert errors_module.shown(b"\x00" * 500).endswith("... (500 bytes)")
+    assert errors_module.shown(10**400) == "<an integer of 1,329 bits>"
+
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert errors_module.shown(Hostile()) == "<Hostile whose repr() raised RuntimeError>"
+    assert len(errors_module.shown(list(range(10_000)))) < 200
+
+
+def test_store_error_says_whether_the_tool_ran() -> None:
+    not_run = IdempotencyStoreError("S", "claim failed")
+    ran = IdempotencyStoreError("S", "complete failed", tool_ran=True)
+    unknown = IdempotencyStoreError("S", "the connection dropped", tool_ran=None)
+    assert not_run.tool_ran is False
+    assert str(not_run).endswith("; the call was not executed")
+    assert str(ran).endswith("; the tool ran for this call")
+    assert str(unknown).endswith("; whether the tool ran for this call is unknown")
+    again = pickle.loads(pickle.dumps(ran))
+    assert (again.tool_ran, str(again)) == (True, str(ran))

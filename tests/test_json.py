@@ -43,3 +43,9 @@ def test_values_json_cannot_hold_are_refused(dumps: object) -> None:
     loop.append(loop)
     with pytest.raises(RecursionError):
         dumps(loop)
+
+
+def test_compact_dumps_refuses_lone_surrogates_that_no_store_can_keep() -> None:
+    assert compact_dumps({"ok": "café 𝄞"}) == '{"ok":"café 𝄞"}'
+    with pytest.raises(ValueError, match="lone surrogate"):
+        compact_dumps({"bad": ["x", "caf\udce9"]})

@@ -3,6 +3,7 @@
 Everything public is re-exported here; see README.md for a tour.
 """
 
+from ._validation import InputLimits as InputLimits
 from .actors.stats import ToolStats as ToolStats
 from .errors import ActorCrashedError as ActorCrashedError
 from .errors import CircuitOpenError as CircuitOpenError
@@ -102,6 +103,7 @@ __all__ = [
     "IdempotencyOutcomeUnknownError",
     "IdempotencyStore",
     "IdempotencyStoreError",
+    "InputLimits",
     "IntegerParameter",
     "MemoryStore",
     "NoOpCircuitBreakerPolicy",

@@ -1,18 +1,85 @@
-"""JSON encoders built once: the idempotency path encodes on every first execution.
+"""JSON for the idempotency path: encoders built once, and a strict decoder.
 
 ``json.JSONEncoder.encode`` builds a new C encoder object on every call; building it
 once halves the cost of encoding a small dict. The output is the standard library's,
 byte for byte. Without the circular-reference markers, a value that contains itself
 raises ``RecursionError`` (callers treat it like any value that is not JSON).
+
+``compact_dumps`` (what results are stored as) also refuses lone surrogates, which no
+store can keep. ``loads`` reads what a store holds as strictly as toolvisor writes it: ``NaN`` and
+``Infinity`` (which ``json.loads`` accepts) and numbers that overflow to infinity are
+refused, and text nested too deeply for the stack is a ``ValueError``, not a
+``RecursionError``. ``load_stored`` turns any of these into ``IdempotencyStoreError``.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
-__all__ = ["canonical_dumps", "compact_dumps"]
+from .errors import IdempotencyStoreError, shown
+
+__all__ = ["canonical_dumps", "compact_dumps", "load_stored", "loads"]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed: numbers must be finite")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{shown(text, 40)} is not allowed: numbers must be finite")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` that refuses what toolvisor never writes.
+
+    Raises:
+        ValueError: ``text`` is not JSON, holds ``NaN``, ``Infinity``, ``-Infinity`` or a
+            number too large for a float, or nests too deeply to read (past the
+            interpreter's recursion limit, about 1,000 levels).
+        TypeError: ``text`` is not a str.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"JSON text must be a str, got {type(text).__name__}")
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("JSON text nests too deeply to read") from None
+
+
+def load_stored(text: str, *, store: str, key: str) -> Any:
+    """The result stored under ``key``, read with :func:`loads`.
+
+    Raises:
+        IdempotencyStoreError: the stored text is not strict JSON (a tampered or
+            corrupted store); the call was not executed.
+    """
+    try:
+        return loads(text)
+    except (ValueError, TypeError) as exc:
+        raise IdempotencyStoreError(
+            store, f"stored result of key {shown(key)} cannot be read ({exc})"
+        ) from exc
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid_unicode(text: str) -> str:
+    """``text``, unless it holds a lone surrogate: no store can keep one (SQLite and Redis
+    take UTF-8), so a result holding one is refused here, before it is stored."""
+    if not text.isascii() and _SURROGATE.search(text):
+        raise ValueError("a string holds a lone surrogate: not valid Unicode, cannot be stored")
+    return text
 
 
 def _refuse(value: object) -> Any:
@@ -34,8 +101,9 @@ if c_make_encoder is not None:
         return "".join(_CANONICAL(value, 0))
 
     def compact_dumps(value: object) -> str:
-        """No spaces, non-ASCII as is, NaN and infinities refused (ValueError)."""
-        return "".join(_COMPACT(value, 0))
+        """No spaces, non-ASCII as is; NaN, infinities and lone surrogates refused
+        (ValueError)."""
+        return _valid_unicode("".join(_COMPACT(value, 0)))
 
 else:  # an interpreter without json's C accelerator: the same output, slower
 
@@ -46,5 +114,8 @@ else:  # an interpreter without json's C accelerator: the same output, slower
         )
 
     def compact_dumps(value: object) -> str:
-        """No spaces, non-ASCII as is, NaN and infinities refused (ValueError)."""
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        """No spaces, non-ASCII as is; NaN, infinities and lone surrogates refused
+        (ValueError)."""
+        return _valid_unicode(
+            json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        )

@@ -40,6 +40,45 @@ __all__ = [
 ]
 
 
+#: How many characters of a value a message shows; a message stays a few hundred
+#: characters long whatever the caller sent (a 10 MB string included).
+_SHOWN = 80
+#: The longest a ValidationError's message gets: its first problems, each path and
+#: message cut separately (a path never eats the room of the message that explains it).
+_MAX_PROBLEMS_SHOWN = 10
+_MAX_PATH_CHARS = 60
+MAX_PROBLEM_CHARS = 220
+
+
+def shown(value: object, limit: int = _SHOWN) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, with its length when cut.
+
+    Never raises: a value whose ``repr()`` fails is shown by its type.
+    """
+    if isinstance(value, str | bytes) and len(value) > limit:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:limit]!r}... ({len(value):,} {unit})"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        return f"<an integer of {value.bit_length():,} bits>"
+    try:
+        text = repr(value)
+    except Exception as exc:  # a hostile __repr__ must not replace the error being raised
+        return f"<{type(value).__name__} whose repr() raised {type(exc).__name__}>"
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and end around a
+    note of its whole length, in ``limit`` characters at most (so cutting again changes
+    nothing). The end is kept because it usually says what is wrong."""
+    if len(text) <= limit:
+        return text
+    note = f"...({len(text):,} characters in all)..."
+    keep = max(limit - len(note), 2)
+    head = (keep + 1) // 2
+    return f"{text[:head]}{note}{text[len(text) - (keep - head) :]}"
+
+
 class ToolvisorError(Exception):
     """Base class of every error toolvisor raises on its own account."""
 
@@ -109,16 +148,26 @@ class ValidationError(ToolvisorError, ValueError):
 
     Raised before anything else happens: the tool is not run, nothing is retried and
     the circuit breaker does not count it. ``errors`` lists every problem at once.
+
+    The message stays under 4 KB whatever the arguments: it shows the first 10
+    problems, each path cut to 60 characters and each message to 220 (values are shown
+    cut, with their length); ``errors`` keeps every problem's path and message.
     """
 
     def __init__(self, errors: Sequence[FieldError], *, tool: str | None = None) -> None:
         self.errors: tuple[FieldError, ...] = tuple(errors)
         self.tool = tool
-        where = f"tool {tool!r}" if tool else "arguments"
-        lines = "; ".join(str(e) for e in self.errors) or "invalid"
+        where = f"tool {shown(tool)}" if tool else "arguments"
+        count = len(self.errors)
+        lines = "; ".join(
+            f"{cut(e.path or '<arguments>', _MAX_PATH_CHARS)}: {cut(e.message, MAX_PROBLEM_CHARS)}"
+            for e in self.errors[:_MAX_PROBLEMS_SHOWN]
+        )
+        if count > _MAX_PROBLEMS_SHOWN:
+            lines += f"; and {count - _MAX_PROBLEMS_SHOWN} more (see .errors)"
         super().__init__(
-            f"invalid arguments for {where} ({len(self.errors)} problem"
-            f"{'s' if len(self.errors) != 1 else ''}): {lines}"
+            f"invalid arguments for {where} ({count} problem"
+            f"{'s' if count != 1 else ''}): {lines or 'invalid'}"
         )
 
 
@@ -189,7 +238,7 @@ class ToolUnavailableError(ToolvisorError):
     def __init__(self, tool: str, reason: str) -> None:
         self.tool = tool
         self.reason = reason
-        super().__init__(f"tool {tool!r} is unavailable: {reason}")
+        super().__init__(f"tool {tool!r} is unavailable: {cut(reason, 1000)}")
 
 
 class ActorCrashedError(ToolvisorError):
@@ -202,7 +251,7 @@ class ActorCrashedError(ToolvisorError):
     def __init__(self, tool: str, cause: BaseException | None = None) -> None:
         self.tool = tool
         self.cause = cause
-        detail = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        detail = f": {type(cause).__name__}: {cut(str(cause), 500)}" if cause is not None else ""
         super().__init__(f"actor of tool {tool!r} crashed while holding this call{detail}")
 
 
@@ -216,7 +265,7 @@ class IdempotencyConflictError(ToolvisorError):
         self.key = key
         self.tool = tool
         super().__init__(
-            f"idempotency key {key!r} was already used with different arguments; "
+            f"idempotency key {shown(key)} was already used with different arguments; "
             "send the original arguments or use a new key"
         )
 
@@ -245,14 +294,24 @@ class IdempotencyOutcomeUnknownError(ToolvisorError):
 class IdempotencyStoreError(ToolvisorError):
     """The idempotency store failed or holds data toolvisor cannot read (deployment's fault).
 
-    The call was *not* executed: without the store toolvisor cannot prove it would not
-    execute twice. Check the store (``store``) and retry the call.
+    ``tool_ran`` says what happened to the call: ``False`` (the default) when the tool
+    was *not* run, because without the store toolvisor cannot prove it would not run
+    twice; ``True`` when it ran and the store failed afterwards (recording its outcome);
+    ``None`` when that cannot be known. Check the store (``store``); retry the call only
+    when the tool did not run, or when running it again is harmless.
     """
 
-    def __init__(self, store: str, detail: str) -> None:
+    def __init__(self, store: str, detail: str, *, tool_ran: bool | None = False) -> None:
         self.store = store
         self.detail = detail
-        super().__init__(f"idempotency store {store} failed: {detail}; the call was not executed")
+        self.tool_ran = tool_ran
+        if tool_ran is None:
+            ending = "whether the tool ran for this call is unknown"
+        elif tool_ran:
+            ending = "the tool ran for this call"
+        else:
+            ending = "the call was not executed"
+        super().__init__(f"idempotency store {store} failed: {cut(detail, 2000)}; {ending}")
 
 
 class UnknownToolError(ToolvisorError, LookupError):
@@ -261,8 +320,8 @@ class UnknownToolError(ToolvisorError, LookupError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         self.known = tuple(sorted(known))
-        listing = ", ".join(repr(k) for k in self.known) or "none"
-        super().__init__(f"unknown tool {name!r}; known tools: {listing}")
+        listing = cut(", ".join(repr(k) for k in self.known), 1000) or "none"
+        super().__init__(f"unknown tool {shown(name)}; known tools: {listing}")
 
 
 class DuplicateToolError(ToolvisorError):
@@ -274,7 +333,7 @@ class DuplicateToolError(ToolvisorError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(
-            f"tool {name!r} is already spawned; stop() it first or reconfigure() its policies"
+            f"tool {shown(name)} is already spawned; stop() it first or reconfigure() its policies"
         )
 
 
@@ -291,4 +350,5 @@ class PolicyNotFoundError(ToolvisorError, LookupError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         self.known = tuple(sorted(known))
-        super().__init__(f"no policy named {name!r}; available: {', '.join(self.known) or 'none'}")
+        available = cut(", ".join(self.known), 1000) or "none"
+        super().__init__(f"no policy named {shown(name)}; available: {available}")

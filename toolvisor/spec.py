@@ -28,7 +28,7 @@ from typing import Any, Literal
 import attrs
 import jsonschema_rs
 
-from ._validation import ArgumentValidator
+from ._validation import ArgumentValidator, InputLimits
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -485,6 +485,8 @@ class ToolSpec:
             or ``"reject"`` (``ToolOverloadedError`` at once).
         retry_policy / circuit_breaker_policy: None means the legacy ``retry`` /
             ``circuit_breaker`` configs decide, and without those: no retry, no breaker.
+        input_limits: bounds on a call's arguments (nesting depth, size, string length),
+            checked before the schema; see :class:`InputLimits` for the defaults.
     """
 
     id: str = attrs.field(validator=_name)
@@ -513,6 +515,9 @@ class ToolSpec:
     max_concurrency: int = attrs.field(default=16, validator=_at_least_one)
     queue_size: int = attrs.field(default=1024, validator=_optional_count)
     overflow: Literal["wait", "reject"] = attrs.field(default="wait", validator=_overflow)
+    input_limits: InputLimits = attrs.field(
+        factory=InputLimits, validator=attrs.validators.instance_of(InputLimits)
+    )
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
         default=None, init=False, repr=False, eq=False
@@ -542,9 +547,11 @@ class ToolSpec:
             or len(cached[0]) != len(params)
             or any(a is not b for a, b in zip(cached[0], params, strict=True))
             or cached[1].tool != self.tool_name
+            or cached[1].limits != self.input_limits
         ):
             _unique_names(params, "parameters")
-            cached = (params, ArgumentValidator(self.json_schema(), self.tool_name))
+            validator = ArgumentValidator(self.json_schema(), self.tool_name, self.input_limits)
+            cached = (params, validator)
             self._validator_cache = cached
         return cached[1]
 

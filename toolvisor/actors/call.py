@@ -37,6 +37,7 @@ from typing import Any
 import outcome
 import trio
 
+from .._inputs import check_context, check_timeout
 from ..errors import ToolTimeoutError
 from ..spec import CompiledSpec, ExecutionContext
 from .stats import Counters
@@ -50,20 +51,12 @@ def deadline_of(timeout: float | None) -> float:
     """The trio deadline of a call given ``timeout=`` (seconds, or None for none).
 
     Raises:
-        TypeError: ``timeout`` is not a number.
-        ValueError: ``timeout`` is not > 0 (or is NaN).
+        TypeError, ValueError: ``timeout`` is not a number of seconds > 0 (see
+            ``check_timeout``).
     """
     if timeout is None:
         return math.inf
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
-    try:
-        seconds = float(timeout)
-    except OverflowError:  # an int too large for a float: no deadline in practice
-        seconds = math.inf
-    if not seconds > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    return trio.current_time() + seconds
+    return trio.current_time() + check_timeout(timeout)  # type: ignore[operator]
 
 
 class CallState:
@@ -167,11 +160,9 @@ class Call:
             ValidationError: bad arguments (no call is made, nor counted).
             TypeError, ValueError: a bad ``ctx`` or ``timeout``.
         """
-        spec.validator.validate(args)
-        if ctx is None:
-            ctx = _NO_CONTEXT
-        elif not isinstance(ctx, ExecutionContext):
-            raise TypeError(f"ctx must be an ExecutionContext or None, got {type(ctx).__name__}")
+        validator = spec.validator
+        validator.validate(args)
+        ctx = _NO_CONTEXT if ctx is None else check_context(ctx, validator.limits)
         return cls(
             spec.tool_name,
             args,

@@ -16,6 +16,7 @@ import attrs
 import outcome
 import trio
 
+from .._inputs import check_timeout, check_tool_name
 from ..actors.actor import ActorKilled
 from ..actors.call import Call
 from ..actors.pipeline import state_name
@@ -235,6 +236,7 @@ class Supervisor:
         entries included): each result says what happened, which is what an agent loop
         feeds back.
         """
+        check_timeout(timeout)
         items: Sequence[Any] = list(calls)
         results: list[ToolResult | None] = [None] * len(items)
 
@@ -288,13 +290,11 @@ class Supervisor:
         self._idem.publish = publish
 
     def _route(self, tool: str) -> Route:
-        route = self._routes.get(tool)
+        route = self._routes.get(check_tool_name(tool))
         if route is not None:
             return route
         if self._closing:
             raise SupervisorClosedError()
-        if not isinstance(tool, str):
-            raise TypeError(f"tool must be a tool name (str), got {type(tool).__name__}")
         gone = self._gone.get(tool)
         if gone is not None:
             raise ToolUnavailableError(tool, gone)

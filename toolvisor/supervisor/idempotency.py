@@ -35,7 +35,6 @@ The in-process flight table is owned by this object and mutated only synchronous
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -46,7 +45,7 @@ import attrs
 import outcome
 import trio
 
-from .._json import compact_dumps
+from .._json import compact_dumps, load_stored
 from ..actors.call import Call
 from ..errors import (
     IdempotencyConflictError,
@@ -396,12 +395,7 @@ def _decode(store: IdempotencyStore, record: Record) -> Any:
             f"stored ({record.not_stored_reason or 'no reason recorded'}); it is not "
             "executed again until its TTL ends",
         )
-    try:
-        return json.loads(record.result_json)
-    except ValueError as exc:
-        raise IdempotencyStoreError(
-            name, f"stored result of key {record.key!r} is not valid JSON ({exc})"
-        ) from exc
+    return load_stored(record.result_json, store=name, key=record.key)
 
 
 async def _wait_for(event: trio.Event, call: Call) -> None:

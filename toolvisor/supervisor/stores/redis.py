@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from toolvisor._redact import redact_text, redact_url
 from toolvisor.errors import IdempotencyStoreError
 from toolvisor.supervisor.stores import _redis_lua as lua
 from toolvisor.supervisor.stores._common import check_ttl
@@ -35,15 +35,6 @@ def _import_coredis() -> Any:
             "RedisStore needs the coredis package: pip install 'toolvisor[redis]'"
         ) from exc
     return coredis
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _text(value: object) -> str:
@@ -105,6 +96,10 @@ class RedisStore:
     stays yours. A server that cannot be reached, a timeout, or a key under ``prefix``
     that is not a toolvisor record raises ``IdempotencyStoreError``.
 
+    The password (in the URL's userinfo or a ``password=``/``token``-like query
+    parameter) never appears in the store's ``repr``, its ``url`` attribute, its errors
+    or its logs: each shows the URL with the secret as ``***``.
+
     Args:
         url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
         prefix: prepended to every key; give each application or test its own.
@@ -124,10 +119,15 @@ class RedisStore:
         client: coredis.Redis[str] | coredis.Redis[bytes] | None = None,
     ) -> None:
         self._coredis = _import_coredis()
-        self.url = url
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a str, got {type(url).__name__}")
+        self._url = url
+        #: The URL with its secrets as ``***`` (the store connects with the real one).
+        self.url = redact_url(url)
         self.prefix = prefix
         self._user_client = client
-        self._name = f"RedisStore({_redact(url) if client is None else repr(client)!r})"
+        shown = self.url if client is None else redact_text(repr(client), url)
+        self._name = f"RedisStore({shown!r})"
         script_cls: type[Script[str]] = self._coredis.commands.Script
         self._claim_script = script_cls(script=lua.CLAIM)
         self._complete_script = script_cls(script=lua.COMPLETE)
@@ -218,7 +218,7 @@ class RedisStore:
             anchor = self._anchor
             if anchor is None or not anchor.usable:
                 client = self._coredis.Redis.from_url(
-                    self.url,
+                    self._url,
                     decode_responses=True,
                     stream_timeout=_STREAM_TIMEOUT_S,
                     connect_timeout=_CONNECT_TIMEOUT_S,
@@ -247,7 +247,7 @@ class RedisStore:
             )
         else:
             detail = f"{what}{on} failed: {type(exc).__name__}: {exc}"
-        return IdempotencyStoreError(self._name, detail)
+        return IdempotencyStoreError(self._name, redact_text(detail, self._url))
 
     def _parse(self, key: str, raw: Mapping[str, object]) -> Record:
         fields = {k: _text(v) for k, v in raw.items()}

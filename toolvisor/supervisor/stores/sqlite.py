@@ -75,6 +75,11 @@ class SQLiteStore:
     writer holds, and in the rare case it is told busy (another process recovering the
     WAL) the read goes to the worker thread instead.
 
+    A new file is created readable and writable by its owner only (mode 0600, whatever
+    the umask), and SQLite gives its ``-wal`` and ``-shm`` files the database file's
+    mode: cached results may hold what a tool returned, which is nobody else's to read.
+    An existing file keeps the mode it has.
+
     Times are on ``clock``, the wall clock ``time.time`` by default, because the records
     outlive the process. A row the store cannot read, a table of that name with another
     layout, or a file that is not a database raises ``IdempotencyStoreError`` (never a
@@ -214,6 +219,12 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         try:
+            _create_private(self.path)
+        except OSError as exc:
+            raise IdempotencyStoreError(
+                self._name, f"cannot create {str(self.path)!r}: {exc}"
+            ) from exc
+        try:
             conn = sqlite3.connect(
                 self.path,
                 timeout=self.busy_timeout_s,
@@ -309,3 +320,14 @@ class SQLiteStore:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             hint = f" (another process held the write lock past {self.busy_timeout_s} s)"
         return IdempotencyStoreError(self._name, f"{what} on {str(self.path)!r}: {exc}{hint}")
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (an empty file is an empty
+    database to SQLite, which then creates the WAL and shared-memory files with the
+    same mode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
