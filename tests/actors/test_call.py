@@ -362,7 +362,7 @@ def test_call_state_machine_longer() -> None:
     from hypothesis.stateful import run_state_machine_as_test
 
     run_state_machine_as_test(
-        CallMachine, settings=settings(max_examples=300, stateful_step_count=50)
+        CallMachine, settings=settings(max_examples=150, stateful_step_count=40)
     )
 
 

@@ -352,6 +352,20 @@ async def test_a_stopped_tools_calls_get_unavailable_saying_it_was_stopped() -> 
         assert "stopped" in str(result.error)
 
 
+async def test_calls_after_close_are_refused_and_counted_as_rejected() -> None:
+    spec = make_spec("idem")
+    spec.idempotency.enabled = True
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, echo)
+        await sup.spawn(make_spec("plain"), echo)
+    for tool in ("plain", "idem"):
+        with pytest.raises(tv.SupervisorClosedError):
+            await sup.execute(tool, {"x": 1})
+        with pytest.raises(tv.SupervisorClosedError):  # submit raises what it can at once
+            await sup.submit(tool, {"x": 1})
+        assert_balanced(sup.stats(tool))
+
+
 # ------------------------------------------------------------------ execute_many
 
 
