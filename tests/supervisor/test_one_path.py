@@ -169,6 +169,32 @@ async def test_a_retry_stopped_by_the_breaker_raises_the_tools_last_error(
     assert any("breaker" in note for note in result.error.__notes__)
 
 
+async def test_attempts_timed_out_together_raise_timeouts_not_circuit_open(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Two attempts that ran and timed out at once: the first timeout opens the breaker,
+    the second call still ran its tool, so it must not read "the tool did not run"."""
+    runs = 0
+
+    async def hangs(args: dict[str, Any]) -> Any:
+        nonlocal runs
+        runs += 1
+        await trio.sleep_forever()
+
+    spec = make_spec(timeout_s=2, max_concurrency=2)
+    spec.circuit_breaker_policy = tv.StandardCircuitBreakerPolicy(
+        failure_threshold=1, recovery_timeout=30
+    )
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, hangs)
+        results = await sup.execute_many([("t", {"x": 1}), ("t", {"x": 2})])
+        stats = sup.stats("t")
+    assert runs == 2
+    assert [r.attempts for r in results] == [1, 1]
+    assert [type(r.error) for r in results] == [tv.ToolTimeoutError] * 2, results
+    assert (stats.calls, stats.failures, stats.rejected) == (2, 2, 0)
+
+
 # ------------------------------------------------------------------ ToolTimeoutError.timeout_s
 
 
