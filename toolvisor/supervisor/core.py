@@ -208,6 +208,10 @@ class Supervisor:
         if not route.spec.idempotent:
             await send(route, call)
             return PendingCall(call)
+        if route.status != "running" or self._closing:
+            unavailable = route.unavailable()
+            call.reject(unavailable)
+            raise unavailable
         relay = Relay()
         self._nursery.start_soon(self._idempotent_in_task, route, call, relay)
         return PendingCall(call, relay)

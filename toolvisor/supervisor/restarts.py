@@ -152,6 +152,8 @@ async def supervise(
             if not _may_restart(route, cause, intensity, hub):
                 return
     finally:
+        if route.status == "running":  # the loop was cut (the supervisor is going away)
+            route.status = "closed"
         if route.actor is not None:
             _answer(route.actor, route.unavailable)
         _drain(route)
