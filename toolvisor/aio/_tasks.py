@@ -1,0 +1,89 @@
+"""Tool functions written for asyncio, run as asyncio tasks by their trio actor.
+
+The actor's attempt (a trio task) creates an asyncio task on the host loop and parks
+until that task has ended. When trio cancels the attempt (per-attempt timeout, the call's
+deadline, the caller cancelled, the supervisor closing), the task gets ``Task.cancel()``
+and the attempt still waits for the task to end: an attempt never ends while its task
+runs on, so bulkheads and "the attempt was cut" mean what they say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import outcome
+import trio
+
+from ..actors.pipeline import make_invoker
+from ..spec import ExecutionContext
+
+__all__ = ["on_asyncio"]
+
+TrioTool = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
+
+
+def on_asyncio(
+    fn: Callable[..., Any],
+    tool_name: str,
+    loop: asyncio.AbstractEventLoop,
+    context: contextvars.Context,
+) -> TrioTool:
+    """Wrap the asyncio tool function ``fn`` as a trio one that runs it as an asyncio task.
+
+    Each task runs in a copy of ``context``. Raises TypeError (as ``spawn()`` does for
+    any tool) when ``fn`` is not an async function taking ``args`` (and maybe ``ctx``).
+    """
+    invoke = make_invoker(fn, tool_name)
+
+    async def body(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
+        try:
+            return await invoke(args, ctx)
+        except RuntimeError as exc:
+            # what trio's functions raise when awaited in an asyncio task
+            if "must be called from async context" in str(exc) or "bad yield" in str(exc):
+                exc.add_note(
+                    f"tool {tool_name!r} runs as an asyncio task; if it is written for "
+                    "trio, spawn it with runs_on='trio'"
+                )
+            raise
+
+    async def run_as_asyncio_task(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
+        task = loop.create_task(body(args, ctx), context=context.copy())
+        return await _until_done(task, tool_name)
+
+    run_as_asyncio_task.__qualname__ = f"on_asyncio({getattr(fn, '__qualname__', fn)!r})"
+    return run_as_asyncio_task
+
+
+async def _until_done(task: asyncio.Task[Any], tool_name: str) -> Any:
+    """Park this trio task until ``task`` has ended; trio's cancellation cancels it."""
+    me = trio.lowlevel.current_task()
+    token = trio.lowlevel.current_trio_token()
+    cancelled_by_trio = False
+
+    def on_done(_: object) -> None:
+        # An asyncio callback, outside trio's scheduler: wake the attempt through trio's
+        # entry queue (exactly once: the abort below never reschedules).
+        token.run_sync_soon(trio.lowlevel.reschedule, me, outcome.Value(None))
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        nonlocal cancelled_by_trio
+        cancelled_by_trio = True
+        task.cancel()
+        return trio.lowlevel.Abort.FAILED  # keep waiting: on_done reschedules
+
+    task.add_done_callback(on_done)
+    await trio.lowlevel.wait_task_rescheduled(abort)
+    if cancelled_by_trio:
+        # The task has ended; whatever it returned, this attempt was cancelled: raise
+        # trio's Cancelled, still pending on this task.
+        await trio.lowlevel.checkpoint()
+    if task.cancelled():
+        raise RuntimeError(
+            f"tool {tool_name!r}: its asyncio task was cancelled from outside toolvisor "
+            "(Task.cancel() by other code, or the event loop shutting down)"
+        )
+    return task.result()
