@@ -79,7 +79,8 @@ class Supervisor:
         """
         if runs_on == "asyncio":
             if isinstance(spec, ToolSpec):
-                fn = on_asyncio(fn, spec.tool_name, self._guest.loop, self._context)
+                guest = self._guest
+                fn = on_asyncio(fn, spec.tool_name, guest.loop, self._context, guest.clock.touch)
         elif runs_on != "trio":
             raise ValueError(f"runs_on must be 'asyncio' or 'trio', got {runs_on!r}")
         ref = await self._call(self._sup.spawn, spec, fn)
@@ -234,8 +235,8 @@ class Supervisor:
             if not self._closed.done():
                 self._closed.set_result(error)
 
-    def _leave_soon(self, *, abort: bool) -> None:
-        """Runs in trio's entry queue: close the trio supervisor (at once if ``abort``)."""
+    def _leave_now(self, *, abort: bool) -> None:
+        """Close the trio supervisor: gracefully, or at once if ``abort``."""
         if abort:
             self._abort = True
             if self._abort_scope is not None:
@@ -256,11 +257,11 @@ class Supervisor:
         A cancellation during the wait turns a graceful close into an abort (the rest
         is cancelled at once); the ``CancelledError`` is raised once the close ended.
         """
-        self._guest.token.run_sync_soon(functools.partial(self._leave_soon, abort=abort))
+        self._leave_now(abort=abort)
         try:
             return await asyncio.shield(self._closed)
         except asyncio.CancelledError:
-            self._guest.token.run_sync_soon(functools.partial(self._leave_soon, abort=True))
+            self._leave_now(abort=True)
             await wait_through_cancellation(self._closed)
             raise
 

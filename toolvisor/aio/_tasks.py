@@ -30,10 +30,12 @@ def on_asyncio(
     tool_name: str,
     loop: asyncio.AbstractEventLoop,
     context: contextvars.Context,
+    touch: Callable[[], None],
 ) -> TrioTool:
     """Wrap the asyncio tool function ``fn`` as a trio one that runs it as an asyncio task.
 
-    Each task runs in a copy of ``context``. Raises TypeError (as ``spawn()`` does for
+    Each task runs in a copy of ``context``; ``touch()`` is called when a task ends
+    (it tells the guest run's clock a crossing happened). Raises TypeError (as ``spawn()`` does for
     any tool) when ``fn`` is not an async function taking ``args`` (and maybe ``ctx``).
     """
     invoke = make_invoker(fn, tool_name)
@@ -52,22 +54,22 @@ def on_asyncio(
 
     async def run_as_asyncio_task(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
         task = loop.create_task(body(args, ctx), context=context.copy())
-        return await _until_done(task, tool_name)
+        return await _until_done(task, tool_name, touch)
 
     run_as_asyncio_task.__qualname__ = f"on_asyncio({getattr(fn, '__qualname__', fn)!r})"
     return run_as_asyncio_task
 
 
-async def _until_done(task: asyncio.Task[Any], tool_name: str) -> Any:
+async def _until_done(task: asyncio.Task[Any], tool_name: str, touch: Callable[[], None]) -> Any:
     """Park this trio task until ``task`` has ended; trio's cancellation cancels it."""
     me = trio.lowlevel.current_task()
-    token = trio.lowlevel.current_trio_token()
     cancelled_by_trio = False
 
     def on_done(_: object) -> None:
-        # An asyncio callback, outside trio's scheduler: wake the attempt through trio's
-        # entry queue (exactly once: the abort below never reschedules).
-        token.run_sync_soon(trio.lowlevel.reschedule, me, outcome.Value(None))
+        # An asyncio callback, between trio's scheduler passes, in the same thread: wake
+        # the attempt (exactly once: the abort below never reschedules).
+        touch()
+        trio.lowlevel.reschedule(me, outcome.Value(None))
 
     def abort(_: object) -> trio.lowlevel.Abort:
         nonlocal cancelled_by_trio
