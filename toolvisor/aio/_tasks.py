@@ -63,7 +63,6 @@ def on_asyncio(
 async def _until_done(task: asyncio.Task[Any], tool_name: str, touch: Callable[[], None]) -> Any:
     """Park this trio task until ``task`` has ended; trio's cancellation cancels it."""
     me = trio.lowlevel.current_task()
-    cancelled_by_trio = False
 
     def on_done(_: object) -> None:
         # An asyncio callback, between trio's scheduler passes, in the same thread: wake
@@ -72,17 +71,16 @@ async def _until_done(task: asyncio.Task[Any], tool_name: str, touch: Callable[[
         trio.lowlevel.reschedule(me, outcome.Value(None))
 
     def abort(_: object) -> trio.lowlevel.Abort:
-        nonlocal cancelled_by_trio
-        cancelled_by_trio = True
         task.cancel()
         return trio.lowlevel.Abort.FAILED  # keep waiting: on_done reschedules
 
     task.add_done_callback(on_done)
     await trio.lowlevel.wait_task_rescheduled(abort)
-    if cancelled_by_trio:
-        # The task has ended; whatever it returned, this attempt was cancelled: raise
-        # trio's Cancelled, still pending on this task.
-        await trio.lowlevel.checkpoint()
+    # The task has ended. Whatever it returned, an attempt cancelled meanwhile ends with
+    # trio's Cancelled: by the abort above, or (when the caller gave up in the same loop
+    # pass as the task ended, after its wake-up) now; its call then counts as cancelled
+    # only, never also as a success nobody received.
+    await trio.lowlevel.checkpoint_if_cancelled()
     if task.cancelled():
         raise RuntimeError(
             f"tool {tool_name!r}: its asyncio task was cancelled from outside toolvisor "
