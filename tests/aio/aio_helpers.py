@@ -25,6 +25,13 @@ def make_spec(name: str = "t", **kw: Any) -> tv.FunctionToolSpec:
     return tv.FunctionToolSpec(id=f"{name}-v1", tool_name=name, parameters=params, **kw)
 
 
+async def settled(sup: Any, tool: str, limit_s: float = 5.0) -> None:
+    """Wait until no attempt of ``tool`` runs (a cut attempt ends once its task has)."""
+    async with asyncio.timeout(limit_s):
+        while sup.stats(tool).in_flight:  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.001)
+
+
 def add_up(stats: tv.ToolStats) -> bool:
     """``calls == successes + failures + rejected + cancelled`` (nothing in flight)."""
     return stats.calls == stats.successes + stats.failures + stats.rejected + stats.cancelled

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from aio_helpers import add_up, make_spec
+from aio_helpers import add_up, make_spec, settled
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -82,6 +82,8 @@ class GuestMachine(RuleBasedStateMachine):
             entry.values += 1
         else:
             entry.cancelled += 1
+
+        self.run(settled(entry.sup, "t"))
 
     @precondition(lambda self: self.open)
     @rule(data=st.data())

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sniffio
 import trio
-from aio_helpers import add_up, make_spec, run
+from aio_helpers import add_up, make_spec, run, settled
 
 import toolvisor as tv
 import toolvisor.aio as aio
@@ -205,7 +205,7 @@ def test_call_deadline_cancels_the_asyncio_task() -> None:
             with pytest.raises(tv.ToolTimeoutError):
                 await sup.execute("t", {}, timeout=0.05)
             assert loop.time() - started < 2.0
-            await asyncio.sleep(0.1)  # the cut attempt's cleanup runs on
+            await settled(sup, "t")  # the cut attempt's cleanup runs on
             assert tool.cancelled == 1 and tool.ended == 1
             stats = sup.stats("t")
             assert stats.failures == 1 and stats.in_flight == 0 and add_up(stats)
@@ -231,7 +231,7 @@ def test_a_cancelled_asyncio_caller_cancels_its_call(how: str) -> None:
                     async with asyncio.timeout(0.05):
                         await sup.execute("t", {})
                 assert not isinstance(info.value, tv.ToolTimeoutError)  # asyncio's own
-            await asyncio.sleep(0.1)
+            await settled(sup, "t")
             assert tool.cancelled == 1 and tool.ended == 1
             stats = sup.stats("t")
             assert stats.cancelled == 1 and stats.in_flight == 0 and add_up(stats)
@@ -263,7 +263,7 @@ def test_cancelling_a_caller_waiting_on_submit_cancels_the_call(runs_on: aio.Run
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.05):
                     await pending.value()
-            await asyncio.sleep(0.05)
+            await settled(sup, "t")
             assert ran == ["ended"]
             assert sup.stats("t").cancelled == 1 and add_up(sup.stats("t"))
 
