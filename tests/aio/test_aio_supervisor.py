@@ -667,3 +667,60 @@ def test_toolvisor_open_supervisor_under_asyncio_says_to_use_trio_or_aio() -> No
     for main in (plain, beside_an_aio_supervisor):
         with pytest.raises(RuntimeError, match=r"toolvisor\.aio"):
             asyncio.run(main())
+
+
+@pytest.mark.parametrize("passes", [0, 1, 2, 5, 20])
+def test_a_supervisor_opened_while_the_last_one_leaves(passes: int) -> None:
+    async def main() -> None:
+        first = aio.open_supervisor()
+        await first.__aenter__()
+        leaving = asyncio.create_task(first.__aexit__(None, None, None))
+        for _ in range(passes):  # the leaving one is somewhere in its close
+            await asyncio.sleep(0)
+        async with aio.open_supervisor() as second:
+            await second.spawn(make_spec(), a_echo)
+            assert await second.execute("t", {"x": 7}) == 7
+        await leaving
+        assert Guest._by_loop.get(asyncio.get_running_loop()) is None
+
+    run(main)
+
+
+def test_cancelled_while_entering_leaves_nothing_running() -> None:
+    async def enter() -> None:
+        async with aio.open_supervisor():
+            await asyncio.sleep(10)
+
+    async def main() -> None:
+        for passes in range(4):
+            task = asyncio.create_task(enter())
+            for _ in range(passes):
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert Guest._by_loop.get(asyncio.get_running_loop()) is None
+
+    run(main)
+
+
+@pytest.mark.parametrize("runs_on", RUNS_ON)
+def test_a_tool_failure_comes_out_as_the_tools_own_exception(runs_on: aio.RunsOn) -> None:
+    raised: list[Boom] = []
+
+    async def failing(args: dict[str, Any]) -> None:
+        raised.append(Boom("declined"))
+        raise raised[-1]
+
+    async def main() -> None:
+        async with aio.open_supervisor() as sup:
+            await sup.spawn(make_spec(), failing, runs_on=runs_on)
+            with pytest.raises(Boom) as info:
+                await sup.execute("t", {})
+            assert info.value is raised[0]
+            result = (await sup.execute_many([("t", {})]))[0]
+            assert not result.ok and result.error is raised[1] and result.attempts == 1
+            stats = sup.stats("t")
+            assert stats.failures == 2 and add_up(stats)
+
+    run(main)
