@@ -189,7 +189,6 @@ class Supervisor:
             unsubscribe()
             self._streams.remove(stream)
             stream._end()
-            await asyncio.sleep(0)
 
     @property
     def events_dropped(self) -> int:
@@ -249,6 +248,8 @@ class Supervisor:
             await asyncio.shield(self._opened)
         except asyncio.CancelledError:
             await self._close(abort=True)
+            if not self._opened.cancelled():
+                self._opened.exception()  # read: an error of a cancelled opening is moot
             raise
 
     async def _close(self, *, abort: bool) -> BaseException | None:
