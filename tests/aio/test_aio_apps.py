@@ -4,6 +4,7 @@ transport, no network) and tools built on asyncio-native clients (httpx, aiosqli
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +36,7 @@ def payment_spec() -> tv.FunctionToolSpec:
     )
     spec.retry_policy = tv.FixedRetryPolicy(max_attempts=3, delay_seconds=0.0)
     spec.idempotency.enabled = True
+    spec.idempotency.persist_result = True
     spec.idempotency.key_fields = ["tx"]
     return spec
 
@@ -173,3 +175,33 @@ def test_an_aiosqlite_tool_is_cut_by_its_timeout_and_keeps_working(tmp_path: Pat
             assert stats.calls == 3 and stats.timeouts == 1 and add_up(stats)
 
     run(main)
+
+
+@pytest.mark.redis
+def test_idempotency_on_redis_from_asyncio(aio_redis_url: str) -> None:
+    """The trio guest runs coredis for the RedisStore; asyncio callers share its results."""
+    runs: list[str] = []
+    prefix = f"toolvisor-test:{uuid.uuid4().hex}:"
+
+    async def charge(args: dict[str, Any]) -> dict[str, str]:
+        await asyncio.sleep(0.01)
+        runs.append(args["tx"])
+        return {"tx": args["tx"], "status": "charged"}
+
+    async def one_process_run() -> list[Any]:
+        store = tv.RedisStore(aio_redis_url, prefix=prefix)
+        async with aio.open_supervisor(idempotency_store=store) as sup:
+            await sup.spawn(payment_spec(), charge)
+            values = await asyncio.gather(
+                *(sup.execute("pay", {"tx": "tx-9", "amount": 1}) for _ in range(4))
+            )
+        await aio.run_trio(store.aclose)
+        return values
+
+    async def main() -> None:
+        first = await one_process_run()
+        second = await one_process_run()  # a new guest run, a new store: the same answer
+        assert first == second == [{"tx": "tx-9", "status": "charged"}] * 4
+
+    run(main)
+    assert runs == ["tx-9"]

@@ -430,9 +430,13 @@ def test_idempotency_with_sqlite_runs_each_key_once(runs_on: aio.RunsOn, tmp_pat
             assert (await pending.result()).value["tx"] == "tx-2"
             assert sup.stats("charge").cache_hits >= 1
         # a second program on the same file: answered from the store
-        async with aio.open_supervisor(idempotency_store=tv.SQLiteStore(tmp_path / "i.db")) as sup:
+        store = tv.SQLiteStore(tmp_path / "i.db")
+        async with aio.open_supervisor(idempotency_store=store) as sup:
             await sup.spawn(spec(), fn, runs_on=runs_on)
             assert (await sup.execute("charge", {"tx": "tx-1"}))["status"] == "charged"
+        assert store._conn is not None
+        await aio.run_trio(store.aclose)  # the store is the caller's to close
+        assert store._conn is None and store._reader is None
 
     run(main)
     assert charged == ["tx-1", "tx-2"]
@@ -722,5 +726,32 @@ def test_a_tool_failure_comes_out_as_the_tools_own_exception(runs_on: aio.RunsOn
             assert not result.ok and result.error is raised[1] and result.attempts == 1
             stats = sup.stats("t")
             assert stats.failures == 2 and add_up(stats)
+
+    run(main)
+
+
+def test_run_trio_runs_trio_code_for_asyncio_with_its_outcome() -> None:
+    async def trio_side(x: int) -> tuple[int, str]:
+        await trio.sleep(0.01)
+        return x * 2, sniffio.current_async_library()
+
+    async def trio_fails() -> None:
+        await trio.lowlevel.checkpoint()
+        raise Boom("trio side")
+
+    async def trio_forever() -> None:
+        await trio.sleep_forever()
+
+    async def main() -> None:
+        assert await aio.run_trio(trio_side, 21) == (42, "trio")
+        with pytest.raises(Boom, match="trio side"):
+            await aio.run_trio(trio_fails)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.02):
+                await aio.run_trio(trio_forever)  # cancelled as a call is
+        async with aio.open_supervisor():  # shares the supervisor's guest run
+            assert (await aio.run_trio(trio_side, 1))[0] == 2
+            assert Guest._by_loop[asyncio.get_running_loop()].users == 1
+        assert Guest._by_loop.get(asyncio.get_running_loop()) is None
 
     run(main)

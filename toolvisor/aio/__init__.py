@@ -13,5 +13,14 @@ from ._supervisor import RunsOn as RunsOn
 from ._supervisor import Supervisor as Supervisor
 from ._supervisor import ToolRef as ToolRef
 from ._supervisor import open_supervisor as open_supervisor
+from ._supervisor import run_trio as run_trio
 
-__all__ = ["EventStream", "PendingCall", "RunsOn", "Supervisor", "ToolRef", "open_supervisor"]
+__all__ = [
+    "EventStream",
+    "PendingCall",
+    "RunsOn",
+    "Supervisor",
+    "ToolRef",
+    "open_supervisor",
+    "run_trio",
+]

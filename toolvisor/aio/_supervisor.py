@@ -31,7 +31,7 @@ from ..supervisor.stores.base import IdempotencyStore
 from ._guest import Guest, wait_through_cancellation
 from ._tasks import on_asyncio
 
-__all__ = ["EventStream", "PendingCall", "Supervisor", "ToolRef", "open_supervisor"]
+__all__ = ["EventStream", "PendingCall", "Supervisor", "ToolRef", "open_supervisor", "run_trio"]
 
 T = TypeVar("T")
 RunsOn = Literal["asyncio", "trio"]
@@ -434,5 +434,25 @@ async def open_supervisor(
         error = await sup._close(abort=False)
         if error is not None:
             raise error
+    finally:
+        await guest.release()
+
+
+async def run_trio(async_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run the trio coroutine function ``async_fn(*args)`` from asyncio; return its value.
+
+    It runs as a task of this loop's trio guest run (the one the open supervisors share,
+    or one started for it), with the cancellation rules of the supervisor's calls. For
+    trio-side objects used from asyncio code, such as closing a store once its
+    supervisor's block has ended::
+
+        store = toolvisor.SQLiteStore("tv.db")
+        async with toolvisor.aio.open_supervisor(idempotency_store=store) as sup:
+            ...
+        await toolvisor.aio.run_trio(store.aclose)
+    """
+    guest = await Guest.acquire()
+    try:
+        return await guest.call(async_fn, *args)
     finally:
         await guest.release()
