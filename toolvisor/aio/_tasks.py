@@ -25,6 +25,25 @@ __all__ = ["on_asyncio"]
 TrioTool = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
 
 
+class _Waker:
+    """Wakes the parked attempt exactly once, when its asyncio task has ended."""
+
+    __slots__ = ("task", "touch", "woken")
+
+    def __init__(self, task: trio.lowlevel.Task, touch: Callable[[], None]) -> None:
+        self.task = task
+        self.touch = touch
+        self.woken = False
+
+    def wake(self, _: object = None) -> None:
+        # Runs in the loop's thread between trio's scheduler passes: rescheduling is
+        # safe, and trio makes sure a pass follows.
+        if not self.woken:
+            self.woken = True
+            self.touch()
+            trio.lowlevel.reschedule(self.task, outcome.Value(None))
+
+
 def on_asyncio(
     fn: Callable[..., Any],
     tool_name: str,
@@ -34,13 +53,14 @@ def on_asyncio(
 ) -> TrioTool:
     """Wrap the asyncio tool function ``fn`` as a trio one that runs it as an asyncio task.
 
-    Each task runs in a copy of ``context``; ``touch()`` is called when a task ends
-    (it tells the guest run's clock a crossing happened). Raises TypeError (as ``spawn()`` does for
-    any tool) when ``fn`` is not an async function taking ``args`` (and maybe ``ctx``).
+    Each task runs in a copy of ``context``; ``touch()`` is called as a task ends (it
+    tells the guest run's clock a crossing happened). Raises TypeError (as ``spawn()``
+    does for any tool) when ``fn`` is not an async function taking ``args`` (and maybe
+    ``ctx``).
     """
     invoke = make_invoker(fn, tool_name)
 
-    async def body(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
+    async def body(args: Mapping[str, Any], ctx: ExecutionContext, waker: _Waker) -> Any:
         try:
             return await invoke(args, ctx)
         except RuntimeError as exc:
@@ -51,30 +71,29 @@ def on_asyncio(
                     "trio, spawn it with runs_on='trio'"
                 )
             raise
+        finally:
+            # The task's last step: it is done before trio's next pass runs the attempt
+            # (one loop iteration sooner than a done callback would wake it).
+            waker.wake()
 
     async def run_as_asyncio_task(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
-        task = loop.create_task(body(args, ctx), context=context.copy())
-        return await _until_done(task, tool_name, touch)
+        waker = _Waker(trio.lowlevel.current_task(), touch)
+        task = loop.create_task(body(args, ctx, waker), context=context.copy())
+        # A task cancelled before its first step never runs body's finally.
+        task.add_done_callback(waker.wake)
+        return await _until_done(task, tool_name)
 
     run_as_asyncio_task.__qualname__ = f"on_asyncio({getattr(fn, '__qualname__', fn)!r})"
     return run_as_asyncio_task
 
 
-async def _until_done(task: asyncio.Task[Any], tool_name: str, touch: Callable[[], None]) -> Any:
+async def _until_done(task: asyncio.Task[Any], tool_name: str) -> Any:
     """Park this trio task until ``task`` has ended; trio's cancellation cancels it."""
-    me = trio.lowlevel.current_task()
-
-    def on_done(_: object) -> None:
-        # An asyncio callback, between trio's scheduler passes, in the same thread: wake
-        # the attempt (exactly once: the abort below never reschedules).
-        touch()
-        trio.lowlevel.reschedule(me, outcome.Value(None))
 
     def abort(_: object) -> trio.lowlevel.Abort:
         task.cancel()
-        return trio.lowlevel.Abort.FAILED  # keep waiting: on_done reschedules
+        return trio.lowlevel.Abort.FAILED  # keep waiting: the waker reschedules
 
-    task.add_done_callback(on_done)
     await trio.lowlevel.wait_task_rescheduled(abort)
     # The task has ended. Whatever it returned, an attempt cancelled meanwhile ends with
     # trio's Cancelled: by the abort above, or (when the caller gave up in the same loop
