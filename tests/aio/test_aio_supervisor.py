@@ -470,7 +470,7 @@ def test_reconfigure_stop_and_kill() -> None:
             assert await sup.execute("t", {}) == 3
             await sup.stop("t")
             assert sup.tools() == []
-            with pytest.raises(tv.UnknownToolError):
+            with pytest.raises(tv.ToolUnavailableError, match="stopped"):
                 await sup.execute("t", {})
             await sup.spawn(make_spec(), flaky)  # the name is free again
             assert await sup.execute("t", {}) == 4

@@ -24,7 +24,9 @@ from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.retry import IRetryPolicy
 from ..spec import ExecutionContext, ToolSpec
-from ..supervisor import core as _core
+from ..supervisor.core import CallSpec
+from ..supervisor.core import Supervisor as TrioSupervisor
+from ..supervisor.open import open_supervisor as open_trio_supervisor
 from ..supervisor.results import PendingCall as TrioPendingCall
 from ..supervisor.results import ToolResult
 from ..supervisor.stores.base import IdempotencyStore
@@ -35,7 +37,6 @@ __all__ = ["EventStream", "PendingCall", "Supervisor", "ToolRef", "open_supervis
 
 T = TypeVar("T")
 RunsOn = Literal["asyncio", "trio"]
-CallSpec = _core.CallSpec
 
 
 class Supervisor:
@@ -51,7 +52,7 @@ class Supervisor:
         self._guest = guest
         self._options = options
         self._context = contextvars.copy_context()
-        self._trio: _core.Supervisor | None = None
+        self._trio: TrioSupervisor | None = None
         self._calls: trio.Nursery | None = None
         self._abort_scope: trio.CancelScope | None = None
         self._leave = trio.Event()
@@ -160,6 +161,10 @@ class Supervisor:
             functools.partial(self._sup.execute_many, list(calls), timeout=timeout)
         )
 
+    async def forget(self, tool: str, key: str, ctx: ExecutionContext | None = None) -> bool:
+        """Let ``key`` of ``tool`` run again (see :meth:`toolvisor.Supervisor.forget`)."""
+        return await self._call(self._sup.forget, tool, key, ctx)
+
     # ------------------------------------------------------------------ events
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
@@ -198,7 +203,7 @@ class Supervisor:
     # ------------------------------------------------------------------ internals
 
     @property
-    def _sup(self) -> _core.Supervisor:
+    def _sup(self) -> TrioSupervisor:
         if self._trio is None:
             raise RuntimeError(
                 "use the supervisor inside `async with toolvisor.aio.open_supervisor()`"
@@ -218,7 +223,7 @@ class Supervisor:
                     self._abort_scope = abort_scope
                     if self._abort:
                         abort_scope.cancel()
-                    async with _core.open_supervisor(**self._options) as sup:
+                    async with open_trio_supervisor(**self._options) as sup:
                         self._trio = sup
                         self._opened.set_result(None)
                         await self._leave.wait()
