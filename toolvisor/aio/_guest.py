@@ -1,0 +1,289 @@
+"""One trio guest run on one asyncio loop, and the bridge that calls into it.
+
+trio's guest mode (``trio.lowlevel.start_guest_run``) runs trio's scheduler in callbacks
+of the running asyncio loop, in the same thread. Every ``toolvisor.aio`` supervisor open
+on a loop shares that loop's guest run: the run starts with the first supervisor and ends
+(always before the supervisor's ``async with`` block returns) with the last one.
+
+Crossing between the two needs no thread: both run in the loop's thread and never at the
+same time (a trio scheduler pass is one asyncio callback), so
+
+- asyncio code spawns, reschedules and cancels trio tasks directly (``start_soon``,
+  ``trio.lowlevel.reschedule``, ``CancelScope.cancel``); in guest mode trio then makes
+  sure a scheduler pass follows (waking its I/O wait if it was parked there);
+- trio code sets asyncio futures and creates asyncio tasks directly.
+
+:meth:`Guest.call` runs a trio coroutine function for an asyncio caller with *exactly one*
+outcome: the function's value or exception, or the caller's own ``CancelledError``. An
+asyncio caller cancelled while its trio side runs cancels that side (a trio cancel scope)
+and waits until it has ended, so whatever the trio side counts (a cancelled call) is
+counted before the caller sees its ``CancelledError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import outcome
+import trio
+
+from ..errors import SupervisorClosedError
+
+__all__ = ["Guest", "wait_through_cancellation"]
+
+T = TypeVar("T")
+
+#: How long the guest run keeps polling the host loop after a crossing, before it parks
+#: in its I/O thread, when crossings come at least that often (see HostClock).
+SPIN_S = 0.0005
+
+
+class HostClock(trio.abc.Clock):
+    """trio's clock for the guest run: ``perf_counter``, with a short spin after crossings.
+
+    An idle trio guest parks in a worker thread (its I/O wait), and waking it from the
+    host loop then costs two thread hand-offs, about 100 us here: more than the rest of a
+    call. When crossings between asyncio and trio come in quick succession (their average
+    gap below ``SPIN_S``), this clock tells trio for ``SPIN_S`` after each one that it has
+    no time to sleep, so trio polls from the host loop's callbacks instead of parking and
+    the next crossing costs no hand-off. When crossings are rarer (tools that wait on the
+    network), it never spins: polling would then cost more CPU than the hand-offs.
+    """
+
+    def __init__(self) -> None:
+        self.hot_until = 0.0
+        self._last = 0.0
+        self._gap = 1.0  # moving average of the seconds between crossings
+
+    def touch(self) -> None:
+        """A crossing happened."""
+        now = time.perf_counter()
+        self._gap = 0.8 * self._gap + 0.2 * (now - self._last)
+        self._last = now
+        if self._gap < SPIN_S:
+            self.hot_until = now + SPIN_S
+
+    def start_clock(self) -> None:
+        """Nothing to start: the clock is ``time.perf_counter``."""
+
+    def current_time(self) -> float:
+        """Seconds on ``time.perf_counter``."""
+        return time.perf_counter()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        """How long trio may sleep until ``deadline``: 0 while spinning."""
+        now = time.perf_counter()
+        if now < self.hot_until:
+            return 0.0
+        return deadline - now
+
+
+async def wait_through_cancellation(fut: asyncio.Future[T]) -> tuple[T, BaseException | None]:
+    """Wait for ``fut`` even if the waiting task is cancelled meanwhile.
+
+    Returns ``fut``'s result and the first ``CancelledError`` the wait absorbed (None if
+    none), for the caller to re-raise once it has cleaned up. ``fut`` must be one that
+    always completes (toolvisor's own futures, set by the trio side).
+    """
+    cancelled: BaseException | None = None
+    while True:
+        try:
+            return await asyncio.shield(fut), cancelled
+        except asyncio.CancelledError as exc:
+            if fut.cancelled():  # shield() cancels nothing: fut itself was cancelled
+                raise
+            if cancelled is None:
+                cancelled = exc
+
+
+class _Call:
+    """One asyncio caller's call into trio: its future and its trio cancel scope."""
+
+    __slots__ = ("abandoned", "ended", "future", "scope", "waiter")
+
+    def __init__(self, future: asyncio.Future[outcome.Outcome[Any]]) -> None:
+        self.future = future
+        self.scope: trio.CancelScope | None = None
+        self.abandoned = False  # the asyncio caller was cancelled
+        self.ended = False  # the trio side has finished
+        self.waiter: asyncio.Future[None] | None = None  # a cancelled caller waits on it
+
+    def cancel(self) -> None:
+        """The caller was cancelled: cancel the trio side."""
+        self.abandoned = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def finish(self, result: outcome.Outcome[Any]) -> None:
+        """The trio side ended with ``result``: hand it over exactly once."""
+        if self.ended:
+            return
+        self.ended = True
+        if not self.future.done():
+            self.future.set_result(result)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class Guest:
+    """The trio guest run hosted by one asyncio loop (see the module docstring)."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Guest] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.users = 0
+        self.closing = False
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.ended: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
+        self._nursery: trio.Nursery | None = None
+        self._stop: trio.Event | None = None
+        self._calls: set[_Call] = set()
+        self.clock = HostClock()
+        try:
+            trio.lowlevel.start_guest_run(
+                self._main,
+                run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+                run_sync_soon_not_threadsafe=loop.call_soon,
+                done_callback=self._done,
+                # asyncio's loop sets the wakeup fd when signal handlers are added
+                # (uvicorn does): trio must leave it alone.
+                host_uses_signal_set_wakeup_fd=True,
+                clock=self.clock,
+            )
+        except RuntimeError as exc:
+            raise RuntimeError(
+                "toolvisor.aio could not start trio on this thread: a trio run is active "
+                f"here already ({exc}); from trio code, use toolvisor.open_supervisor"
+            ) from exc
+
+    # ------------------------------------------------------------------ lifetime
+
+    @classmethod
+    async def acquire(cls) -> Guest:
+        """The running loop's guest run (started if needed), counted as one more user."""
+        loop = asyncio.get_running_loop()
+        while True:
+            guest = cls._by_loop.get(loop)
+            if guest is None:
+                guest = cls(loop)
+                cls._by_loop[loop] = guest
+            if guest.closing:  # the last user is leaving: let that run end, start anew
+                _, cancelled = await wait_through_cancellation(guest.ended)
+                if cancelled is not None:
+                    raise cancelled
+                continue
+            guest.users += 1
+            try:
+                _, cancelled = await wait_through_cancellation(guest.ready)
+            except BaseException:
+                await guest.release()
+                raise
+            if cancelled is not None:
+                await guest.release()
+                raise cancelled
+            return guest
+
+    async def release(self) -> None:
+        """One user less; the last one ends the guest run and waits until it has ended."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        self.closing = True
+        if not self.ended.done() and self._stop is not None:
+            self._stop.set()
+        result, cancelled = await wait_through_cancellation(self.ended)
+        if cancelled is not None:
+            raise cancelled
+        result.unwrap()
+
+    async def _main(self) -> None:
+        self._stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if not self.ready.done():
+                self.ready.set_result(None)
+            await self._stop.wait()
+            nursery.cancel_scope.cancel()
+
+    def _done(self, result: outcome.Outcome[None]) -> None:
+        """trio's done_callback: the run has ended (runs in the loop's thread)."""
+        if self._by_loop.get(self.loop) is self:
+            del self._by_loop[self.loop]
+        error = RuntimeError(f"the trio guest run of toolvisor.aio ended: {result!r}")
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        for call in list(self._calls):
+            call.finish(outcome.Error(SupervisorClosedError()))
+        self.ended.set_result(result)
+
+    # ------------------------------------------------------------------ calls
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Start ``fn(*args)`` as a task of the run's own nursery."""
+        assert self._nursery is not None  # ready is set only once the nursery is open
+        self._nursery.start_soon(fn, *args)
+
+    async def call(
+        self, fn: Callable[..., Awaitable[T]], *args: Any, nursery: trio.Nursery | None = None
+    ) -> T:
+        """Run the trio coroutine function ``fn(*args)`` for this asyncio task.
+
+        Returns its value or raises its exception. Cancelling the asyncio caller cancels
+        the trio task, and the caller's ``CancelledError`` comes out once it has ended.
+        """
+        if self.ended.done():
+            raise SupervisorClosedError()
+        call = _Call(self.loop.create_future())
+        self._calls.add(call)
+        self.clock.touch()
+        self._start_call(nursery, call, fn, args)
+        try:
+            result: outcome.Outcome[T] = await call.future
+        except asyncio.CancelledError:
+            if not call.ended:
+                call.waiter = self.loop.create_future()
+                call.cancel()
+                await wait_through_cancellation(call.waiter)
+            raise
+        finally:
+            self._calls.discard(call)
+        return result.unwrap()
+
+    def _start_call(
+        self,
+        nursery: trio.Nursery | None,
+        call: _Call,
+        fn: Callable[..., Awaitable[Any]],
+        args: Any,
+    ) -> None:
+        target = nursery or self._nursery
+        try:
+            if target is None:
+                raise RuntimeError("the guest run has no nursery yet")  # noqa: TRY301
+            target.start_soon(self._run_call, call, fn, args)
+        except RuntimeError:  # the nursery closed: its supervisor is gone
+            call.finish(outcome.Error(SupervisorClosedError()))
+
+    async def _run_call(self, call: _Call, fn: Callable[..., Awaitable[Any]], args: Any) -> None:
+        result: outcome.Outcome[Any] = outcome.Error(SupervisorClosedError())
+        try:
+            with trio.CancelScope() as scope:
+                call.scope = scope
+                if call.abandoned:
+                    scope.cancel()
+                try:
+                    result = outcome.Value(await fn(*args))
+                except Exception as exc:
+                    result = outcome.Error(exc)
+        finally:
+            # Cancelled by the caller: the caller raises its own CancelledError and never
+            # reads this; cancelled by the run ending: the supervisor is gone.
+            call.finish(result)
+            self.clock.touch()  # the caller's next call is likely to follow at once
