@@ -217,3 +217,194 @@ async def test_aclose_is_idempotent(harness: Harness) -> None:
     await harness.store.claim("k", "fp", "owner-a", 10.0)
     await harness.store.aclose()
     await harness.store.aclose()
+
+
+# --- leases, unknown outcomes, forget ---------------------------------------------
+
+
+async def test_renew_keeps_a_claim_past_its_first_ttl(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    for _ in range(3):
+        await harness.advance(8.0)
+        assert await store.renew("k", "owner-a", 10.0)
+    # 24 s after a 10 s claim: still held, and nobody else can take it.
+    taken = await store.claim("k", "fp", "owner-b", 10.0)
+    assert not taken.claimed
+    assert taken.record.owner == "owner-a"
+    assert taken.record.expires_at == pytest.approx(harness.now() + 10.0, abs=1.0)
+    assert await store.complete("k", "owner-a", TTL, "1")
+
+
+async def test_renew_sets_the_lease_from_now(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    assert await store.renew("k", "owner-a", 2.0)
+    await harness.advance(3.0)
+    # The renewal moved the end to 2 s from then, earlier than the claim's own 10 s.
+    assert await store.get("k") is None
+    assert (await store.claim("k", "fp", "owner-b", 10.0)).claimed
+
+
+async def test_renew_needs_the_owner_and_a_live_claim(harness: Harness) -> None:
+    store = harness.store
+    assert not await store.renew("missing", "owner-a", 10.0)
+    claim = (await store.claim("k", "fp", "owner-a", 10.0)).record
+    assert not await store.renew("k", "owner-b", 10.0)
+    assert await store.get("k") == claim
+    await harness.advance(11.0)
+    # The holder renews too late: the claim is gone, and renew does not revive it.
+    assert not await store.renew("k", "owner-a", 10.0)
+    assert await store.get("k") is None
+
+
+async def test_renew_does_not_touch_done_or_unknown_records(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("d", "fp", "owner-a", 10.0)
+    assert await store.complete("d", "owner-a", 5.0, "1")
+    await store.claim("u", "fp", "owner-a", 10.0)
+    assert await store.mark_unknown("u", "owner-a", 5.0)
+    for key in ("d", "u"):
+        assert not await store.renew(key, "owner-a", 100.0)
+    await harness.advance(6.0)
+    assert await store.get("d") is None
+    assert await store.get("u") is None
+
+
+async def test_unknown_record_blocks_the_key_until_its_ttl(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp1", "owner-a", 10.0)
+    assert await store.mark_unknown("k", "owner-a", 30.0)
+    unknown = await store.get("k")
+    assert unknown is not None
+    assert unknown.state is RecordState.UNKNOWN
+    assert (unknown.fingerprint, unknown.owner) == ("fp1", "owner-a")
+    assert (unknown.result_json, unknown.not_stored_reason) == (None, None)
+    assert unknown.expires_at == pytest.approx(harness.now() + 30.0, abs=1.0)
+    await harness.advance(20.0)  # past the claim's 10 s: the unknown record's TTL counts
+    again = await store.claim("k", "fp1", "owner-b", 10.0)
+    assert not again.claimed
+    assert again.record == unknown
+    await harness.advance(11.0)
+    assert await store.get("k") is None
+    taken = await store.claim("k", "fp1", "owner-b", 10.0)
+    assert taken.claimed
+    assert taken.record.owner == "owner-b"
+
+
+async def test_an_unknown_record_is_no_claim(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    assert await store.mark_unknown("k", "owner-a", TTL)
+    unknown = await store.get("k")
+    assert not await store.complete("k", "owner-a", TTL, "1")
+    assert not await store.release("k", "owner-a")
+    assert not await store.mark_unknown("k", "owner-a", TTL)
+    assert await store.get("k") == unknown
+
+
+async def test_mark_unknown_needs_the_owner_and_a_live_claim(harness: Harness) -> None:
+    store = harness.store
+    assert not await store.mark_unknown("missing", "owner-a", TTL)
+    claim = (await store.claim("k", "fp", "owner-a", 10.0)).record
+    assert not await store.mark_unknown("k", "owner-b", TTL)
+    assert await store.get("k") == claim
+    await store.complete("k", "owner-a", TTL, "1")
+    assert not await store.mark_unknown("k", "owner-a", TTL)  # done stays done
+    done = await store.get("k")
+    assert done is not None
+    assert done.state is RecordState.DONE
+    await store.claim("late", "fp", "owner-a", 10.0)
+    await harness.advance(11.0)
+    assert not await store.mark_unknown("late", "owner-a", TTL)
+    assert await store.get("late") is None
+
+
+async def test_mark_unknown_with_zero_ttl_drops_the_claim(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    assert await store.mark_unknown("k", "owner-a", 0.0)
+    assert await store.get("k") is None
+    assert (await store.claim("k", "fp", "owner-b", 10.0)).claimed
+
+
+async def test_forget_drops_any_record(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("claim", "fp", "owner-a", 10.0)
+    await store.claim("done", "fp", "owner-a", 10.0)
+    await store.complete("done", "owner-a", TTL, "1")
+    await store.claim("unknown", "fp", "owner-a", 10.0)
+    await store.mark_unknown("unknown", "owner-a", TTL)
+    await store.claim("other", "fp", "owner-a", 10.0)
+    for key in ("claim", "done", "unknown"):
+        assert await store.forget(key)
+        assert await store.get(key) is None
+        assert not await store.forget(key)
+        assert (await store.claim(key, "fp", "owner-b", 10.0)).claimed
+    assert not await store.forget("missing")
+    other = await store.get("other")
+    assert other is not None
+    assert other.owner == "owner-a"
+
+
+async def test_a_forgotten_claim_is_no_longer_its_holders(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    assert await store.forget("k")
+    assert not await store.renew("k", "owner-a", 10.0)
+    assert not await store.complete("k", "owner-a", TTL, "1")
+    assert not await store.mark_unknown("k", "owner-a", TTL)
+    assert await store.get("k") is None
+
+
+async def test_forget_of_an_expired_record_reports_none(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    await store.complete("k", "owner-a", 5.0, "1")
+    await harness.advance(6.0)
+    assert not await store.forget("k")
+    assert (await store.claim("k", "fp", "owner-b", 10.0)).claimed
+
+
+@pytest.mark.parametrize("ttl", [0.0, -1.0, float("nan"), float("inf")])
+async def test_bad_renew_ttl_is_refused(harness: Harness, ttl: float) -> None:
+    await harness.store.claim("k", "fp", "owner-a", 10.0)
+    with pytest.raises(ValueError, match="claim_ttl_s"):
+        await harness.store.renew("k", "owner-a", ttl)
+    held = await harness.store.get("k")
+    assert held is not None
+    assert held.expires_at == pytest.approx(harness.now() + 10.0, abs=1.0)
+
+
+@pytest.mark.parametrize("ttl", [-1.0, float("nan"), float("inf")])
+async def test_bad_unknown_ttl_is_refused(harness: Harness, ttl: float) -> None:
+    await harness.store.claim("k", "fp", "owner-a", 10.0)
+    with pytest.raises(ValueError, match="ttl_s"):
+        await harness.store.mark_unknown("k", "owner-a", ttl)
+    held = await harness.store.get("k")
+    assert held is not None
+    assert held.state is RecordState.IN_PROGRESS
+
+
+async def test_concurrent_renewals_and_a_mark_keep_one_answer(harness: Harness) -> None:
+    store = harness.store
+    await store.claim("k", "fp", "owner-a", 10.0)
+    answers: list[bool] = []
+
+    async def renewer() -> None:
+        answers.append(await store.renew("k", "owner-a", 10.0))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(renewer)
+        nursery.start_soon(store.mark_unknown, "k", "owner-a", TTL)
+    # Each renewal landed before the mark (True) or after it (False); either way the
+    # mark won in the end, and no renewal turned the unknown record back into a claim.
+    assert len(answers) == 20
+    final = await store.get("k")
+    assert final is not None
+    assert final.state is RecordState.UNKNOWN
+
+
+async def test_the_store_has_a_namespace(harness: Harness) -> None:
+    assert getattr(harness.store, "namespace", None) == "default"

@@ -30,10 +30,10 @@ async def test_ttl_is_held_by_redis(
     store: RedisStore, raw: coredis.Redis[str], redis_prefix: str
 ) -> None:
     await store.claim("k", "fp", "a", 10.0)
-    assert 9_000 < await raw.pttl(redis_prefix + "k") <= 10_000
+    assert 9_000 < await raw.pttl(redis_prefix + "default:k") <= 10_000
     await store.complete("k", "a", 3600.0, "1")
-    assert 3_599_000 < await raw.pttl(redis_prefix + "k") <= 3_600_000
-    fields = await raw.hgetall(redis_prefix + "k")
+    assert 3_599_000 < await raw.pttl(redis_prefix + "default:k") <= 3_600_000
+    fields = await raw.hgetall(redis_prefix + "default:k")
     assert fields["st"] == "done"
     assert fields["res"] == "1"
     assert "nsr" not in fields
@@ -57,14 +57,29 @@ async def test_records_are_shared_between_stores(redis_url: str, redis_prefix: s
 async def test_foreign_value_raises(
     store: RedisStore, raw: coredis.Redis[str], redis_prefix: str
 ) -> None:
-    await raw.set(redis_prefix + "k", "someone else's string")
+    await raw.set(redis_prefix + "default:k", "someone else's string")
     with pytest.raises(IdempotencyStoreError, match="not a toolvisor record"):
         await store.claim("k", "fp", "a", 10.0)
     with pytest.raises(IdempotencyStoreError, match="not a toolvisor record"):
         await store.get("k")
     with pytest.raises(IdempotencyStoreError):
         await store.complete("k", "a", 10.0, "1")
+    with pytest.raises(IdempotencyStoreError, match="not a toolvisor record"):
+        await store.forget("k")
+    assert await raw.get(redis_prefix + "default:k") == "someone else's string"
+
+
+async def test_foreign_value_at_the_legacy_key_is_left_alone(
+    store: RedisStore, raw: coredis.Redis[str], redis_prefix: str
+) -> None:
+    await raw.set(redis_prefix + "k", "someone else's string")
+    await raw.hset(redis_prefix + "h", {"field": "someone else's hash"})
+    for key in ("k", "h"):
+        assert await store.get(key) is None
+        assert (await store.claim(key, "fp", "a", 10.0)).claimed
+        assert await store.forget(key)
     assert await raw.get(redis_prefix + "k") == "someone else's string"
+    assert await raw.hgetall(redis_prefix + "h") == {"field": "someone else's hash"}
 
 
 async def test_unreadable_hash_raises(
@@ -73,12 +88,16 @@ async def test_unreadable_hash_raises(
     await raw.hset(redis_prefix + "k", {"v": "1", "st": "exploded", "fp": "f", "ow": "o"})
     with pytest.raises(IdempotencyStoreError, match="unknown state"):
         await store.claim("k", "fp", "a", 10.0)
-    await raw.hset(redis_prefix + "j", {"v": "7", "st": "done"})
+    await raw.hset(redis_prefix + "default:j", {"v": "7", "st": "done"})
     with pytest.raises(IdempotencyStoreError, match="format version"):
         await store.get("j")
-    await raw.hset(redis_prefix + "e", {"v": "1", "st": "done", "fp": "f", "ow": "o"})
+    ours = {"v": "2", "ns": "default", "st": "done", "fp": "f", "ow": "o"}
+    await raw.hset(redis_prefix + "default:e", ours)
     with pytest.raises(IdempotencyStoreError, match="expires_at"):
         await store.get("e")
+    await raw.hset(redis_prefix + "default:n", {**ours, "ns": "other", "exp": "1.0"})
+    with pytest.raises(IdempotencyStoreError, match="namespace 'other'"):
+        await store.get("n")
 
 
 async def _errors_from_unreachable_server() -> list[IdempotencyStoreError]:
@@ -118,7 +137,7 @@ async def test_passed_client_is_used_and_left_open(
     store = RedisStore(prefix=redis_prefix, client=raw)
     assert (await store.claim("k", "fp", "a", 10.0)).claimed
     await store.aclose()
-    assert await raw.exists([redis_prefix + "k"]) == 1
+    assert await raw.exists([redis_prefix + "default:k"]) == 1
 
 
 async def test_bytes_client_works(redis_url: str, redis_prefix: str) -> None:

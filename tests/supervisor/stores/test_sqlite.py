@@ -29,7 +29,7 @@ async def test_wal_mode_is_on(db: Path, clock: FakeClock) -> None:
     with sqlite3.connect(db) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         version = raw.execute("SELECT version FROM toolvisor_schema").fetchone()[0]
-    assert version == 1
+    assert version == 2
     await store.aclose()
 
 

@@ -12,7 +12,7 @@ import trio
 from toolvisor._redact import redact_text, redact_url
 from toolvisor.errors import IdempotencyStoreError
 from toolvisor.supervisor.stores import _redis_lua as lua
-from toolvisor.supervisor.stores._common import check_ttl
+from toolvisor.supervisor.stores._common import DEFAULT_NAMESPACE, check_namespace, check_ttl
 from toolvisor.supervisor.stores.base import ClaimOutcome, Record, RecordState
 
 if TYPE_CHECKING:
@@ -83,12 +83,20 @@ class _Anchor:
 class RedisStore:
     """Idempotency records in Redis: shared by every process and host that uses it.
 
-    Each record is a hash under ``prefix + key`` whose PX expiry, held by Redis, is the
-    claim's or the done record's TTL: an expired record vanishes by itself, so a key
-    that exists is live. ``claim``, ``complete`` and ``release`` are Lua scripts, so the
-    owner check and the write are one atomic step on the server (``SET NX`` alone could
-    claim, but not check the owner on complete and release). ``expires_at`` in the
-    returned records is on this process's wall clock (``time.time()``).
+    Each record is a hash under ``prefix + namespace + ":" + key`` whose PX expiry, held
+    by Redis, is the claim's, the done or the unknown record's TTL: an expired record
+    vanishes by itself, so a key that exists is live. Every operation is one Lua script,
+    so the owner check and the write are one atomic step on the server (``SET NX`` alone
+    could claim, but not check the owner on renew, complete and release). ``expires_at``
+    in the returned records is on this process's wall clock (``time.time()``).
+
+    Two applications sharing one Redis with different namespaces never see each other's
+    keys. Records written by toolvisor before namespaces existed (at ``prefix + key``)
+    are read, and forgotten, by the store of the namespace ``"default"``.
+
+    Operations are cancellable: a caller's cancel scope (the call's deadline) ends a
+    wait for a server that does not answer, at once; a server that never answers fails
+    the operation after 10 s (``IdempotencyStoreError``).
 
     The connection opens on first use. With ``client=None`` the store makes a coredis
     client from ``url`` and owns it (``aclose()`` closes it); a ``client`` you pass must
@@ -102,8 +110,10 @@ class RedisStore:
 
     Args:
         url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
-        prefix: prepended to every key; give each application or test its own.
+        prefix: prepended to every key (before the namespace).
         client: an entered ``coredis.Redis`` to use instead of ``url``.
+        namespace: the application's name (letters, digits, ``_``, ``-``, ``.``; at
+            most 128 characters).
 
     Raises:
         ImportError: coredis is missing (``pip install 'toolvisor[redis]'``).
@@ -117,7 +127,11 @@ class RedisStore:
         *,
         prefix: str = "toolvisor:idem:",
         client: coredis.Redis[str] | coredis.Redis[bytes] | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
+        self.namespace = check_namespace(namespace)
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         self._coredis = _import_coredis()
         if not isinstance(url, str):
             raise TypeError(f"url must be a str, got {type(url).__name__}")
@@ -130,8 +144,15 @@ class RedisStore:
         self._name = f"RedisStore({shown!r})"
         script_cls: type[Script[str]] = self._coredis.commands.Script
         self._claim_script = script_cls(script=lua.CLAIM)
+        self._get_script = script_cls(script=lua.GET)
+        self._renew_script = script_cls(script=lua.RENEW)
         self._complete_script = script_cls(script=lua.COMPLETE)
+        self._mark_unknown_script = script_cls(script=lua.MARK_UNKNOWN)
         self._release_script = script_cls(script=lua.RELEASE)
+        self._forget_script = script_cls(script=lua.FORGET)
+        self._keys_prefix = f"{prefix}{self.namespace}:"
+        # Where format-1 records (before namespaces) are: only the default namespace's.
+        self._legacy_prefix = prefix if self.namespace == DEFAULT_NAMESPACE else None
         self._anchor: _Anchor | None = None
         self._anchor_lock = trio.Lock()
 
@@ -144,8 +165,8 @@ class RedisStore:
         """Claim ``key`` for ``owner`` unless a live record stands there (see ``base``)."""
         ttl = check_ttl("claim_ttl_s", claim_ttl_s)
         expires_at = time.time() + ttl
-        args = [fingerprint, owner, repr(expires_at), str(_ms(ttl))]
-        reply = await self._script(self._claim_script, key, args, "claim")
+        args = [fingerprint, owner, repr(expires_at), str(_ms(ttl)), self.namespace]
+        reply = await self._script(self._claim_script, key, args, "claim", legacy=True)
         if reply == 0:
             record = Record(
                 key=key,
@@ -155,10 +176,27 @@ class RedisStore:
                 expires_at=expires_at,
             )
             return ClaimOutcome(claimed=True, record=record)
-        if not isinstance(reply, Sequence) or isinstance(reply, str | bytes) or len(reply) % 2:
+        found = self._parse_reply(key, reply, "claim")
+        if found is None:
             raise IdempotencyStoreError(self._name, f"claim of {key!r}: bad reply {reply!r}")
-        fields = {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
-        return ClaimOutcome(claimed=False, record=self._parse(key, fields))
+        return ClaimOutcome(claimed=False, record=found)
+
+    async def renew(self, key: str, owner: str, claim_ttl_s: float) -> bool:
+        """Move the end of ``owner``'s live claim on ``key`` to ``claim_ttl_s`` from now."""
+        ttl = check_ttl("claim_ttl_s", claim_ttl_s)
+        args = [owner, repr(time.time() + ttl), str(_ms(ttl))]
+        return await self._script(self._renew_script, key, args, "renew") == 1
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Turn ``owner``'s live claim on ``key`` into an unknown record kept ``ttl_s``."""
+        ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
+        args = [owner, repr(time.time() + ttl), "0" if ttl == 0.0 else str(_ms(ttl))]
+        return await self._script(self._mark_unknown_script, key, args, "mark_unknown") == 1
+
+    async def forget(self, key: str) -> bool:
+        """Drop the record of ``key``, whatever it is; True if a live one was there."""
+        reply = await self._script(self._forget_script, key, [], "forget", legacy=True)
+        return isinstance(reply, int) and reply > 0
 
     async def complete(
         self,
@@ -187,14 +225,13 @@ class RedisStore:
 
     async def get(self, key: str) -> Record | None:
         """The live record of ``key``, or None (Redis drops expired records itself)."""
-        client = await self._client()
-        try:
-            fields = await client.hgetall(self.prefix + key)
-        except Exception as exc:
-            raise self._failed("get", key, exc) from exc
-        if not fields:
+        reply = await self._script(self._get_script, key, [], "get", legacy=True)
+        if isinstance(reply, Sequence) and not isinstance(reply, str | bytes) and not reply:
             return None
-        return self._parse(key, {_text(k): v for k, v in fields.items()})
+        found = self._parse_reply(key, reply, "get")
+        if found is None:
+            raise IdempotencyStoreError(self._name, f"get of {key!r}: bad reply {reply!r}")
+        return found
 
     async def aclose(self) -> None:
         """Close the connections the store opened (not a ``client`` you passed). Idempotent.
@@ -231,19 +268,33 @@ class RedisStore:
                 self._anchor = anchor
             return anchor.client
 
-    async def _script(self, script: Script[str], key: str, args: list[str], what: str) -> object:
+    async def _script(
+        self, script: Script[str], key: str, args: list[str], what: str, *, legacy: bool = False
+    ) -> object:
         client = await self._client()
+        keys = [self._keys_prefix + key]
+        if legacy and self._legacy_prefix is not None:
+            keys.append(self._legacy_prefix + key)
         try:
-            return await script(keys=[self.prefix + key], args=args, client=client)  # type: ignore[arg-type]
+            return await script(keys=keys, args=args, client=client)  # type: ignore[arg-type]
         except Exception as exc:
             raise self._failed(what, key, exc) from exc
+
+    def _parse_reply(self, key: str, reply: object, what: str) -> Record | None:
+        """The record in a script's HGETALL reply, or None when the reply is not one."""
+        if not isinstance(reply, Sequence) or isinstance(reply, str | bytes) or len(reply) % 2:
+            return None
+        if not reply:
+            return None
+        fields = {_text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+        return self._parse(key, fields)
 
     def _failed(self, what: str, key: str | None, exc: BaseException) -> IdempotencyStoreError:
         on = f" of {key!r}" if key is not None else ""
         if isinstance(exc, self._coredis.exceptions.WrongTypeError) or "WRONGTYPE" in str(exc):
             detail = (
-                f"{what}{on}: key {self.prefix + (key or '')!r} holds data that is not a "
-                f"toolvisor record ({exc}); give the store a prefix of its own"
+                f"{what}{on}: key {self._keys_prefix + (key or '')!r} holds data that is not "
+                f"a toolvisor record ({exc}); give the store a prefix of its own"
             )
         else:
             detail = f"{what}{on} failed: {type(exc).__name__}: {exc}"
@@ -257,8 +308,13 @@ class RedisStore:
             expires_at = float(fields.get("exp", "nan"))
         except ValueError:
             expires_at = math.nan
-        if fields.get("v") != lua.FORMAT_VERSION:
-            problem = f"format version {fields.get('v')!r}, expected {lua.FORMAT_VERSION!r}"
+        version = fields.get("v")
+        # A format-1 record (before namespaces) is read by the default namespace only.
+        legacy = version == lua.LEGACY_FORMAT_VERSION and self._legacy_prefix is not None
+        if not legacy and version != lua.FORMAT_VERSION:
+            problem = f"format version {version!r}, expected {lua.FORMAT_VERSION!r}"
+        elif not legacy and fields.get("ns") != self.namespace:
+            problem = f"namespace {fields.get('ns')!r}, expected {self.namespace!r}"
         elif state is None:
             problem = f"unknown state {fields.get('st')!r}"
         elif "fp" not in fields or "ow" not in fields:
@@ -268,7 +324,7 @@ class RedisStore:
         if problem is not None or state is None:
             raise IdempotencyStoreError(
                 self._name,
-                f"unreadable record at {self.prefix + key!r}: {problem}; "
+                f"unreadable record at {self._keys_prefix + key!r}: {problem}; "
                 "give the store a prefix of its own or delete the key",
             )
         return Record(

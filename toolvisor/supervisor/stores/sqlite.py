@@ -6,6 +6,7 @@ import enum
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TypeVar
 import trio
 
 from toolvisor.errors import IdempotencyStoreError
-from toolvisor.supervisor.stores._common import check_ttl
+from toolvisor.supervisor.stores._common import DEFAULT_NAMESPACE, check_namespace, check_ttl
 from toolvisor.supervisor.stores._sqlite_schema import (
     COLUMNS,
     TABLE,
@@ -27,19 +28,24 @@ __all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
 
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE key = ?"
+# Every statement names the store's namespace first: (namespace, key) is the primary key.
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE namespace = ? AND key = ?"
 _INSERT_CLAIM = (
-    f"INSERT OR REPLACE INTO {TABLE} ({', '.join(COLUMNS)}) "
-    "VALUES (?, ?, 'in_progress', ?, ?, NULL, NULL)"
+    f"INSERT OR REPLACE INTO {TABLE} (namespace, {', '.join(COLUMNS)}) "
+    "VALUES (?, ?, ?, 'in_progress', ?, ?, NULL, NULL)"
 )
+# The claim holder's statements: each is one conditional statement on the owner and on
+# the claim being live, so it is atomic without a transaction of its own.
+_HELD = "WHERE namespace = ? AND key = ? AND owner = ? AND state = 'in_progress' AND expires_at > ?"
 _COMPLETE = (
     f"UPDATE {TABLE} SET state = 'done', expires_at = ?, result_json = ?, "
-    "not_stored_reason = ? "
-    "WHERE key = ? AND owner = ? AND state = 'in_progress' AND expires_at > ?"
+    f"not_stored_reason = ? {_HELD}"
 )
-_DROP_CLAIM = (
-    f"DELETE FROM {TABLE} WHERE key = ? AND owner = ? AND state = 'in_progress' AND expires_at > ?"
-)
+_RENEW = f"UPDATE {TABLE} SET expires_at = ? {_HELD}"
+_MARK_UNKNOWN = f"UPDATE {TABLE} SET state = 'unknown', expires_at = ? {_HELD}"
+_DROP_CLAIM = f"DELETE FROM {TABLE} {_HELD}"
+_FORGET = f"DELETE FROM {TABLE} WHERE namespace = ? AND key = ? AND expires_at > ?"
+# All namespaces: an expired row is nobody's.
 _PURGE = f"DELETE FROM {TABLE} WHERE expires_at <= ?"
 #: Expired rows are deleted once every this many claims, so the file does not grow
 #: with keys never seen again.
@@ -53,14 +59,28 @@ class _NotRead(enum.Enum):
 _NOT_READ = _NotRead.NOT_READ
 
 
+class _Abandoned(Exception):  # noqa: N818 (not an error: nobody waits for it)
+    """Ends a worker thread whose caller was cancelled; nobody receives it."""
+
+
+def _check_not_abandoned(abandoned: threading.Event) -> None:
+    if abandoned.is_set():
+        raise _Abandoned
+
+
 class SQLiteStore:
     """Idempotency records in one SQLite file: durable, shared by the processes on it.
 
     The file is opened and its schema created (or checked) on first use; it is in WAL
     mode, so readers never wait for the writer. ``claim`` is atomic across processes:
     it reads the key, and when the key is free re-reads and writes it inside one
-    ``BEGIN IMMEDIATE`` transaction (the file's write lock). ``complete`` and
-    ``release`` are single conditional statements on the owner.
+    ``BEGIN IMMEDIATE`` transaction (the file's write lock). ``renew``, ``complete``,
+    ``mark_unknown`` and ``release`` are single conditional statements on the owner.
+
+    Rows are keyed by ``(namespace, key)``: applications sharing one file with different
+    namespaces never see each other's records. A file written by an earlier version
+    (schema version 1, no namespace) is migrated on first use, in one transaction; its
+    records belong to the namespace ``"default"``.
 
     Commits use ``synchronous=NORMAL``: a done record survives a crash of the process,
     but a power loss may drop the last commits (and so let one call execute again).
@@ -68,7 +88,10 @@ class SQLiteStore:
     Writes block (a checkpoint's fsync, another process holding the write lock for up to
     ``busy_timeout_s``), so they run in a worker thread, one at a time
     (``trio.to_thread.run_sync`` with a ``CapacityLimiter(1)`` and one connection): they
-    never stall the trio loop. A thread hop costs about 300 µs on a small VM
+    never stall the trio loop, and a caller's cancel scope (the call's deadline) ends
+    the wait at once: the worker thread is abandoned, finishes its statement on its own
+    (a claim abandoned while it waited for the lock takes nothing), and the next
+    operation waits for it, also cancellably. A thread hop costs about 300 µs on a small VM
     (``benchmarks/bench_stores.py``), far more than a read, so reads (``get``, and the
     first look of ``claim``, which settles repeated keys) run on the trio thread on a
     second, read-only connection with no busy wait: a WAL reader takes no lock that a
@@ -90,6 +113,8 @@ class SQLiteStore:
         clock: seconds on the wall clock; injectable for tests.
         busy_timeout_s: how long to wait for another process's write lock before
             ``IdempotencyStoreError``.
+        namespace: the application's name (letters, digits, ``_``, ``-``, ``.``; at
+            most 128 characters).
     """
 
     persistent: bool = True
@@ -100,7 +125,9 @@ class SQLiteStore:
         *,
         clock: Callable[[], float] | None = None,
         busy_timeout_s: float = 5.0,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
+        self.namespace = check_namespace(namespace)
         self.path = Path(path)
         parent = self.path.parent
         if not parent.is_dir():
@@ -133,6 +160,25 @@ class SQLiteStore:
                 return ClaimOutcome(claimed=False, record=found)
         return await self._run(self._claim_sync, key, fingerprint, owner, now, now + ttl)
 
+    async def renew(self, key: str, owner: str, claim_ttl_s: float) -> bool:
+        """Move the end of ``owner``'s live claim on ``key`` to ``claim_ttl_s`` from now."""
+        ttl = check_ttl("claim_ttl_s", claim_ttl_s)
+        now = self._clock()
+        return await self._held(_RENEW, (now + ttl,), key, owner, now)
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Turn ``owner``'s live claim on ``key`` into an unknown record kept ``ttl_s``."""
+        ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
+        now = self._clock()
+        if ttl == 0.0:
+            return await self._held(_DROP_CLAIM, (), key, owner, now)
+        return await self._held(_MARK_UNKNOWN, (now + ttl,), key, owner, now)
+
+    async def forget(self, key: str) -> bool:
+        """Drop the record of ``key``, whatever it is; True if a live one was there."""
+        params = (self.namespace, key, self._clock())
+        return await self._run(self._execute_sync, _FORGET, params)
+
     async def complete(
         self,
         key: str,
@@ -145,14 +191,14 @@ class SQLiteStore:
         ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
         now = self._clock()
         if ttl == 0.0:
-            return await self._run(self._execute_sync, _DROP_CLAIM, (key, owner, now))
-        params = (now + ttl, result_json, not_stored_reason, key, owner, now)
-        return await self._run(self._execute_sync, _COMPLETE, params)
+            return await self._held(_DROP_CLAIM, (), key, owner, now)
+        return await self._held(
+            _COMPLETE, (now + ttl, result_json, not_stored_reason), key, owner, now
+        )
 
     async def release(self, key: str, owner: str) -> bool:
         """Drop ``owner``'s live claim on ``key``."""
-        now = self._clock()
-        return await self._run(self._execute_sync, _DROP_CLAIM, (key, owner, now))
+        return await self._held(_DROP_CLAIM, (), key, owner, self._clock())
 
     async def get(self, key: str) -> Record | None:
         """The live record of ``key``, or None."""
@@ -184,7 +230,9 @@ class SQLiteStore:
         if reader is None:
             return _NOT_READ
         try:
-            row: tuple[object, ...] | None = reader.execute(_SELECT, (key,)).fetchone()
+            row: tuple[object, ...] | None = reader.execute(
+                _SELECT, (self.namespace, key)
+            ).fetchone()
         except sqlite3.OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 return _NOT_READ
@@ -205,8 +253,25 @@ class SQLiteStore:
 
     # --- in the worker thread -------------------------------------------------------
 
+    async def _held(
+        self, sql: str, values: tuple[object, ...], key: str, owner: str, now: float
+    ) -> bool:
+        """Run one of the claim holder's statements: ``values``, then the ``_HELD`` test."""
+        params = (*values, self.namespace, key, owner, now)
+        return await self._run(self._execute_sync, sql, params)
+
     async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
-        result = await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        # Abandoned on cancel: a caller past its deadline must not wait out another
+        # process's write lock (up to busy_timeout_s). The thread keeps the limiter
+        # until it ends, so the connection is never used by two threads at once.
+        abandoned = threading.Event()
+        try:
+            result = await trio.to_thread.run_sync(
+                fn, abandoned, *args, limiter=self._limiter, abandon_on_cancel=True
+            )
+        except trio.Cancelled:
+            abandoned.set()
+            raise
         if self._reader is None and self._conn is not None:
             # The writer has created or checked the schema: reads may start here.
             self._open_reader()
@@ -259,26 +324,36 @@ class SQLiteStore:
         ensure_schema(conn, self._name)
 
     def _claim_sync(
-        self, key: str, fingerprint: str, owner: str, now: float, expires_at: float
+        self,
+        abandoned: threading.Event,
+        key: str,
+        fingerprint: str,
+        owner: str,
+        now: float,
+        expires_at: float,
     ) -> ClaimOutcome:
+        selected = (self.namespace, key)
         try:
             conn = self._connection()
             # A live record is the common answer for a repeated key: read it without
             # taking the write lock (WAL readers do not block and are not blocked).
-            row = conn.execute(_SELECT, (key,)).fetchone()
+            row = conn.execute(_SELECT, selected).fetchone()
             if row is not None:
                 found = row_to_record(self._name, row)
                 if found.expires_at > now:
                     return ClaimOutcome(claimed=False, record=found)
             conn.execute("BEGIN IMMEDIATE")
             try:
-                row = conn.execute(_SELECT, (key,)).fetchone()
+                # The caller gave up while this thread waited for the lock: a claim
+                # taken now would have no holder and block the key for its TTL.
+                _check_not_abandoned(abandoned)
+                row = conn.execute(_SELECT, selected).fetchone()
                 if row is not None:
                     found = row_to_record(self._name, row)
                     if found.expires_at > now:
                         conn.execute("COMMIT")
                         return ClaimOutcome(claimed=False, record=found)
-                conn.execute(_INSERT_CLAIM, (key, fingerprint, owner, expires_at))
+                conn.execute(_INSERT_CLAIM, (self.namespace, key, fingerprint, owner, expires_at))
                 self._claims_since_purge += 1
                 if self._claims_since_purge >= _PURGE_EVERY:
                     self._claims_since_purge = 0
@@ -299,15 +374,17 @@ class SQLiteStore:
         )
         return ClaimOutcome(claimed=True, record=record)
 
-    def _execute_sync(self, sql: str, params: tuple[object, ...]) -> bool:
+    def _execute_sync(
+        self, abandoned: threading.Event, sql: str, params: tuple[object, ...]
+    ) -> bool:
         try:
             return self._connection().execute(sql, params).rowcount == 1
         except sqlite3.Error as exc:
             raise self._failed("write", exc) from exc
 
-    def _get_sync(self, key: str, now: float) -> Record | None:
+    def _get_sync(self, abandoned: threading.Event, key: str, now: float) -> Record | None:
         try:
-            row = self._connection().execute(_SELECT, (key,)).fetchone()
+            row = self._connection().execute(_SELECT, (self.namespace, key)).fetchone()
         except sqlite3.Error as exc:
             raise self._failed("get", exc) from exc
         if row is None:
