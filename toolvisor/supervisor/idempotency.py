@@ -275,8 +275,8 @@ class IdempotencyCache:
                     )
             else:
                 done = await store.release(key, owner)
-        except Exception:
-            log.exception("settling idempotency key %r after a failure failed", key)
+        except Exception as exc:
+            log.error("settling idempotency key %r after its call failed: %s", key, _detail(exc))
             return
         if not done:
             log.warning("idempotency key %r: the claim was lost before the call ended", key)
@@ -290,7 +290,7 @@ class IdempotencyCache:
             stored = await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
             stored = False
-            reason = f"the store failed to record the success: {exc}"
+            reason = f"the store failed to record the success (the tool ran): {_detail(exc)}"
         else:
             if not stored:
                 reason = "the claim was lost before the success could be recorded"
@@ -303,8 +303,8 @@ class IdempotencyCache:
             # The key must not run twice: block it as unknown if the store lets us.
             try:
                 await store.mark_unknown(key, owner, spec.idempotency_ttl_s)
-            except Exception:
-                log.exception("recording idempotency key %r as unknown failed", key)
+            except Exception as exc:
+                log.error("recording idempotency key %r as unknown failed: %s", key, _detail(exc))
 
     def _new_owner(self) -> str:
         """A fresh owner for a claim."""
@@ -365,6 +365,14 @@ def storage_key(spec: CompiledSpec, tenant_id: str | None, key: str) -> str:
 
 def _quote(component: str) -> str:
     return quote(component, safe="", errors="surrogatepass")
+
+
+def _detail(exc: Exception) -> str:
+    """What a store's failure says, without the "not executed" ending of its message
+    (these failures come after the tool ran)."""
+    if isinstance(exc, IdempotencyStoreError):
+        return f"{exc.store}: {exc.detail}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _shown(call: Call) -> str:
