@@ -68,7 +68,9 @@ class PaymentGateway:
     """A card gateway: 20-80 ms per charge, 6 % connection resets, a 503 outage.
 
     It remembers every transaction id it charged during this run, so the demo can
-    prove that no payment was charged twice and none that an earlier run charged.
+    prove that no payment was charged twice and none that an earlier run charged. Like a
+    real payment API it deduplicates on the caller's Idempotency-Key: a charge sent again
+    with a key it already charged returns the first confirmation without charging.
     """
 
     PHASES = (Phase("outage (503)", 0.30, 0.45),)
@@ -78,21 +80,29 @@ class PaymentGateway:
         self.rng = random.Random(f"gateway:{seed}")
         self.attempts = 0
         self.charged: Counter[str] = Counter()
+        self._by_key: dict[str, str] = {}  # idempotency key -> confirmation
 
     def state(self) -> str:
         """The phase now (shown in the live view)."""
         return self.timeline.phase(self.PHASES)
 
-    async def charge(self, transaction_id: str, amount: float) -> str:
-        """Charge once; return a confirmation code."""
+    async def charge(
+        self, transaction_id: str, amount: float, idempotency_key: str | None = None
+    ) -> str:
+        """Charge once per idempotency key; return a confirmation code."""
         self.attempts += 1
         await trio.sleep(self.rng.uniform(0.02, 0.08))
         if self.state() != "normal":
             raise GatewayUnavailableError("503 Service Unavailable from the card gateway")
+        if idempotency_key is not None and idempotency_key in self._by_key:
+            return self._by_key[idempotency_key]  # charged already: the same answer
         if self.rng.random() < 0.06:
             raise ConnectionResetError("connection reset by the card gateway")
         self.charged[transaction_id] += 1
-        return f"conf-{transaction_id[-5:]}-{int(amount * 100) % 9973:04d}"
+        confirmation = f"conf-{transaction_id[-5:]}-{int(amount * 100) % 9973:04d}"
+        if idempotency_key is not None:
+            self._by_key[idempotency_key] = confirmation
+        return confirmation
 
 
 class SearchApi:

@@ -23,6 +23,7 @@ from ..policies import (
 )
 from ..spec import (
     DbToolSpec,
+    ExecutionContext,
     FunctionToolSpec,
     HttpToolSpec,
     IntegerParameter,
@@ -175,9 +176,10 @@ def build_tools(backends: Backends, seed: int) -> list[DemoTool]:
     assert isinstance(search_breaker, AdaptiveCircuitBreakerPolicy)
     assert isinstance(orders_breaker, StandardCircuitBreakerPolicy)
 
-    async def process_payment(args: Mapping[str, Any]) -> dict[str, Any]:
+    async def process_payment(args: Mapping[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
         transaction_id = args["transaction_id"]
-        confirmation = await gateway.charge(transaction_id, args["amount"])
+        # The call's idempotency key goes to the gateway, as an Idempotency-Key header would.
+        confirmation = await gateway.charge(transaction_id, args["amount"], ctx.idempotency_key)
         return {
             "transaction_id": transaction_id,
             "status": "success",
