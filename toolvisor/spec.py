@@ -594,6 +594,7 @@ class ToolSpec:
             on_unknown_outcome=idem.on_unknown_outcome,
             key_generator=generator,
             key_generator_takes_ctx=generator_takes_ctx(generator),
+            key_for_fingerprint=getattr(generator, "key_for_fingerprint", None),
             function_schema={  # shares the validator's schema: no second copy per tool
                 "name": self.tool_name,
                 "description": self.description,
@@ -643,6 +644,9 @@ class CompiledSpec:
     claim_ttl_s: float
     key_generator: IIdempotencyKeyGenerator
     key_generator_takes_ctx: bool = True
+    #: The generator's optional ``key_for_fingerprint(tool_name, fingerprint, *,
+    #: tenant_id)``: the key from the arguments' fingerprint, already computed per call.
+    key_for_fingerprint: Callable[..., str] | None = attrs.field(default=None, eq=False)
     function_schema: Mapping[str, Any]
     on_unknown_outcome: str = "fail"
     #: The breaker's optional ``retry_after(tool_name)`` (None when a call would be

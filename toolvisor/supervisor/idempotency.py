@@ -35,7 +35,9 @@ The in-process flight table is owned by this object and mutated only synchronous
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -132,9 +134,11 @@ class IdempotencyCache:
         """
         try:
             fp = fingerprint(call.args)
-            call.key = key = call_key(spec, call.args, call.ctx)
+            call.key = key = call_key(spec, call.args, call.ctx, fp)
             stored_key = storage_key(spec, call.ctx.tenant_id, key)
-            joined = await self._join(spec, call, stored_key, fp)
+            joined = None
+            if stored_key in self._flights:  # a duplicate of a call running here
+                joined = await self._join(spec, call, stored_key, fp)
         except BaseException as exc:
             call.settle(exc)
             raise
@@ -200,8 +204,10 @@ class IdempotencyCache:
                 with trio.move_on_after(_CLEANUP_S, shield=True):
                     await self._after_failure(spec, call, store, key, owner, exc)
                 raise
-            with trio.move_on_after(_CLEANUP_S, shield=True):
-                # I/O: finish it even if the caller is being cancelled now.
+            if store.persistent:  # I/O: finish it even if the caller is being cancelled now
+                with trio.move_on_after(_CLEANUP_S, shield=True):
+                    await self._store_success(spec, store, key, owner, value)
+            else:  # in memory: nothing in it waits, so nothing can cut it
                 await self._store_success(spec, store, key, owner, value)
             return value
         finally:
@@ -225,10 +231,13 @@ class IdempotencyCache:
         """
         poll = _POLL_FIRST_S
         while True:
-            with trio.move_on_at(call.deadline) as waiting:
+            if call.deadline == math.inf:  # nothing to bound: no cancel scope to enter
                 claim = await store.claim(key, fp, owner, lease)
-            if waiting.cancelled_caught:
-                raise _timed_out(call, f"the idempotency store ({_name(store)}) did not answer")
+            else:
+                with trio.move_on_at(call.deadline) as waiting:
+                    claim = await store.claim(key, fp, owner, lease)
+                if waiting.cancelled_caught:
+                    raise _timed_out(call, f"the idempotency store ({_name(store)}) did not answer")
             if claim.claimed:
                 return None
             record = claim.record
@@ -344,10 +353,19 @@ class IdempotencyCache:
             self._renewing = False
 
 
-def call_key(spec: CompiledSpec, args: Mapping[str, Any], ctx: ExecutionContext) -> str:
-    """The call's key as the tool sees it: the caller's own, else the generator's."""
+def call_key(
+    spec: CompiledSpec, args: Mapping[str, Any], ctx: ExecutionContext, fp: str | None = None
+) -> str:
+    """The call's key as the tool sees it: the caller's own, else the generator's.
+
+    ``fp`` is the arguments' fingerprint when already computed: a generator whose key is
+    made from it (the optional ``key_for_fingerprint``, which the hash generator has)
+    then does not hash the arguments a second time.
+    """
     if ctx.idempotency_key is not None:
         return ctx.idempotency_key
+    if fp is not None and spec.key_for_fingerprint is not None:
+        return spec.key_for_fingerprint(spec.tool_name, fp, tenant_id=ctx.tenant_id)
     generator = spec.key_generator
     if spec.key_generator_takes_ctx:
         return generator.generate(
@@ -361,11 +379,17 @@ def call_key(spec: CompiledSpec, args: Mapping[str, Any], ctx: ExecutionContext)
 def storage_key(spec: CompiledSpec, tenant_id: str | None, key: str) -> str:
     """The key in the store: the call's key namespaced by spec id, tool and tenant.
 
-    Percent-encoded components, so ``|`` only separates them: two specs (two
-    applications sharing a store), two tools or two tenants never share a record.
+    The namespace's components are percent-encoded, so they hold no ``|``, and the key
+    is everything after the fourth ``|``: two specs (two applications sharing a store),
+    two tools or two tenants never share a record.
     """
+    return _namespace(spec.spec_id, spec.tool_name, tenant_id) + key
+
+
+@functools.lru_cache(maxsize=4096)  # specs, tools and tenants repeat across calls
+def _namespace(spec_id: str, tool_name: str, tenant_id: str | None) -> str:
     tenant = "-" if tenant_id is None else "t=" + _quote(tenant_id)
-    return f"v2|{_quote(spec.spec_id)}|{_quote(spec.tool_name)}|{tenant}|{_quote(key)}"
+    return f"v2|{_quote(spec_id)}|{_quote(tool_name)}|{tenant}|"
 
 
 def _quote(component: str) -> str:
