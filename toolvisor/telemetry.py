@@ -16,6 +16,7 @@ the program. The table of names, units and attributes is in docs/telemetry.md.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,7 @@ __all__ = [
     "extract_context",
     "inject_context",
     "instrument",
+    "require_prometheus",
     "serve_prometheus",
     "uninstrument",
 ]
@@ -486,6 +488,24 @@ class MetricsServer:
             self._meter_provider.shutdown()
 
 
+def require_prometheus() -> None:
+    """Check that :func:`serve_prometheus` can run.
+
+    Raises:
+        ImportError: naming the extra to install when a package is missing.
+    """
+    try:
+        for module in ("opentelemetry.sdk.metrics", "opentelemetry.exporter.prometheus"):
+            importlib.import_module(module)
+        importlib.import_module("prometheus_client")
+    except ImportError as exc:
+        raise ImportError(
+            "serving Prometheus metrics needs opentelemetry-sdk, "
+            "opentelemetry-exporter-prometheus and prometheus-client: "
+            f"pip install 'toolvisor[prometheus]' ({exc})"
+        ) from exc
+
+
 def serve_prometheus(sup: Supervisor, port: int, *, host: str = "127.0.0.1") -> MetricsServer:
     """Instrument ``sup`` and serve its metrics in Prometheus' format on ``/metrics``.
 
@@ -506,16 +526,11 @@ def serve_prometheus(sup: Supervisor, port: int, *, host: str = "127.0.0.1") -> 
     """
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in 0-65535, got {port!r}")
-    try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
-        from opentelemetry.sdk.metrics import MeterProvider
-        from prometheus_client import CollectorRegistry, start_http_server
-    except ImportError as exc:
-        raise ImportError(
-            "serving Prometheus metrics needs opentelemetry-sdk, "
-            "opentelemetry-exporter-prometheus and prometheus-client: "
-            "pip install 'toolvisor[prometheus]'"
-        ) from exc
+    require_prometheus()
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry, start_http_server
+
     registry = CollectorRegistry()
     meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
     try:
