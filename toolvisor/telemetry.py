@@ -106,11 +106,13 @@ def error_type(error: BaseException) -> str:
 class _Trace:
     """What the instrumentation keeps on one call (``Call.trace``)."""
 
-    __slots__ = ("attempt", "attempt_started", "span")
+    __slots__ = ("attempt", "attempt_started", "recording", "span")
 
     def __init__(self, span: Span) -> None:
         self.span = span
-        self.attempt: Span | None = None
+        # A no-op tracer's span: no attempt spans are made (they would be no-ops too).
+        self.recording = span.is_recording()
+        self.attempt: Span | None = None  # the running attempt's span (None: none runs)
         self.attempt_started = 0.0
 
 
@@ -219,12 +221,15 @@ class Instrumentation:
         record = call.trace
         if not isinstance(record, _Trace):
             return  # made before instrument()
-        record.attempt = self._tracer.start_span(
-            f"attempt {call.tool}",
-            context=trace.set_span_in_context(record.span),
-            kind=SpanKind.INTERNAL,
-            attributes={"tool": call.tool, "attempt.number": call.attempts},
-        )
+        if record.recording:
+            record.attempt = self._tracer.start_span(
+                f"attempt {call.tool}",
+                context=trace.set_span_in_context(record.span),
+                kind=SpanKind.INTERNAL,
+                attributes={"tool": call.tool, "attempt.number": call.attempts},
+            )
+        else:
+            record.attempt = trace.INVALID_SPAN
         record.attempt_started = trio.current_time()
 
     def attempt_ended(
