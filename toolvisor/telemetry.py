@@ -82,6 +82,14 @@ DURATION_BUCKETS_S = (
 )
 
 _SCOPE = "toolvisor"
+_OK = Status(StatusCode.OK)
+_ERROR = Status(StatusCode.ERROR)
+# The attribute names of an attribute set, by the length of its key (see _attributes).
+_KEYS: Mapping[int, tuple[str, ...]] = {
+    1: ("tool",),
+    3: ("tool", "outcome", "error.type"),
+    4: ("tool", "attempt.number", "attempt.handled", "error.type"),
+}
 _BREAKER_STATES = ("closed", "half_open", "open")
 _EVENT_NAMES: Mapping[type, str] = {
     RetryScheduled: "retry_scheduled",
@@ -137,6 +145,7 @@ class Instrumentation:
         self._sup: weakref.ref[Supervisor] = weakref.ref(sup)
         self._active = True
         self._current: Call | None = None  # the call the actor works on (span events)
+        self._cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         meter = metrics.get_meter(_SCOPE, __version__, meter_provider)
         self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
         self._call_duration = meter.create_histogram(
@@ -205,8 +214,9 @@ class Instrumentation:
 
     def call_started(self, call: Call) -> None:
         """Open the call's span (child of the caller's current span)."""
+        tool = call.tool
         span = self._tracer.start_span(
-            f"call {call.tool}", kind=SpanKind.INTERNAL, attributes={"tool": call.tool}
+            f"call {tool}", kind=SpanKind.INTERNAL, attributes=self._attributes(tool)
         )
         call.trace = _Trace(span)
         call.on_end = self._call_ended
@@ -218,8 +228,8 @@ class Instrumentation:
     def attempt_started(self, call: Call) -> None:
         """Open a child span of the call's for this attempt."""
         self._current = call
-        record = call.trace
-        if not isinstance(record, _Trace):
+        record: _Trace | None = call.trace
+        if record is None:
             return  # made before instrument()
         if record.recording:
             record.attempt = self._tracer.start_span(
@@ -237,34 +247,37 @@ class Instrumentation:
     ) -> None:
         """Close the running attempt (if any); a retry becomes an event of the call."""
         self._current = call
-        record = call.trace
-        if not isinstance(record, _Trace):
+        record: _Trace | None = call.trace
+        if record is None:
             return
-        if retry_in is not None and error is not None:
+        etype = None if error is None else error_type(error)
+        if retry_in is not None and record.recording:
             record.span.add_event(
                 "toolvisor.retry",
-                {
-                    "attempt.number": call.attempts,
-                    "retry.delay": retry_in,
-                    "error.type": error_type(error),
-                },
+                {"attempt.number": call.attempts, "retry.delay": retry_in, "error.type": etype},
             )
         span = record.attempt
         if span is None:
             return  # no attempt ran since the last one ended (a refused retry)
         record.attempt = None
         handled = error is not None and (retry_in is not None or self._retryable(call, error))
-        attributes: dict[str, Any] = {
-            "tool": call.tool,
-            "attempt.number": call.attempts,
-            "attempt.handled": handled,
-        }
-        if error is not None:
-            attributes["error.type"] = error_type(error)
-            span.set_status(Status(StatusCode.ERROR))
+        attributes = self._attributes(call.tool, call.attempts, handled, etype)
         self._attempt_duration.record(trio.current_time() - record.attempt_started, attributes)
-        span.set_attributes(attributes)
-        span.end()
+        if record.recording:
+            span.set_attributes(attributes)
+            if error is not None:
+                span.set_status(_ERROR)
+            span.end()
+
+    def _attributes(self, *key: Any) -> dict[str, Any]:
+        """The attribute set of ``(tool)``, ``(tool, outcome, error type)`` or ``(tool,
+        attempt number, handled, error type)``, made once (never mutated afterwards)."""
+        attributes = self._cache.get(key)
+        if attributes is None:
+            names = _KEYS[len(key)]
+            attributes = {n: v for n, v in zip(names, key, strict=True) if v is not None}
+            self._cache[key] = attributes
+        return attributes
 
     def _retryable(self, call: Call, error: BaseException) -> bool:
         """Whether the tool's retry policy handles ``error`` (True if it cannot say)."""
@@ -286,39 +299,36 @@ class Instrumentation:
         """Record the call's duration and close its span (and a cut attempt's)."""
         if self._current is call:
             self._current = None
-        record = call.trace
-        call.trace = None
-        if not isinstance(record, _Trace):
+        record: _Trace | None = call.trace
+        if record is None:
             return
+        call.trace = None
         kind = call.end_kind or "failed"
         result = call.outcome
-        error = result.error if isinstance(result, outcome.Error) else None
+        etype = error_type(result.error) if isinstance(result, outcome.Error) else None
+        now = trio.current_time()
         attempt = record.attempt
         if attempt is not None:  # cut by the call's end: its deadline, caller, or crash
             record.attempt = None
-            cut: dict[str, Any] = {
-                "tool": call.tool,
-                "attempt.number": call.attempts,
-                "attempt.handled": False,
-                "error.type": error_type(error) if error is not None else "cancelled",
-            }
-            self._attempt_duration.record(trio.current_time() - record.attempt_started, cut)
-            attempt.set_attributes(cut)
-            attempt.set_status(Status(StatusCode.ERROR))
-            attempt.end()
-        attributes: dict[str, Any] = {"tool": call.tool, "outcome": kind}
-        if error is not None:
-            attributes["error.type"] = error_type(error)
-        self._call_duration.record(trio.current_time() - call.started, attributes)
+            cut = self._attributes(call.tool, call.attempts, False, etype or "cancelled")
+            self._attempt_duration.record(now - record.attempt_started, cut)
+            if record.recording:
+                attempt.set_attributes(cut)
+                attempt.set_status(_ERROR)
+                attempt.end()
+        attributes = self._attributes(call.tool, kind, etype)
+        self._call_duration.record(now - call.started, attributes)
+        if not record.recording:
+            return
         span = record.span
         span.set_attributes(attributes)
         span.set_attribute("toolvisor.attempts", call.attempts)
         if call.cached:
             span.set_attribute("toolvisor.cached", True)
-        if kind in ("failed", "rejected"):
-            span.set_status(Status(StatusCode.ERROR))
-        elif kind == "succeeded":
-            span.set_status(Status(StatusCode.OK))
+        if kind == "succeeded":
+            span.set_status(_OK)
+        elif kind != "cancelled":
+            span.set_status(_ERROR)
         span.end()
 
     # ------------------------------------------------------------------ events
