@@ -556,3 +556,65 @@ def test_docs_have_a_runnable_block() -> None:
 @pytest.mark.parametrize("block", RUNNABLE, ids=str.__len__)
 def test_docs_python_blocks_run(block: str) -> None:
     exec(compile(block, str(DOC), "exec"), {"__name__": "__main__"})
+
+
+# --------------------------------------------------------------------------- random mixes
+
+_STEP = st.sampled_from(["ok", "fail", "slow", "hang"])
+
+
+@settings(max_examples=20)
+@given(
+    scripts=st.lists(st.lists(_STEP, min_size=1, max_size=4), min_size=1, max_size=8),
+    threshold=st.integers(min_value=1, max_value=4),
+)
+def test_metrics_and_spans_agree_with_the_counters_on_any_mix(
+    scripts: list[list[str]], threshold: int
+) -> None:
+    """Whatever the tool does, each call is one duration point and one span with the
+    outcome its counters say, and each attempt that ran is one attempt span."""
+    otel = Otel()
+    steps = iter([step for script in scripts for step in script])
+    results: list[tv.ToolResult] = []
+    stats: list[tv.ToolStats] = []
+
+    async def tool(args: dict[str, Any]) -> str:
+        step = next(steps, "ok")
+        if step == "fail":
+            raise ConnectionError("down")
+        if step == "slow":
+            await trio.sleep(2)  # past timeout_s: the attempt times out
+        if step == "hang":
+            await trio.sleep(100)  # past the call's deadline
+        return "ok"
+
+    async def main() -> None:
+        breaker = tv.StandardCircuitBreakerPolicy(failure_threshold=threshold, recovery_timeout=5)
+        retry = tv.FixedRetryPolicy(max_attempts=3, delay_seconds=1)
+        async with tv.open_supervisor() as sup:
+            otel.instrument(sup)
+            await sup.spawn(
+                spec("t", retry_policy=retry, circuit_breaker_policy=breaker, timeout_s=1.5), tool
+            )
+            for _ in scripts:
+                results.extend(await sup.execute_many([("t", {})], timeout=20))
+                await trio.sleep(1)
+            stats.append(sup.stats("t"))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    (s,) = stats
+    by_outcome: Counter[str] = Counter()
+    for point in otel.points("toolvisor.call.duration"):
+        by_outcome[point.attributes["outcome"]] += point.count
+    assert by_outcome == +Counter(
+        succeeded=s.successes, failed=s.failures, rejected=s.rejected, cancelled=s.cancelled
+    )
+    assert sum(by_outcome.values()) == s.calls == len(results)
+    calls = sorted(otel.spans("call "), key=lambda c: c.start_time or 0)
+    assert [len(otel.children(c)) for c in calls] == [r.attempts for r in results]
+    assert sum(p.count for p in otel.points("toolvisor.attempt.duration")) == sum(
+        r.attempts for r in results
+    )
+    assert len(otel.spans("attempt ")) == sum(r.attempts for r in results)
+    otel.meter_provider.shutdown()
+    otel.tracer_provider.shutdown()
