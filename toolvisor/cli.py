@@ -52,6 +52,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in 0-65535, got {text!r}")
+    return value
+
+
 def _duration(text: str) -> float:
     try:
         value = float(text)
@@ -132,6 +142,14 @@ def _build_parser() -> _Parser:
         action="store_true",
         help="plain log lines instead of the live table (automatic when stdout is not a terminal)",
     )
+    demo.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve the tools' metrics for Prometheus on http://127.0.0.1:PORT/metrics while "
+        "the demo runs (needs toolvisor[prometheus]; see docs/telemetry.md)",
+    )
 
     schema = commands.add_parser(
         "schema",
@@ -166,7 +184,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     problem = check_db_path(db)
     if problem is not None:
         raise UsageError(problem)
-    options = DemoOptions(duration=args.duration, seed=args.seed, db=db.resolve(), plain=args.plain)
+    if args.metrics_port is not None:
+        try:
+            from .telemetry import require_prometheus
+
+            require_prometheus()
+        except ImportError as exc:
+            raise UsageError(f"--metrics-port: {exc}") from None
+    options = DemoOptions(
+        duration=args.duration,
+        seed=args.seed,
+        db=db.resolve(),
+        plain=args.plain,
+        metrics_port=args.metrics_port,
+    )
     try:
         report = run_demo(options)
     except BaseException as exc:

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import attrs
 import trio
@@ -30,6 +30,9 @@ from .backends import Database, PaymentGateway, SearchApi, Timeline
 from .report import PAYMENT_RESEND_S, DemoReport, PaymentSummary, ToolSummary, Tracker, plural
 from .tools import Backends, DemoTool, build_tools
 from .view import MIN_WIDTH, LiveView, PlainView, View, layout_for, plain_summary
+
+if TYPE_CHECKING:
+    from ..telemetry import MetricsServer
 
 __all__ = [
     "DemoOptions",
@@ -54,6 +57,7 @@ class DemoOptions:
     seed: int = 7
     db: Path
     plain: bool = False
+    metrics_port: int | None = None  # serve Prometheus metrics on this port while running
 
 
 def default_db_path() -> Path:
@@ -202,6 +206,7 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
         async with open_supervisor(idempotency_store=store, grace_s=1.0) as sup:
             for tool in tools:
                 await sup.spawn(tool.spec, tool.fn)
+            metrics = None if options.metrics_port is None else _serve_metrics(sup, options)
             async with sup.events(buffer=4096) as events, trio.open_nursery() as background:
                 background.start_soon(tracker.consume, events)
                 background.start_soon(_watch, tools, tracker)
@@ -216,6 +221,8 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
                             callers.start_soon(_produce, sup, tool, callers, tracker, end, rng)
                 await trio.lowlevel.checkpoint()  # let the event consumer catch up
                 background.cancel_scope.cancel()
+            if metrics is not None:
+                metrics.close()
             view.close()
             summaries = tuple(
                 tracker.summarise(sup.stats(t.spec.tool_name), t.policies, t.backend_attempts())
@@ -240,6 +247,19 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
 def _catch_ctrl_c() -> bool:
     """Whether this run handles SIGINT itself (only the main thread can, and only once)."""
     return threading.current_thread() is threading.main_thread()
+
+
+def _serve_metrics(sup: Supervisor, options: DemoOptions) -> MetricsServer:
+    """Start the ``--metrics-port`` endpoint; say where it is on stderr."""
+    from ..telemetry import serve_prometheus
+
+    port = options.metrics_port or 0
+    try:
+        server = serve_prometheus(sup, port)
+    except OSError as exc:
+        raise OSError(f"--metrics-port {port}: cannot listen on it: {exc.strerror}") from exc
+    print(f"toolvisor demo: metrics on {server.url}", file=sys.stderr, flush=True)
+    return server
 
 
 def run_demo(

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
@@ -41,6 +41,9 @@ from .._inputs import check_context, check_timeout
 from ..errors import ToolTimeoutError
 from ..spec import CompiledSpec, ExecutionContext
 from .stats import Counters
+
+if TYPE_CHECKING:
+    from .observer import CallObserver
 
 __all__ = ["Call", "CallState", "deadline_of"]
 
@@ -90,6 +93,10 @@ class Call:
         cached: answered by the idempotency cache, without executing.
         state: a :class:`CallState`.
         outcome: how it ended (None until it did).
+        end_kind: the word of its end, once it ended: ``"succeeded"``, ``"failed"``,
+            ``"rejected"`` or ``"cancelled"`` (None until then).
+        trace: a :class:`~toolvisor.actors.observer.CallObserver`'s own record of the
+            call (None when nothing observes it).
     """
 
     __slots__ = (
@@ -101,6 +108,7 @@ class Call:
         "counters",
         "ctx",
         "deadline",
+        "end_kind",
         "in_attempt",
         "key",
         "last_error",
@@ -110,6 +118,7 @@ class Call:
         "state",
         "timeout",
         "tool",
+        "trace",
     )
 
     def __init__(
@@ -141,6 +150,8 @@ class Call:
         self.outcome: outcome.Outcome[Any] | None = None
         #: Called once with the call when it ends (telemetry, flights); never raises.
         self.on_end: Callable[[Call], None] | None = None
+        self.end_kind: str | None = None
+        self.trace: Any = None
         self._waiter: trio.lowlevel.Task | None = None
         self._scope: trio.CancelScope | None = None
         counters.calls += 1
@@ -153,8 +164,11 @@ class Call:
         args: Mapping[str, Any],
         ctx: ExecutionContext | None,
         timeout: float | None,
+        observer: CallObserver | None = None,
     ) -> Call:
         """Validate a call of ``spec``'s tool; the call, counted in ``calls``.
+
+        ``observer`` (telemetry) sees the call start here, in the caller's task.
 
         Raises:
             ValidationError: bad arguments (no call is made, nor counted).
@@ -163,7 +177,7 @@ class Call:
         validator = spec.validator
         validator.validate(args)
         ctx = _NO_CONTEXT if ctx is None else check_context(ctx, validator.limits)
-        return cls(
+        call = cls(
             spec.tool_name,
             args,
             ctx,
@@ -172,6 +186,9 @@ class Call:
             timeout=timeout,
             started=trio.current_time(),
         )
+        if observer is not None:
+            observer.call_started(call)
+        return call
 
     def result(self) -> Any:
         """The value of a call that ended, or its error raised."""
@@ -218,6 +235,7 @@ class Call:
         if cached:
             self.cached = True
             counters.cache_hits += 1
+        self.end_kind = "succeeded"
         self._end(outcome.Value(value))
         return True
 
@@ -226,6 +244,7 @@ class Call:
         if self.state >= CallState.ABANDONED:
             return False
         self.counters.failures += 1
+        self.end_kind = "failed"
         self._end(outcome.Error(error))
         return True
 
@@ -234,6 +253,7 @@ class Call:
         if self.state >= CallState.ABANDONED:
             return False
         self.counters.rejected += 1
+        self.end_kind = "rejected"
         self._end(outcome.Error(error))
         return True
 
@@ -249,6 +269,7 @@ class Call:
             return False
         self._cut()
         self.counters.cancelled += 1
+        self.end_kind = "cancelled"
         self._end(None)
         return True
 
@@ -263,6 +284,7 @@ class Call:
         error = ToolTimeoutError(self.tool, self.timeout or 0.0, scope="call")
         self.counters.timeouts += 1
         self.counters.failures += 1
+        self.end_kind = "failed"
         self._end(outcome.Error(error))
         return error
 

@@ -39,6 +39,7 @@ from ..errors import (
 from ..events import BreakerTransition, Event, RetryScheduled
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
+from .observer import CallObserver
 from .stats import Counters
 
 __all__ = ["Invoker", "ToolRunner", "Watchdog", "is_cancellation", "make_invoker", "state_name"]
@@ -134,7 +135,7 @@ class ToolRunner:
     breaker state of its tool.
     """
 
-    __slots__ = ("_last_state", "counters", "invoke", "publish", "spec", "takes_ctx")
+    __slots__ = ("_last_state", "counters", "invoke", "observer", "publish", "spec", "takes_ctx")
 
     def __init__(
         self,
@@ -142,11 +143,13 @@ class ToolRunner:
         invoke: Invoker,
         counters: Counters,
         publish: Publish | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.spec = spec
         self.invoke = invoke
         self.counters = counters
         self.publish = publish
+        self.observer = observer
         self.takes_ctx = takes_context(invoke)
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
 
@@ -174,6 +177,9 @@ class ToolRunner:
         spec = self.spec
         name = spec.tool_name
         breaker = spec.breaker
+        observer = self.observer
+        if observer is not None:
+            observer.call_running(call)
         if self.publish is not None:
             self._observe_breaker()
 
@@ -190,6 +196,8 @@ class ToolRunner:
             call.in_attempt = True
             if n > 1:
                 self.counters.retries += 1
+            if observer is not None:
+                observer.attempt_started(call)
             if n == 1 and watchdog is not None:  # the watchdog keeps its time
                 return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
             return self._timed(call)
@@ -200,6 +208,8 @@ class ToolRunner:
                 call.last_error = exc
             if watchdog is not None:
                 watchdog.watch(call.deadline)  # the retries run on the call's deadline
+            if observer is not None:
+                observer.attempt_ended(call, exc, delay)
             self._on_retry(failed, delay, exc)
 
         try:
@@ -208,6 +218,8 @@ class ToolRunner:
             )
         except Exception as exc:
             call.in_attempt = False
+            if observer is not None:
+                observer.attempt_ended(call, exc, None)
             if self.publish is not None:
                 self._observe_breaker()
             self._failed(call, exc)
@@ -216,9 +228,13 @@ class ToolRunner:
         except BaseException as exc:
             if is_cancellation(exc):
                 raise
+            if observer is not None:
+                observer.attempt_ended(call, exc, None)
             call.fail(ActorCrashedError(name, exc))
         else:
             call.in_attempt = False
+            if observer is not None:
+                observer.attempt_ended(call, None, None)
             if self.publish is not None:
                 self._observe_breaker()
             call.succeed(value)

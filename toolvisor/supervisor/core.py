@@ -19,6 +19,7 @@ import trio
 from .._inputs import check_timeout, check_tool_name
 from ..actors.actor import ActorKilled
 from ..actors.call import Call
+from ..actors.observer import CallObserver
 from ..actors.pipeline import state_name
 from ..actors.stats import ToolStats
 from ..errors import (
@@ -63,6 +64,7 @@ class Supervisor:
         self._grace_s = grace_s
         self._hub = EventHub(self._wire)
         self._idem = IdempotencyCache(idempotency_store)
+        self._observer: CallObserver | None = None
 
     # ------------------------------------------------------------------ tools
 
@@ -84,6 +86,7 @@ class Supervisor:
             raise DuplicateToolError(spec.tool_name)
         route = Route(spec.compile(), fn)
         route.runner.publish = self._hub.publisher
+        route.runner.observer = self._observer
         self._routes[route.name] = route
         self._gone.pop(route.name, None)
         await self._nursery.start(supervise, route, self._intensity, self._hub)
@@ -185,7 +188,7 @@ class Supervisor:
         exception; toolvisor's failures raise the errors of ``toolvisor.errors``.
         """
         route = self._route(tool)
-        call = Call.new(route.spec, route.counters, args, ctx, timeout)
+        call = Call.new(route.spec, route.counters, args, ctx, timeout, self._observer)
         if route.spec.idempotent:
             return await self._idem.run(route.spec, call, functools.partial(send_and_wait, route))
         return await send_and_wait(route, call)
@@ -204,7 +207,7 @@ class Supervisor:
         closed supervisor, overload (``overflow="reject"``), an open circuit breaker.
         """
         route = self._route(tool)
-        call = Call.new(route.spec, route.counters, args, ctx, timeout)
+        call = Call.new(route.spec, route.counters, args, ctx, timeout, self._observer)
         if not route.spec.idempotent:
             await send(route, call)
             return PendingCall(call)
@@ -285,6 +288,18 @@ class Supervisor:
     def events_dropped(self) -> int:
         """Events dropped because an ``events()`` channel was full."""
         return self._hub.dropped
+
+    def observe(self, observer: CallObserver | None) -> CallObserver | None:
+        """Set what sees every call of every tool, spawned now or later (telemetry).
+
+        One observer at a time; None removes it. Returns the one it replaces. This is
+        the hook :func:`toolvisor.telemetry.instrument` uses; see
+        :class:`~toolvisor.actors.observer.CallObserver` for what it is told.
+        """
+        old, self._observer = self._observer, observer
+        for route in self._routes.values():
+            route.runner.observer = observer
+        return old
 
     # ------------------------------------------------------------------ internals
 

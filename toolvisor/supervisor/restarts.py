@@ -182,7 +182,9 @@ def _may_restart(route: Route, cause: BaseException, intensity: Intensity, hub: 
         route.spec.breaker.reset(route.name)  # a fresh incarnation, fresh breaker state
     except Exception:
         log.exception("resetting the breaker of tool %r failed", route.name)
-    route.runner = ToolRunner(route.spec, route.invoke, counters, route.runner.publish)
+    route.runner = ToolRunner(
+        route.spec, route.invoke, counters, route.runner.publish, route.runner.observer
+    )
     if publish is not None:
         publish(ActorRestarted(route.name, counters.restarts, repr(cause), now))
     route._restarted()
