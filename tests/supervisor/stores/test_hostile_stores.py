@@ -75,18 +75,13 @@ async def test_an_existing_sqlite_file_keeps_its_mode(tmp_path: Path) -> None:
     assert mode(path) == 0o640
 
 
-async def test_an_uncreatable_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
-    locked = tmp_path / "ro"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who may write anywhere (root)")
-        store = tv.SQLiteStore(locked / "idem.db")
-        with pytest.raises(tv.IdempotencyStoreError, match="cannot create"):
-            await store.claim("k", "fp", "owner", 10.0)
-    finally:
-        locked.chmod(0o700)
+async def test_an_unopenable_sqlite_file_is_a_store_error(tmp_path: Path) -> None:
+    taken = tmp_path / "idem.db"
+    taken.mkdir()  # a directory where the database file should be: no user can open it
+    store = tv.SQLiteStore(taken)
+    with pytest.raises(tv.IdempotencyStoreError, match="cannot open") as info:
+        await store.claim("k", "fp", "owner", 10.0)
+    assert info.value.tool_ran is False
 
 
 # --------------------------------------------------------------------------- tampered rows
