@@ -115,6 +115,10 @@ async def test_operations_do_not_yield(clock: FakeClock) -> None:
         await store.get("k")
         await store.complete("k", "o", 10.0, "1")
         await store.release("k", "o")
+        await store.claim("j", "fp", "o", 10.0)
+        await store.renew("j", "o", 10.0)
+        await store.mark_unknown("j", "o", 10.0)
+        await store.forget("j")
         await store.aclose()
 
 
@@ -124,3 +128,32 @@ async def test_aclose_keeps_records(clock: FakeClock) -> None:
     await store.aclose()
     assert await store.get("k") is not None
     assert "claims=1" in repr(store)
+
+
+async def test_unknown_records_are_never_evicted(clock: FakeClock) -> None:
+    # Evicting an unknown record would let its key run a second time.
+    store = MemoryStore(max_entries=3, clock=clock)
+    await store.claim("done", "fp", "o", 10.0)
+    await store.complete("done", "o", 3600.0, "1")
+    await store.claim("unknown", "fp", "o", 10.0)
+    await store.mark_unknown("unknown", "o", 3600.0)
+    await store.claim("running", "fp", "o", 10.0)
+    # Full: the done record makes room, the unknown one and the claim stay.
+    assert (await store.claim("new", "fp", "o", 10.0)).claimed
+    assert await store.get("done") is None
+    with pytest.raises(IdempotencyStoreError, match="unknown outcome") as info:
+        await store.claim("newer", "fp", "o", 10.0)
+    assert "forget" in info.value.detail
+    unknown = await store.get("unknown")
+    assert unknown is not None
+    assert unknown.state is RecordState.UNKNOWN
+    # forget frees the slot; so does the record's own TTL.
+    assert await store.forget("unknown")
+    assert (await store.claim("newer", "fp", "o", 10.0)).claimed
+    await store.mark_unknown("newer", "o", 5.0)
+    clock.advance(11.0)  # the claims expire; the unknown record too (5 s)
+    for key in ("a", "b", "c"):
+        assert (await store.claim(key, "fp", "o", 10.0)).claimed
+    assert len(store) == 3
+    assert "unknown=0" in repr(store)
+    assert "namespace='default'" in repr(store)

@@ -165,3 +165,21 @@ def test_store_module_imports_without_coredis(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delitem(sys.modules, "toolvisor.supervisor.stores.redis")
     module = importlib.import_module("toolvisor.supervisor.stores.redis")
     assert module.RedisStore.persistent is True
+
+
+async def test_unknown_outcome_is_kept_by_redis(
+    redis_url: str, redis_prefix: str, raw: coredis.Redis[str]
+) -> None:
+    first = RedisStore(redis_url, prefix=redis_prefix)
+    await first.claim("k", "fp", "a", 10.0)
+    assert await first.mark_unknown("k", "a", 3600.0)
+    await first.aclose()
+    assert 3_599_000 < await raw.pttl(redis_prefix + "default:k") <= 3_600_000
+    # Another process (a new store, new connections) sees it and does not run the key.
+    second = RedisStore(redis_url, prefix=redis_prefix)
+    standing = await second.claim("k", "fp", "b", 10.0)
+    assert not standing.claimed
+    assert (standing.record.state, standing.record.owner) == (RecordState.UNKNOWN, "a")
+    assert await second.forget("k")
+    assert (await second.claim("k", "fp", "b", 10.0)).claimed
+    await second.aclose()

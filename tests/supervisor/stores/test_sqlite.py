@@ -227,3 +227,19 @@ async def test_expired_rows_are_purged(
         keys = [r[0] for r in raw.execute(f"SELECT key FROM {TABLE}")]
     assert keys == ["new"]
     await store.aclose()
+
+
+async def test_unknown_outcome_survives_reopening(db: Path, clock: FakeClock) -> None:
+    store = SQLiteStore(db, clock=clock)
+    await store.claim("k", "fp", "a", 10.0)
+    assert await store.mark_unknown("k", "a", 3600.0)
+    await store.aclose()
+    # A new process on the file: the key still must not run.
+    again = SQLiteStore(db, clock=clock)
+    clock.advance(60.0)
+    standing = await again.claim("k", "fp", "b", 10.0)
+    assert not standing.claimed
+    assert (standing.record.state, standing.record.owner) == (RecordState.UNKNOWN, "a")
+    assert await again.forget("k")
+    assert (await again.claim("k", "fp", "b", 10.0)).claimed
+    await again.aclose()

@@ -1,4 +1,8 @@
-"""Stateful tests: MemoryStore and SQLiteStore against a tiny dict model.
+"""Stateful tests: MemoryStore and SQLiteStore, many keys, against a tiny dict model.
+
+(One key's whole life, on every store, is ``test_key_life.py``.) Here the point is
+the keys together: MemoryStore's bound evicts done records only, never a claim nor an
+unknown record.
 
 Each rule is applied to the store and to the model; the answers must match, and the
 invariants are checked after every step. Time is a fake clock that only rules move.
@@ -58,20 +62,26 @@ class ModelEntry:
 
 
 class Model:
-    """What a store should hold: claims, and done records in least-recently-used order."""
+    """What a store should hold: claims, unknown records, and done records in
+    least-recently-used order."""
 
     def __init__(self, max_entries: int | None) -> None:
         self.max_entries = max_entries
         self.claims: dict[str, ModelEntry] = {}
+        self.unknown: dict[str, ModelEntry] = {}
         self.done: dict[str, ModelEntry] = {}  # insertion order = LRU order
 
+    def size(self) -> int:
+        return len(self.claims) + len(self.unknown) + len(self.done)
+
     def live(self, key: str, now: float) -> ModelEntry | None:
-        entry = self.claims.get(key) or self.done.get(key)
+        entry = self.claims.get(key) or self.unknown.get(key) or self.done.get(key)
         if entry is not None and entry.expires_at > now:
             if key in self.done:
                 self.done[key] = self.done.pop(key)  # a use
             return entry
         self.claims.pop(key, None)
+        self.unknown.pop(key, None)
         self.done.pop(key, None)
         return None
 
@@ -80,15 +90,18 @@ class Model:
         standing = self.live(key, now)
         if standing is not None:
             return standing
-        if self.max_entries is not None and len(self.claims) + len(self.done) >= self.max_entries:
+        if self.max_entries is not None and self.size() >= self.max_entries:
             if self.done:
                 del self.done[next(iter(self.done))]
             else:
-                expired = [k for k, e in self.claims.items() if e.expires_at <= now]
-                if not expired:
+                dropped = 0
+                for held in (self.claims, self.unknown):
+                    expired = [k for k, e in held.items() if e.expires_at <= now]
+                    for k in expired:
+                        del held[k]
+                    dropped += len(expired)
+                if not dropped:
                     raise IdempotencyStoreError("model", "full")
-                for k in expired:
-                    del self.claims[k]
         self.claims[key] = ModelEntry(fp, RecordState.IN_PROGRESS, owner, now + ttl)
         return None
 
@@ -133,6 +146,14 @@ class StoreMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         self.run(self.store.aclose())
 
+    def pick_owner(self, key: str, data: st.DataObject) -> str:
+        """Most often ``key``'s holder (so claims get settled), else a recent owner."""
+        others = self.known_owners[-4:]
+        holder = self.model.claims.get(key)
+        if holder is not None:
+            return data.draw(st.sampled_from([holder.owner] * len(others) + others))
+        return data.draw(st.sampled_from(others))
+
     @rule(key=KEYS, fp=st.sampled_from(["f1", "f2"]), ttl=TTLS)
     def claim(self, key: str, fp: str, ttl: float) -> None:
         self.owners += 1
@@ -159,7 +180,7 @@ class StoreMachine(RuleBasedStateMachine):
     def complete(
         self, key: str, data: st.DataObject, ttl: float, result: str | None, reason: str | None
     ) -> None:
-        owner = data.draw(st.sampled_from(self.known_owners[-4:]))
+        owner = self.pick_owner(key, data)
         now = self.clock()
         held = self.model.holds(key, owner, now)
         assert self.run(self.store.complete(key, owner, ttl, result, reason)) is (held is not None)
@@ -170,9 +191,42 @@ class StoreMachine(RuleBasedStateMachine):
                     held.fingerprint, RecordState.DONE, owner, now + ttl, result, reason
                 )
 
+    @rule(key=KEYS, data=st.data(), ttl=TTLS)
+    def renew(self, key: str, data: st.DataObject, ttl: float) -> None:
+        owner = self.pick_owner(key, data)
+        now = self.clock()
+        held = self.model.holds(key, owner, now)
+        assert self.run(self.store.renew(key, owner, ttl)) is (held is not None)
+        if held is not None:
+            held.expires_at = now + ttl
+
+    @rule(key=KEYS, data=st.data(), ttl=DONE_TTLS)
+    def mark_unknown(self, key: str, data: st.DataObject, ttl: float) -> None:
+        owner = self.pick_owner(key, data)
+        now = self.clock()
+        held = self.model.holds(key, owner, now)
+        assert self.run(self.store.mark_unknown(key, owner, ttl)) is (held is not None)
+        if held is not None:
+            del self.model.claims[key]
+            if ttl > 0:
+                self.model.unknown[key] = ModelEntry(
+                    held.fingerprint, RecordState.UNKNOWN, owner, now + ttl
+                )
+
+    @rule(key=KEYS)
+    def forget(self, key: str) -> None:
+        now = self.clock()
+        live = any(
+            key in held and held[key].expires_at > now
+            for held in (self.model.claims, self.model.unknown, self.model.done)
+        )
+        assert self.run(self.store.forget(key)) is live
+        for held in (self.model.claims, self.model.unknown, self.model.done):
+            held.pop(key, None)
+
     @rule(key=KEYS, data=st.data())
     def release(self, key: str, data: st.DataObject) -> None:
-        owner = data.draw(st.sampled_from(self.known_owners[-4:]))
+        owner = self.pick_owner(key, data)
         held = self.model.holds(key, owner, self.clock())
         assert self.run(self.store.release(key, owner)) is (held is not None)
         if held is not None:
@@ -213,12 +267,14 @@ class MemoryMachine(StoreMachine):
         assert isinstance(store, MemoryStore)
         assert len(store) <= 3
         now = self.clock()
-        for key, entry in self.model.claims.items():
-            if entry.expires_at > now:  # a live claim's get() changes nothing
-                got = self.run(store.get(key))
-                assert got is not None
-                assert got.state is RecordState.IN_PROGRESS
-                assert got.owner == entry.owner
+        # Live claims and unknown records are never evicted (a get() of them changes
+        # nothing, unlike a done record's, which counts as a use).
+        for held in (self.model.claims, self.model.unknown):
+            for key, entry in held.items():
+                if entry.expires_at > now:
+                    got = self.run(store.get(key))
+                    assert got is not None
+                    assert as_entry(got) == entry
 
 
 class FastPathStore(MemoryStore):
