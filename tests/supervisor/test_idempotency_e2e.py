@@ -289,3 +289,26 @@ async def test_the_executor_forgets_too(autojump_clock: trio.testing.MockClock) 
     assert await executor.forget(info.value.key)
     assert await executor.execute({"transaction_id": "p-1"}) == "charged p-1"
     assert gateway.charged == ["p-1", "p-1"]
+
+
+async def test_a_short_lease_taken_while_long_ones_are_held_is_renewed_in_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = tv.MemoryStore()
+    gateway = Gateway(duration=10)
+    long_lease, short_lease = payment_spec(claim_ttl_s=60.0), payment_spec(claim_ttl_s=1.0)
+    short_lease.tool_name = "pay_fast"
+    async with (
+        tv.open_supervisor(idempotency_store=store) as a,
+        tv.open_supervisor(idempotency_store=store) as b,
+    ):
+        for spec in (long_lease, short_lease):
+            await a.spawn(spec, gateway)
+        await b.spawn(short_lease, gateway)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.execute, "pay", {"transaction_id": "slow"})  # renewer: 20 s
+            await trio.sleep(0.1)
+            nursery.start_soon(a.execute, "pay_fast", {"transaction_id": "p-1"})
+            await trio.sleep(5)  # the 1 s lease must have been renewed meanwhile
+            assert await b.execute("pay_fast", {"transaction_id": "p-1"}) == "charged p-1"
+    assert Counter(gateway.charged) == {"slow": 1, "p-1": 1}

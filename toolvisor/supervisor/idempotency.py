@@ -122,6 +122,7 @@ class IdempotencyCache:
         self._flights: dict[str, Flight] = {}
         self._leases: dict[str, _Lease] = {}  # owner -> the claim it holds
         self._renewing = False
+        self._nap: trio.CancelScope | None = None  # the renewer's sleep, while it sleeps
         self._owner = secrets.token_hex(8)
         self._seq = 0
 
@@ -331,6 +332,10 @@ class IdempotencyCache:
         if not self._renewing:
             self._renewing = True
             trio.lowlevel.spawn_system_task(self._renew, name="toolvisor idempotency leases")
+        elif self._nap is not None:  # a shorter lease than those the renewer sleeps for
+            due = trio.current_time() + lease.ttl_s / 3
+            if due < self._nap.deadline:
+                self._nap.deadline = due
 
     async def _renew(self) -> None:
         """Renew every held claim a third of its lease before it ends; stop when none is
@@ -338,18 +343,25 @@ class IdempotencyCache:
         try:
             while self._leases:
                 period = min(lease.ttl_s for lease in self._leases.values()) / 3
-                await trio.sleep(period)
+                with trio.move_on_after(period) as self._nap:
+                    await trio.sleep_forever()
+                self._nap = None
                 for owner, lease in list(self._leases.items()):
                     if self._leases.get(owner) is not lease:
-                        continue  # its call ended while we slept
+                        continue  # its call ended meanwhile
                     try:
                         with trio.move_on_after(period):
-                            if not await lease.store.renew(lease.key, owner, lease.ttl_s):
-                                log.warning("idempotency key %r: its claim was lost", lease.key)
-                                del self._leases[owner]
+                            renewed = await lease.store.renew(lease.key, owner, lease.ttl_s)
                     except Exception:
                         log.exception("renewing the claim on idempotency key %r failed", lease.key)
+                        continue
+                    # A call that ended while its renewal was on the way completed or released
+                    # its claim: not renewing it then is no loss.
+                    if not renewed and self._leases.get(owner) is lease:
+                        log.warning("idempotency key %r: its claim was lost", lease.key)
+                        del self._leases[owner]
         finally:
+            self._nap = None
             self._renewing = False
 
 
