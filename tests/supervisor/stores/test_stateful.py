@@ -30,7 +30,6 @@ from store_helpers import FakeClock
 
 from toolvisor.errors import IdempotencyStoreError
 from toolvisor.supervisor.stores import (
-    ClaimOutcome,
     IdempotencyStore,
     MemoryStore,
     Record,
@@ -277,45 +276,6 @@ class MemoryMachine(StoreMachine):
                     assert as_entry(got) == entry
 
 
-class FastPathStore(MemoryStore):
-    """A MemoryStore driven through the private methods the idempotency cache calls, with
-    the time passed in by the caller (as the supervisor passes trio's)."""
-
-    def __init__(self, max_entries: int, clock: FakeClock) -> None:
-        super().__init__(max_entries, clock=clock)
-        self._on_trio_time = True  # take the time passed in, as with trio's clock
-
-    async def claim(
-        self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
-    ) -> ClaimOutcome:
-        standing = self._claim(key, fingerprint, owner, claim_ttl_s, self._clock())
-        if standing is not None:
-            return ClaimOutcome(claimed=False, record=standing)
-        record = await self.get(key)
-        assert record is not None
-        return ClaimOutcome(claimed=True, record=record)
-
-    async def complete(
-        self,
-        key: str,
-        owner: str,
-        ttl_s: float,
-        result_json: str | None,
-        not_stored_reason: str | None = None,
-    ) -> bool:
-        return self._complete(key, owner, ttl_s, result_json, not_stored_reason, self._clock())
-
-    async def release(self, key: str, owner: str) -> bool:
-        return self._release(key, owner)
-
-
-class MemoryFastPathMachine(MemoryMachine):
-    """The same rules and model through the fast path: both must give the same answers."""
-
-    def make_store(self) -> IdempotencyStore:
-        return FastPathStore(max_entries=self.max_entries or 1, clock=self.clock)
-
-
 class SQLiteMachine(StoreMachine):
     def make_store(self) -> IdempotencyStore:
         self.tmp = tempfile.TemporaryDirectory()
@@ -342,10 +302,6 @@ class SQLiteMachine(StoreMachine):
 TestMemoryStore = MemoryMachine.TestCase
 TestMemoryStore.settings = settings(
     max_examples=budget(40, 200), stateful_step_count=30, deadline=None
-)
-TestMemoryStoreFastPath = MemoryFastPathMachine.TestCase
-TestMemoryStoreFastPath.settings = settings(
-    max_examples=budget(25, 100), stateful_step_count=30, deadline=None
 )
 TestSQLiteStore = SQLiteMachine.TestCase
 TestSQLiteStore.settings = settings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -17,7 +16,6 @@ __all__ = ["MemoryStore"]
 _IN_PROGRESS = RecordState.IN_PROGRESS
 _DONE = RecordState.DONE
 _UNKNOWN = RecordState.UNKNOWN
-_INF = math.inf
 
 # The records are held as tuples of strings and floats, not as ``Record``s: a tuple of
 # atoms is built faster than an attrs instance, and the garbage collector stops tracking
@@ -65,7 +63,6 @@ class MemoryStore:
         self.max_entries = max_entries
         self.namespace = check_namespace(namespace)
         self._clock: Callable[[], float] = clock if clock is not None else trio.current_time
-        self._on_trio_time = clock is None
         # Done records in least-recently-used-first order; claims apart, so eviction
         # pops the oldest done record in O(1) and never looks at a claim.
         self._done: OrderedDict[str, _Done] = OrderedDict()
@@ -87,10 +84,30 @@ class MemoryStore:
         self, key: str, fingerprint: str, owner: str, claim_ttl_s: float
     ) -> ClaimOutcome:
         """Claim ``key`` for ``owner`` unless a live record stands there (see ``base``)."""
-        found = self._claim(key, fingerprint, owner, claim_ttl_s, None)
-        if found is not None:
-            return ClaimOutcome(claimed=False, record=found)
-        claim = self._claims[key]
+        ttl = check_ttl("claim_ttl_s", claim_ttl_s)
+        now = self._clock()
+        claims = self._claims
+        claim = claims.get(key)
+        if claim is not None:
+            if claim[2] > now:
+                return ClaimOutcome(claimed=False, record=_claim_record(key, claim))
+            del claims[key]
+        else:
+            done = self._done.get(key)
+            if done is not None:
+                if done[2] > now:
+                    self._done.move_to_end(key)
+                    return ClaimOutcome(claimed=False, record=_done_record(key, done))
+                del self._done[key]
+            elif self._unknown:
+                unknown = self._unknown.get(key)
+                if unknown is not None:
+                    if unknown[2] > now:
+                        return ClaimOutcome(claimed=False, record=_unknown_record(key, unknown))
+                    del self._unknown[key]
+        if len(self._done) + len(claims) + len(self._unknown) >= self.max_entries:
+            self._make_room(now)
+        claims[key] = claim = (fingerprint, owner, now + ttl)
         return ClaimOutcome(claimed=True, record=_claim_record(key, claim))
 
     async def complete(
@@ -102,7 +119,15 @@ class MemoryStore:
         not_stored_reason: str | None = None,
     ) -> bool:
         """Turn ``owner``'s live claim on ``key`` into a done record kept ``ttl_s`` seconds."""
-        return self._complete(key, owner, ttl_s, result_json, not_stored_reason, None)
+        ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
+        now = self._clock()
+        claim = self._claims.get(key)
+        if claim is None or claim[1] != owner or claim[2] <= now:
+            return False
+        del self._claims[key]
+        if ttl > 0.0:
+            self._done[key] = (claim[0], owner, now + ttl, result_json, not_stored_reason)
+        return True
 
     async def renew(self, key: str, owner: str, claim_ttl_s: float) -> bool:
         """Move the end of ``owner``'s live claim on ``key`` to ``claim_ttl_s`` from now."""
@@ -128,7 +153,11 @@ class MemoryStore:
 
     async def release(self, key: str, owner: str) -> bool:
         """Drop ``owner``'s live claim on ``key``."""
-        return self._release(key, owner)
+        claim = self._claims.get(key)
+        if claim is None or claim[1] != owner or claim[2] <= self._clock():
+            return False
+        del self._claims[key]
+        return True
 
     async def forget(self, key: str) -> bool:
         """Drop the record of ``key``, whatever it is; True if a live one was there."""
@@ -165,79 +194,6 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         """Nothing to release: the records stay, so the store may be used again."""
-
-    # The operations without their coroutine, for the idempotency cache's hot path (this
-    # store never waits). The public methods above are these, with ``Record``s built.
-    # ``trio_now``, when not None, is trio.current_time() read by the caller: the store
-    # takes it instead of reading the same clock again, unless it was given a clock.
-
-    def _claim(
-        self,
-        key: str,
-        fingerprint: str,
-        owner: str,
-        claim_ttl_s: float,
-        trio_now: float | None,
-    ) -> Record | None:
-        """``claim``: None when ``owner`` now holds ``key``, else the live record there."""
-        ttl = claim_ttl_s
-        if type(ttl) is not float or not 0.0 < ttl < _INF:
-            ttl = check_ttl("claim_ttl_s", claim_ttl_s)
-        now = trio_now if trio_now is not None and self._on_trio_time else self._clock()
-        claims = self._claims
-        claim = claims.get(key)
-        if claim is not None:
-            if claim[2] > now:
-                return _claim_record(key, claim)
-            del claims[key]
-        else:
-            done = self._done.get(key)
-            if done is not None:
-                if done[2] > now:
-                    self._done.move_to_end(key)
-                    return _done_record(key, done)
-                del self._done[key]
-            elif self._unknown:
-                unknown = self._unknown.get(key)
-                if unknown is not None:
-                    if unknown[2] > now:
-                        return _unknown_record(key, unknown)
-                    del self._unknown[key]
-        if len(self._done) + len(claims) + len(self._unknown) >= self.max_entries:
-            self._make_room(now)
-        claims[key] = (fingerprint, owner, now + ttl)
-        return None
-
-    def _complete(
-        self,
-        key: str,
-        owner: str,
-        ttl_s: float,
-        result_json: str | None,
-        not_stored_reason: str | None,
-        trio_now: float | None,
-    ) -> bool:
-        """``complete``."""
-        ttl = ttl_s
-        if type(ttl) is not float or not 0.0 <= ttl < _INF:
-            ttl = check_ttl("ttl_s", ttl_s, allow_zero=True)
-        now = trio_now if trio_now is not None and self._on_trio_time else self._clock()
-        claims = self._claims
-        claim = claims.get(key)
-        if claim is None or claim[1] != owner or claim[2] <= now:
-            return False
-        del claims[key]
-        if ttl > 0.0:
-            self._done[key] = (claim[0], owner, now + ttl, result_json, not_stored_reason)
-        return True
-
-    def _release(self, key: str, owner: str) -> bool:
-        """``release``."""
-        claim = self._claims.get(key)
-        if claim is None or claim[1] != owner or claim[2] <= self._clock():
-            return False
-        del self._claims[key]
-        return True
 
     def _make_room(self, now: float) -> None:
         """Free one slot: evict the LRU done record, else drop expired claims and unknown
