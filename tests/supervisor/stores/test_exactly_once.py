@@ -552,3 +552,40 @@ def test_a_killed_holder_blocks_its_key_only_until_the_claim_expires(
     assert after["results"]["0"]["by"] != holder.pid
     assert _executions(log)["0"] == 2  # the killed run, then exactly one more
     assert waited < 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_live_holder_keeps_its_key_past_its_lease_and_a_killed_one_frees_it(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The holder renews its 2 s lease while it lives: another process that wants the key
+    waits (6 s, three leases) without running it; once the holder is SIGKILLed, the
+    waiter runs it exactly once."""
+    target = _target(kind, tmp_path, request)
+    log = tmp_path / "runs.log"
+    with subprocess.Popen(
+        [sys.executable, str(WORKER), kind, target, "hang", "1", str(log)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "running"
+            with subprocess.Popen(
+                [sys.executable, str(WORKER), kind, target, "run", "1", str(log)],
+                stdout=subprocess.PIPE,
+                text=True,
+            ) as waiter:
+                time.sleep(6.0)
+                assert _executions(log)["0"] == 1  # the lease was renewed: nobody else ran
+                assert waiter.poll() is None  # still waiting for the key
+                os.kill(holder.pid, signal.SIGKILL)
+                holder.wait(timeout=10)
+                out, _ = waiter.communicate(timeout=30)
+        finally:
+            if holder.poll() is None:
+                os.kill(holder.pid, signal.SIGKILL)
+    after = json.loads(out.strip().splitlines()[-1])
+    assert after["results"]["0"]["by"] == waiter.pid
+    assert _executions(log)["0"] == 2  # the holder's run, then exactly one more
