@@ -1,4 +1,4 @@
-"""The ``toolvisor`` command: ``demo``, ``schema`` and ``bench``.
+"""The ``toolvisor`` command: ``demo``, ``schema``, ``mcp`` and ``bench``.
 
 Every error of the user's making (a bad option, a module that does not import, a path
 that cannot be written) prints one line on stderr and exits non-zero, without a
@@ -8,6 +8,7 @@ traceback: exit status 2 for bad usage, 1 for a failure while running.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import json
@@ -88,6 +89,16 @@ def _indent(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {text!r}")
+    return value
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog=_PROG,
@@ -164,6 +175,44 @@ def _build_parser() -> _Parser:
     schema.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:payment_spec")
     schema.add_argument(
         "--indent", type=_indent, default=2, help="JSON indentation (default 2; 0 for one line)"
+    )
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve tools over MCP",
+        description=(
+            "Import MODULE and serve the tools ATTR names over MCP, each call run through "
+            "its spec's policies (breaker, retries, deadlines, idempotency). ATTR is a "
+            "list, tuple or dict of (spec, fn) pairs, or an async function setup(sup) "
+            "that spawns the tools. The current directory is importable, as with "
+            "python -m. Over stdio, stdout carries the protocol: logs go to stderr."
+        ),
+    )
+    mcp.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:TOOLS")
+    mcp.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (the default: an MCP client starts this command) or http "
+        "(streamable HTTP at http://HOST:PORT/mcp)",
+    )
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to listen on")
+    mcp.add_argument(
+        "--port", type=_port, default=8000, help="HTTP: port to listen on (default 8000)"
+    )
+    mcp.add_argument(
+        "--timeout",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="overall deadline of each call (default: only the tools' own timeout_s)",
+    )
+    mcp.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="keep idempotent results in this SQLite file (default: in memory)",
     )
 
     commands.add_parser(
@@ -303,6 +352,74 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- mcp
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    import trio
+
+    from ._target import TargetError, load_target, spawn_target
+    from .supervisor import SQLiteStore, open_supervisor
+
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        from . import mcp as tv_mcp
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"serving over MCP needs {exc.name!r}: pip install 'toolvisor[mcp]'"
+        ) from None
+    if args.db is not None:
+        db = args.db.expanduser()
+        if db.is_dir() or not db.parent.is_dir():
+            raise UsageError(f"--db {str(args.db)!r}: no such directory for the SQLite file")
+
+    async def serve() -> None:
+        store = SQLiteStore(str(args.db.expanduser())) if args.db is not None else None
+        try:
+            async with open_supervisor(idempotency_store=store) as sup:
+                names = await spawn_target(sup, target)
+                if args.transport == "stdio":
+                    print(f"{_PROG} mcp: serving {', '.join(names)} over stdio", file=sys.stderr)
+                    await tv_mcp.serve_stdio(sup, timeout=args.timeout)
+                    return
+                async with trio.open_nursery() as nursery:
+                    binds = await nursery.start(
+                        functools.partial(
+                            tv_mcp.serve_http,
+                            sup,
+                            host=args.host,
+                            port=args.port,
+                            timeout=args.timeout,
+                        )
+                    )
+                    where = ", ".join(f"{b}/mcp" for b in binds)
+                    print(f"{_PROG} mcp: serving {', '.join(names)} at {where}", file=sys.stderr)
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        return 130
+    except BaseExceptionGroup as group:  # one failure out of the nurseries: report it alone
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from None
+        raise
+    return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -347,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "schema":
             return _cmd_schema(args)
+        if args.command == "mcp":
+            return _cmd_mcp(args)
     except UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2

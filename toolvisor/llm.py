@@ -58,6 +58,7 @@ __all__ = [
     "anthropic_tool_results",
     "anthropic_tools",
     "error_info",
+    "error_text",
     "function_schemas",
     "openai_tool_messages",
     "openai_tools",
@@ -408,17 +409,23 @@ def result_text(result: ToolResult) -> str:
     """
     if result.ok:
         return _value_text(result.value)
-    info = error_info(result.error)
-    if info is None:
-        return "Error: the call failed without an error (this is a bug in the caller)."
-    text = f"Error ({info['type']}): {info['message']}."
-    if result.error is not None and isinstance(result.error, ValidationError):
-        return f"{text} Fix the arguments and call again."
+    if result.error is None:
+        return "Error: the call failed without an error (a bug in whoever made this result)."
+    return error_text(result.error)
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as the text a model reads: its type, its message, what to do next."""
+    info = error_info(exc)
+    assert info is not None
+    text = f"Error ({info['type']}): {info['message']}"
+    if isinstance(exc, ValidationError):
+        return f"{text}. Fix the arguments and call again."
     if info["retry_after"] is not None:
-        return f"{text} Do not call again before {info['retry_after']:.3g} s have passed."
+        return f"{text}. Do not call again before {info['retry_after']:.3g} s have passed."
     if info["retryable"]:
-        return f"{text} Trying again may help."
-    return f"{text} Trying again with the same arguments will not help."
+        return f"{text}. Trying again may help."
+    return f"{text}. Trying again with the same arguments will not help."
 
 
 def _paired(results: Sequence[ToolResult], ids: Sequence[str], what: str) -> None:
