@@ -231,6 +231,8 @@ def _strict(
             ]
         else:
             out[key] = copy.deepcopy(value)
+    if keep is _ANTHROPIC_STRICT_KEYWORDS and ("enum" in out or "const" in out):
+        out.pop("type", None)  # Anthropic's strict schemas state literals without a type
     where = f"parameter {path[1:]!r} of tool {tool!r}" if path else f"tool {tool!r}"
     if "array" in kinds and "items" not in schema:
         raise ValueError(
