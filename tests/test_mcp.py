@@ -339,6 +339,26 @@ async def test_toolvisor_mcp_over_http_prints_its_url_and_serves() -> None:
         await proc.wait()
 
 
+@pytest.mark.slow
+async def test_toolvisor_demo_mcp_serves_the_demo_tools(tmp_path: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "toolvisor", "demo", "--mcp", "--db", str(tmp_path / "demo.db")],
+        env=_env(),
+    )
+    async with Client(params) as client:
+        listed = {t.name: t for t in (await client.list_tools()).tools}
+        assert set(listed) == {"process_payment", "record_order", "search_catalog"}
+        payment = listed["process_payment"].annotations
+        assert payment is not None and payment.idempotent_hint is True
+        args = {"transaction_id": "tx-mcp-1", "amount": 12.5, "currency": "EUR"}
+        first = await client.call_tool("process_payment", args)
+        again = await client.call_tool("process_payment", args)
+    if not first.is_error:  # the gateway may reset the connection: then it is not stored
+        assert again.structured_content == first.structured_content
+        assert first.structured_content["status"] == "success"
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [

@@ -149,6 +149,12 @@ def _build_parser() -> _Parser:
         "directory, e.g. ~/.local/share/toolvisor/demo.db, else ./toolvisor-demo.db)",
     )
     demo.add_argument(
+        "--mcp",
+        action="store_true",
+        help="serve the demo's three tools to an agent over MCP (stdio) instead of running "
+        "the live demo; the back ends' failures play out over the first --duration seconds",
+    )
+    demo.add_argument(
         "--plain",
         action="store_true",
         help="plain log lines instead of the live table (automatic when stdout is not a terminal)",
@@ -233,6 +239,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     problem = check_db_path(db)
     if problem is not None:
         raise UsageError(problem)
+    if args.mcp:
+        try:
+            from . import mcp as _needs_the_mcp_extra  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise UsageError(
+                f"serving over MCP needs {exc.name!r}: pip install 'toolvisor[mcp]'"
+            ) from None
+        from ._demo.mcp import serve_demo_mcp
+
+        try:
+            serve_demo_mcp(db=db.resolve(), seed=args.seed, duration=args.duration)
+        except KeyboardInterrupt:
+            return 0
+        return 0
     if args.metrics_port is not None:
         try:
             from .telemetry import require_prometheus
