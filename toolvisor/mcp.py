@@ -31,7 +31,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from ._json import compact_dumps
-from .errors import CircuitOpenError, FieldError, ValidationError
+from .errors import CircuitOpenError, FieldError, UnknownToolError, ValidationError
 from .llm import error_info, error_text
 from .spec import ExecutionContext
 
@@ -164,13 +164,17 @@ def mcp_server(
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        if params.name not in sup.tools():
-            listing = ", ".join(sup.tools()) or "none"
-            raise MCPError(_INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {listing}")
         args = params.arguments if params.arguments is not None else {}
         try:
             call_ctx = _call_context(params.meta or ctx.meta, ctx.request_id)
             value = await sup.execute(params.name, args, call_ctx, timeout=timeout)
+        except UnknownToolError as exc:
+            if exc.name != params.name:  # raised inside the tool: that tool's own failure
+                return _error_result(exc)
+            listing = ", ".join(exc.known) or "none"
+            raise MCPError(
+                _INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {listing}"
+            ) from None
         except Exception as exc:
             return _error_result(exc)
         return _value_result(value)
