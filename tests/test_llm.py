@@ -13,6 +13,8 @@ import trio
 import trio.lowlevel
 from anthropic.lib._parse._transform import transform_schema
 from anthropic.types import ToolParam, ToolResultBlockParam
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionToolMessageParam
 from openai.types.responses import FunctionToolParam
 from openai.types.responses.response_input_param import FunctionCallOutput
@@ -20,9 +22,11 @@ from test_parameters import EVERY_KIND
 
 from toolvisor import (
     ArrayParameter,
+    BooleanParameter,
     CircuitOpenError,
     FunctionToolSpec,
     IntegerParameter,
+    NumericParameter,
     ObjectParameter,
     StringParameter,
     ToolResult,
@@ -357,3 +361,75 @@ async def test_an_agent_turn_from_tool_calls_to_tool_messages() -> None:
     messages = openai_tool_messages(results, [c["id"] for c in calls])
     assert messages[0]["content"] == "2"
     assert "Fix the arguments" in messages[1]["content"]
+
+
+# --------------------------------------------------------------------------- properties
+
+NAMES = st.from_regex(r"\A[a-z][a-z0-9_]{0,7}\Z")
+
+
+def _leaf(draw: Any, name: str) -> Any:
+    nullable = draw(st.booleans())
+    required = draw(st.booleans())
+    kind = draw(st.sampled_from(["string", "number", "integer", "boolean"]))
+    if kind == "string":
+        return StringParameter(
+            name=name,
+            required=required,
+            nullable=nullable,
+            min_length=draw(st.none() | st.integers(0, 3)),
+            enum=draw(
+                st.none() | st.lists(st.text(max_size=3), min_size=1, max_size=3, unique=True)
+            ),
+        )
+    if kind == "boolean":
+        return BooleanParameter(name=name, required=required, nullable=nullable)
+    cls = IntegerParameter if kind == "integer" else NumericParameter
+    return cls(
+        name=name,
+        required=required,
+        nullable=nullable,
+        minimum=draw(st.none() | st.integers(-5, 5)),
+    )
+
+
+@st.composite
+def parameters(draw: Any, depth: int = 0) -> list[Any]:
+    names = draw(st.lists(NAMES, max_size=4, unique=True))
+    out = []
+    for name in names:
+        shape = draw(
+            st.sampled_from(["leaf", "leaf", "array", "object"] if depth < 2 else ["leaf"])
+        )
+        if shape == "leaf":
+            out.append(_leaf(draw, name))
+        elif shape == "array":
+            item = _leaf(draw, "item")
+            out.append(ArrayParameter(name=name, items=item, nullable=draw(st.booleans())))
+        else:
+            out.append(
+                ObjectParameter(
+                    name=name,
+                    properties=draw(parameters(depth + 1)),
+                    required=draw(st.booleans()),
+                    nullable=draw(st.booleans()),
+                )
+            )
+    return out
+
+
+@pytest.mark.slow  # about 0.1 s per example (schema checks and compiled validators)
+@given(parameters())
+def test_strict_schemas_of_any_parameters_follow_the_rules(params: list[Any]) -> None:
+    tool = spec(*params)
+    strict = openai_tools(tool)[0]["function"]["parameters"]
+    check_openai_strict(strict)
+    jsonschema.Draft202012Validator.check_schema(strict)
+    claude = anthropic_tools(tool, strict=True)[0]["input_schema"]
+    assert transform_schema(claude) == claude
+    transform_schema(tool.json_schema())
+    # What a strict model sends for "nothing given": every optional top-level value null.
+    nothing = {p.name: None for p in params if not p.required}
+    if all(not p.required for p in params):
+        jsonschema.validate(nothing, strict)
+        tool.validate(parse_arguments(tool, "order", json.dumps(nothing)))
