@@ -169,6 +169,7 @@ def main() -> int:
         trio.run(serve, args.serve)
         return 0
     results = []
+    load_before = os.getloadavg()
     for transport in args.transports.split(","):
         run: Callable[[], Awaitable[dict[str, Any]]] = lambda t=transport: measure(args, t)  # noqa: E731
         figures = trio.run(run)
@@ -180,7 +181,13 @@ def main() -> int:
             f"(rounds {low:.2f}-{high:.2f}x; target >= {TARGET}x)"
         )
     if args.json is not None:
-        run_info = {"rounds": args.rounds, "calls": args.calls, "concurrency": args.concurrency}
+        run_info = {
+            "rounds": args.rounds,
+            "calls": args.calls,
+            "concurrency": args.concurrency,
+            "cpus": os.cpu_count(),
+            "loadavg_before_after": [load_before, os.getloadavg()],
+        }
         args.json.write_text(json.dumps({**run_info, "results": results}, indent=2))
     return 0 if all(r["ratio"] >= TARGET for r in results) else 1
 
