@@ -104,11 +104,6 @@ TOOLS = [(ECHO, echo), (ADD, add), (CHARGE, charge), (DECLINE, decline), (DOWN, 
 
 
 async def setup(sup: Supervisor) -> None:
-    # A fresh breaker per supervisor: a policy keeps its circuits' state, on the trio
-    # clock of the run that made it, and each test is a new trio run.
-    DOWN.circuit_breaker_policy = StandardCircuitBreakerPolicy(
-        failure_threshold=1, recovery_timeout=60
-    )
     for spec, fn in [*TOOLS, (SLOW, slow)]:
         await sup.spawn(spec, fn)
 
