@@ -104,6 +104,11 @@ TOOLS = [(ECHO, echo), (ADD, add), (CHARGE, charge), (DECLINE, decline), (DOWN, 
 
 
 async def setup(sup: Supervisor) -> None:
+    # A policy keeps its circuits' state by tool name, whichever supervisor runs them: a
+    # fresh one per setup keeps each test's breaker its own.
+    DOWN.circuit_breaker_policy = StandardCircuitBreakerPolicy(
+        failure_threshold=1, recovery_timeout=60
+    )
     for spec, fn in [*TOOLS, (SLOW, slow)]:
         await sup.spawn(spec, fn)
 

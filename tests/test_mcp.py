@@ -373,3 +373,12 @@ def test_toolvisor_mcp_bad_target_is_a_clear_startup_error(target: str, message:
     assert status == 2
     assert message in err.getvalue()
     assert err.getvalue().count("\n") == 1
+
+
+async def test_an_http_body_over_the_limit_is_refused_and_the_server_goes_on() -> None:
+    async with served("http") as client:
+        with pytest.raises(
+            MCPError, match="error response"
+        ):  # the SDK's 413, as the client sees it
+            await client.call_tool("echo", {"text": "x" * 5_000_000})
+        assert _text(await client.call_tool("add", {"a": 1, "b": 1})) == "2"
