@@ -251,7 +251,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         try:
             serve_demo_mcp(db=db.resolve(), seed=args.seed, duration=args.duration)
         except KeyboardInterrupt:
-            return 0
+            return 130
         return 0
     if args.metrics_port is not None:
         try:
