@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
+from pathlib import Path
+from types import SimpleNamespace as Obj
 from typing import Any
 
 import jsonschema
@@ -433,3 +436,33 @@ def test_strict_schemas_of_any_parameters_follow_the_rules(params: list[Any]) ->
     if all(not p.required for p in params):
         jsonschema.validate(nothing, strict)
         tool.validate(parse_arguments(tool, "order", json.dumps(nothing)))
+
+
+async def test_the_readme_agent_loop_runs_a_tool_turn_with_anthropic_shapes() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "run_agent" in b)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    use = Obj(type="tool_use", id="toolu_1", name="add", input={"a": 2, "b": 3})
+    replies = [Obj(content=[use]), Obj(content=[Obj(type="text", text="2 + 3 = 5")])]
+    sent: list[list[Any]] = []
+
+    async def create(**request: Any) -> Any:
+        sent.append(list(request["messages"]))
+        assert request["tools"][0]["name"] == "add"
+        return replies[len(sent) - 1]
+
+    add = spec(IntegerParameter(name="a", required=True), IntegerParameter(name="b"), name="add")
+
+    async def fn(args: Any) -> int:
+        await trio.lowlevel.checkpoint()
+        return int(args["a"]) + int(args.get("b", 0))
+
+    async with open_supervisor() as sup:
+        await sup.spawn(add, fn)
+        assert await namespace["run_agent"](sup, "2 + 3?", create) == "2 + 3 = 5"
+    answer = sent[1][-1]
+    assert answer["role"] == "user"
+    assert answer["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "5", "is_error": False}
+    ]
