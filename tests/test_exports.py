@@ -11,7 +11,14 @@ import pytest
 
 import toolvisor
 
-SUBPACKAGES = ["toolvisor.policies", "toolvisor.supervisor", "toolvisor.actors"]
+SUBPACKAGES = [
+    "toolvisor.policies",
+    "toolvisor.supervisor",
+    "toolvisor.actors",
+    "toolvisor.parameters",
+    "toolvisor.llm",
+    "toolvisor.mcp",
+]
 
 # The names the public contract promises, by module.
 PROMISED_NAMES = {
@@ -58,6 +65,11 @@ PROMISED_NAMES = {
         "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError",
     },
     "toolvisor.testing": {"RateLimitError", "FlakyTool", "AttemptRecorder", "EventLog"},
+    "toolvisor.llm": {
+        "openai_tools", "anthropic_tools", "openai_tool_messages", "anthropic_tool_results",
+        "error_info", "result_text",
+    },
+    "toolvisor.mcp": {"mcp_server", "serve_stdio", "serve_http"},
     "toolvisor.spec": {
         "ToolSpec", "FunctionToolSpec", "DbToolSpec", "ToolType", "IdempotencyConfig",
         "RetryConfig", "CircuitBreakerConfig",

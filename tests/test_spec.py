@@ -519,15 +519,17 @@ def test_json_schema_maps_every_constraint() -> None:
     }
 
 
-def test_no_required_parameters_means_no_required_list() -> None:
+def test_required_is_listed_even_when_empty() -> None:
     schema = _spec(parameters=[StringParameter(name="a")]).json_schema()
-    assert "required" not in schema
+    assert schema["required"] == []
     assert schema["additionalProperties"] is False
 
 
 def test_nullable_parameter_allows_null() -> None:
     spec = _spec(parameters=[StringParameter(name="note", nullable=True)])
-    assert spec.json_schema()["properties"]["note"]["type"] == ["string", "null"]
+    assert spec.json_schema()["properties"]["note"] == {
+        "anyOf": [{"type": "string"}, {"type": "null"}]
+    }
     spec.validate({"note": None})
     with pytest.raises(ValidationError):
         _spec(parameters=[StringParameter(name="note")]).validate({"note": None})

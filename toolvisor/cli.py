@@ -1,4 +1,4 @@
-"""The ``toolvisor`` command: ``demo``, ``schema`` and ``bench``.
+"""The ``toolvisor`` command: ``demo``, ``schema``, ``mcp`` and ``bench``.
 
 Every error of the user's making (a bad option, a module that does not import, a path
 that cannot be written) prints one line on stderr and exits non-zero, without a
@@ -8,6 +8,7 @@ traceback: exit status 2 for bad usage, 1 for a failure while running.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import json
@@ -138,6 +139,12 @@ def _build_parser() -> _Parser:
         "directory, e.g. ~/.local/share/toolvisor/demo.db, else ./toolvisor-demo.db)",
     )
     demo.add_argument(
+        "--mcp",
+        action="store_true",
+        help="serve the demo's three tools to an agent over MCP (stdio) instead of running "
+        "the live demo; the back ends' failures play out over the first --duration seconds",
+    )
+    demo.add_argument(
         "--plain",
         action="store_true",
         help="plain log lines instead of the live table (automatic when stdout is not a terminal)",
@@ -166,6 +173,44 @@ def _build_parser() -> _Parser:
         "--indent", type=_indent, default=2, help="JSON indentation (default 2; 0 for one line)"
     )
 
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve tools over MCP",
+        description=(
+            "Import MODULE and serve the tools ATTR names over MCP, each call run through "
+            "its spec's policies (breaker, retries, deadlines, idempotency). ATTR is a "
+            "list, tuple or dict of (spec, fn) pairs, or an async function setup(sup) "
+            "that spawns the tools. The current directory is importable, as with "
+            "python -m. Over stdio, stdout carries the protocol: logs go to stderr."
+        ),
+    )
+    mcp.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:TOOLS")
+    mcp.add_argument(
+        "--transport",
+        choices=("stdio", "http"),
+        default="stdio",
+        help="stdio (the default: an MCP client starts this command) or http "
+        "(streamable HTTP at http://HOST:PORT/mcp)",
+    )
+    mcp.add_argument("--host", default="127.0.0.1", help="HTTP: address to listen on")
+    mcp.add_argument(
+        "--port", type=_port, default=8000, help="HTTP: port to listen on (default 8000)"
+    )
+    mcp.add_argument(
+        "--timeout",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="overall deadline of each call (default: only the tools' own timeout_s)",
+    )
+    mcp.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="keep idempotent results in this SQLite file (default: in memory)",
+    )
+
     commands.add_parser(
         "bench",
         help="run the benchmark suite (options: toolvisor bench --help)",
@@ -184,6 +229,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     problem = check_db_path(db)
     if problem is not None:
         raise UsageError(problem)
+    if args.mcp:
+        try:
+            from . import mcp as _needs_the_mcp_extra  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise UsageError(
+                f"serving over MCP needs {exc.name!r}: pip install 'toolvisor[mcp]'"
+            ) from None
+        from ._demo.mcp import serve_demo_mcp
+
+        try:
+            serve_demo_mcp(db=db.resolve(), seed=args.seed, duration=args.duration)
+        except KeyboardInterrupt:
+            return 130
+        return 0
     if args.metrics_port is not None:
         try:
             from .telemetry import require_prometheus
@@ -303,6 +362,74 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- mcp
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    import trio
+
+    from ._target import TargetError, load_target, spawn_target
+    from .supervisor import SQLiteStore, open_supervisor
+
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        from . import mcp as tv_mcp
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"serving over MCP needs {exc.name!r}: pip install 'toolvisor[mcp]'"
+        ) from None
+    if args.db is not None:
+        db = args.db.expanduser()
+        if db.is_dir() or not db.parent.is_dir():
+            raise UsageError(f"--db {str(args.db)!r}: no such directory for the SQLite file")
+
+    async def serve() -> None:
+        store = SQLiteStore(str(args.db.expanduser())) if args.db is not None else None
+        try:
+            async with open_supervisor(idempotency_store=store) as sup:
+                names = await spawn_target(sup, target)
+                if args.transport == "stdio":
+                    print(f"{_PROG} mcp: serving {', '.join(names)} over stdio", file=sys.stderr)
+                    await tv_mcp.serve_stdio(sup, timeout=args.timeout)
+                    return
+                async with trio.open_nursery() as nursery:
+                    binds = await nursery.start(
+                        functools.partial(
+                            tv_mcp.serve_http,
+                            sup,
+                            host=args.host,
+                            port=args.port,
+                            timeout=args.timeout,
+                        )
+                    )
+                    where = ", ".join(f"{b}/mcp" for b in binds)
+                    print(f"{_PROG} mcp: serving {', '.join(names)} at {where}", file=sys.stderr)
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    try:
+        trio.run(serve)
+    except KeyboardInterrupt:
+        return 130
+    except BaseExceptionGroup as group:  # one failure out of the nurseries: report it alone
+        leaves = _leaves(group)
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from None
+        raise
+    return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -347,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "schema":
             return _cmd_schema(args)
+        if args.command == "mcp":
+            return _cmd_mcp(args)
     except UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2

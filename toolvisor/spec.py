@@ -22,13 +22,25 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
-import jsonschema_rs
 
 from ._validation import ArgumentValidator, InputLimits
+from .parameters import (
+    ArrayParameter,
+    BooleanParameter,
+    IntegerParameter,
+    NumericParameter,
+    ObjectParameter,
+    Parameter,
+    StringParameter,
+    _name,
+    _object_schema,
+    _optional_count,
+    _unique_names,
+)
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -93,32 +105,15 @@ def _at_least_one(_inst: object, attribute: attrs.Attribute[Any], value: int) ->
         raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
 
 
-def _optional_number(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be a finite number or None, got {value!r}")
+_TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
-def _optional_count(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name} must be an integer >= 0 or None, got {value!r}")
-
-
-_NAME_RE = re.compile(r"^[^\s\x00-\x1f]{1,128}$")
-
-
-def _name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+def _tool_name(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _TOOL_NAME_RE.match(value):
         raise ValueError(
-            f"{attribute.name} must be a non-empty string of at most 128 characters without "
-            f"whitespace, got {value!r}"
+            f"{attribute.name} must be 1 to 64 characters from a-z, A-Z, 0-9, '_' and '-' "
+            f"(LLM providers reject other tool names), got {value!r}"
         )
-
-
-# --------------------------------------------------------------------------- parameters
 
 
 def _one_of(name: str, allowed: tuple[str, ...]) -> Callable[[object, object, object], None]:
@@ -129,189 +124,6 @@ def _one_of(name: str, allowed: tuple[str, ...]) -> Callable[[object, object, ob
             )
 
     return check
-
-
-def _optional_tuple(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
-    return None if value is None else tuple(value)
-
-
-@attrs.frozen(kw_only=True)
-class Parameter:
-    """Base of the parameter classes; see the subclasses."""
-
-    name: str = attrs.field(validator=_name)
-    required: bool = False
-    description: str = ""
-    default: Any = None
-    nullable: bool = False
-
-    _json_type: str = attrs.field(default="", init=False, repr=False)
-
-    def to_schema(self) -> dict[str, Any]:
-        """This parameter's JSON Schema."""
-        schema: dict[str, Any] = {
-            "type": [self._json_type, "null"] if self.nullable else self._json_type
-        }
-        if self.description:
-            schema["description"] = self.description
-        if self.default is not None:
-            schema["default"] = self.default
-        schema.update(self._constraints())
-        return schema
-
-    def _constraints(self) -> dict[str, Any]:
-        return {}
-
-
-def _check_bounds(lo: float | None, hi: float | None, what: str) -> None:
-    if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"min{what} ({lo}) must not exceed max{what} ({hi})")
-
-
-@attrs.frozen(kw_only=True)
-class StringParameter(Parameter):
-    """A string, optionally limited by ``enum``, length bounds or a regex ``pattern``."""
-
-    enum: Sequence[str] | None = attrs.field(default=None, converter=_optional_tuple)
-    min_length: int | None = attrs.field(default=None, validator=_optional_count)
-    max_length: int | None = attrs.field(default=None, validator=_optional_count)
-    pattern: str | None = None
-    _json_type: str = attrs.field(default="string", init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        _check_bounds(self.min_length, self.max_length, "_length")
-        if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {self.pattern!r} is not a valid regex: {exc}") from exc
-            try:  # the dialect that judges it (ECMA-262) rejects some Python-only syntax
-                jsonschema_rs.validator_for({"pattern": self.pattern})
-            except jsonschema_rs.ValidationError as exc:
-                raise ValueError(
-                    f"pattern {self.pattern!r} is not a valid ECMA-262 regex: {exc}"
-                ) from exc
-        if self.enum is not None and not all(isinstance(e, str) for e in self.enum):
-            raise ValueError(f"enum of {self.name!r} must hold strings only, got {self.enum!r}")
-
-    def _constraints(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.enum is not None:
-            out["enum"] = list(self.enum)
-        if self.min_length is not None:
-            out["minLength"] = self.min_length
-        if self.max_length is not None:
-            out["maxLength"] = self.max_length
-        if self.pattern is not None:
-            out["pattern"] = self.pattern
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class NumericParameter(Parameter):
-    """A finite number (int or float; booleans are rejected), optionally bounded."""
-
-    minimum: float | None = attrs.field(default=None, validator=_optional_number)
-    maximum: float | None = attrs.field(default=None, validator=_optional_number)
-    exclusive_minimum: float | None = attrs.field(default=None, validator=_optional_number)
-    exclusive_maximum: float | None = attrs.field(default=None, validator=_optional_number)
-    enum: Sequence[float] | None = attrs.field(default=None, converter=_optional_tuple)
-    _json_type: str = attrs.field(default="number", init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        _check_bounds(self.minimum, self.maximum, "imum")
-
-    def _constraints(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for attr, key in (
-            ("minimum", "minimum"),
-            ("maximum", "maximum"),
-            ("exclusive_minimum", "exclusiveMinimum"),
-            ("exclusive_maximum", "exclusiveMaximum"),
-        ):
-            value = getattr(self, attr)
-            if value is not None:
-                out[key] = value
-        if self.enum is not None:
-            out["enum"] = list(self.enum)
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class IntegerParameter(NumericParameter):
-    """An integer (JSON Schema's meaning: 3 and 3.0 are integers; booleans are not)."""
-
-    _json_type: str = attrs.field(default="integer", init=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class BooleanParameter(Parameter):
-    """``true`` or ``false``."""
-
-    _json_type: str = attrs.field(default="boolean", init=False, repr=False)
-
-
-@attrs.frozen(kw_only=True)
-class ArrayParameter(Parameter):
-    """A list whose items all match ``items`` (any JSON value when ``items`` is None)."""
-
-    items: Parameter | None = None
-    min_items: int | None = attrs.field(default=None, validator=_optional_count)
-    max_items: int | None = attrs.field(default=None, validator=_optional_count)
-    unique_items: bool = False
-    _json_type: str = attrs.field(default="array", init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        _check_bounds(self.min_items, self.max_items, "_items")
-
-    def _constraints(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.items is not None:
-            out["items"] = self.items.to_schema()
-        if self.min_items is not None:
-            out["minItems"] = self.min_items
-        if self.max_items is not None:
-            out["maxItems"] = self.max_items
-        if self.unique_items:
-            out["uniqueItems"] = True
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class ObjectParameter(Parameter):
-    """A nested object with its own ``properties`` (unknown keys rejected by default)."""
-
-    properties: Sequence[Parameter] = attrs.field(factory=tuple, converter=tuple)
-    additional_properties: bool = False
-    _json_type: str = attrs.field(default="object", init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        _unique_names(self.properties, f"properties of {self.name!r}")
-
-    def _constraints(self) -> dict[str, Any]:
-        return _object_schema(self.properties, self.additional_properties, with_type=False)
-
-
-def _unique_names(params: Sequence[Parameter], where: str) -> None:
-    seen: set[str] = set()
-    for p in params:
-        if not isinstance(p, Parameter):
-            raise ValueError(f"{where} must be Parameter instances, got {p!r}")
-        if p.name in seen:
-            raise ValueError(f"{where}: duplicate parameter name {p.name!r}")
-        seen.add(p.name)
-
-
-def _object_schema(
-    params: Sequence[Parameter], additional: bool, *, with_type: bool = True
-) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object"} if with_type else {}
-    schema["properties"] = {p.name: p.to_schema() for p in params}
-    required = [p.name for p in params if p.required]
-    if required:
-        schema["required"] = required
-    schema["additionalProperties"] = additional
-    return schema
 
 
 # --------------------------------------------------------------------------- configs
@@ -420,6 +232,36 @@ def _parameters(_inst: object, _attribute: attrs.Attribute[Any], value: object) 
     _unique_names(value, "parameters")
 
 
+def _check_key_fields(
+    tool_name: object, fields: object, parameters: list[Parameter] | tuple[Parameter, ...]
+) -> None:
+    if (
+        isinstance(fields, str)
+        or not isinstance(fields, list | tuple)
+        or not all(isinstance(f, str) for f in fields)
+    ):
+        raise ValueError(
+            f"idempotency.key_fields of tool {tool_name!r} must be a list of parameter "
+            f"names, got {fields!r}"
+        )
+    names = [p.name for p in parameters if isinstance(p, Parameter)]
+    unknown = [f for f in fields if f not in names]
+    if unknown:
+        listing = ", ".join(repr(n) for n in names) or "none"
+        raise ValueError(
+            f"idempotency.key_fields of tool {tool_name!r} names {unknown[0]!r}, which is "
+            f"not one of its parameters ({listing})"
+        )
+
+
+def _key_fields_named(inst: ToolSpec, attribute: attrs.Attribute[Any], value: object) -> None:
+    # On assignment attrs validates before it stores: judge the new value with the old rest.
+    params = value if attribute.name == "parameters" else getattr(inst, "parameters", None)
+    idem = value if attribute.name == "idempotency" else getattr(inst, "idempotency", None)
+    if isinstance(params, list | tuple) and isinstance(idem, IdempotencyConfig):
+        _check_key_fields(getattr(inst, "tool_name", None), idem.key_fields, params)
+
+
 def _overflow(_inst: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if value not in ("wait", "reject"):
         raise ValueError(f"overflow must be 'wait' or 'reject', got {value!r}")
@@ -487,15 +329,25 @@ class ToolSpec:
             ``circuit_breaker`` configs decide, and without those: no retry, no breaker.
         input_limits: bounds on a call's arguments (nesting depth, size, string length),
             checked before the schema; see :class:`InputLimits` for the defaults.
+        read_only: the tool does not change anything (it only reads); advertised to
+            agents (MCP's ``readOnlyHint``), never enforced.
+
+    ``tool_name`` is what LLM providers see, so it follows their rule:
+    ``^[a-zA-Z0-9_-]{1,64}$``. ``idempotency.key_fields`` must name parameters (checked
+    at construction, on assignment and when the spec is compiled).
     """
 
     id: str = attrs.field(validator=_name)
-    tool_name: str = attrs.field(validator=_name)
+    tool_name: str = attrs.field(validator=_tool_name)
     description: str = attrs.field(default="", validator=_description)
     tool_type: ToolType = attrs.field(default=ToolType.FUNCTION, converter=_tool_type)
-    parameters: list[Parameter] = attrs.field(factory=list, validator=_parameters)
+    parameters: list[Parameter] = attrs.field(
+        factory=list, validator=[_parameters, _key_fields_named]
+    )
     timeout_s: float = attrs.field(default=30.0, validator=_positive)
-    idempotency: IdempotencyConfig = attrs.field(factory=IdempotencyConfig, validator=_idempotency)
+    idempotency: IdempotencyConfig = attrs.field(
+        factory=IdempotencyConfig, validator=[_idempotency, _key_fields_named]
+    )
     idempotency_key_generator: IIdempotencyKeyGenerator | None = attrs.field(
         default=None,
         validator=_optional_instance(
@@ -515,6 +367,7 @@ class ToolSpec:
     max_concurrency: int = attrs.field(default=16, validator=_at_least_one)
     queue_size: int = attrs.field(default=1024, validator=_optional_count)
     overflow: Literal["wait", "reject"] = attrs.field(default="wait", validator=_overflow)
+    read_only: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     input_limits: InputLimits = attrs.field(
         factory=InputLimits, validator=attrs.validators.instance_of(InputLimits)
     )
@@ -573,6 +426,8 @@ class ToolSpec:
 
     def compile(self) -> CompiledSpec:
         """Take the immutable snapshot a tool's actor runs with."""
+        # key_fields may have been edited in place since the last check
+        _check_key_fields(self.tool_name, self.idempotency.key_fields, self.parameters)
         idem = self.idempotency
         validator = self._argument_validator()
         generator = self.idempotency_key_generator or default_key_generator(idem.key_fields)
