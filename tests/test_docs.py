@@ -112,7 +112,9 @@ def test_a_fragment_says_so_and_why_where_the_reader_sees_it() -> None:
     for needs in ("RedisStore(", "from core."):
         where = {("README.md", n) for n, c in readme.items() if needs in c}
         assert where and where <= set(fragments), needs
-    assert len(fragments) <= 3, sorted(fragments)  # the docs are programs, not pieces
+    # The docs are programs, not pieces: the seed's imports, a deployment's Redis, a
+    # framework not installed here (LangGraph), a collector's set-up and a caller's span.
+    assert len(fragments) <= 5, sorted(fragments)
 
 
 # --------------------------------------------------------------------------- self-contained

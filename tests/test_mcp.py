@@ -82,10 +82,6 @@ async def test_list_gives_schemas_and_hints(transport: str) -> None:
     assert (add.idempotent_hint, add.read_only_hint, add.destructive_hint) == (False, False, True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read_only field reaches the supervisor's snapshot (CompiledSpec) in the core",
-)
 async def test_read_only_tools_are_hinted_read_only() -> None:
     async with served("memory") as client:
         listed = {t.name: t for t in (await client.list_tools()).tools}

@@ -60,10 +60,9 @@ _NOT_RUN: tuple[type[BaseException], ...] = (CircuitOpenError, ValidationError)
 
 
 def _hints(sup: Supervisor, tool: str) -> types.ToolAnnotations:
-    # The supervisor's public API gives schemas, not policies: read the snapshot it runs.
-    spec = sup._routes[tool].spec
-    idempotent = bool(spec.idempotent)
-    read_only = bool(getattr(spec, "read_only", False))
+    spec = sup.spec(tool)
+    idempotent = spec.idempotent
+    read_only = spec.read_only
     return types.ToolAnnotations(
         idempotent_hint=idempotent,
         read_only_hint=read_only,

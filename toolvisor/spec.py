@@ -449,6 +449,7 @@ class ToolSpec:
             on_unknown_outcome=idem.on_unknown_outcome,
             key_generator=generator,
             key_generator_takes_ctx=generator_takes_ctx(generator),
+            read_only=self.read_only,
             key_for_fingerprint=getattr(generator, "key_for_fingerprint", None),
             function_schema={  # shares the validator's schema: no second copy per tool
                 "name": self.tool_name,
@@ -499,6 +500,7 @@ class CompiledSpec:
     claim_ttl_s: float
     key_generator: IIdempotencyKeyGenerator
     key_generator_takes_ctx: bool = True
+    read_only: bool = False
     #: The generator's optional ``key_for_fingerprint(tool_name, fingerprint, *,
     #: tenant_id)``: the key from the arguments' fingerprint, already computed per call.
     key_for_fingerprint: Callable[..., str] | None = attrs.field(default=None, eq=False)

@@ -284,9 +284,10 @@ class Instrumentation:
         sup = self._sup()
         if sup is None:
             return True
-        routes = getattr(sup, "_routes", {})
-        route = routes.get(call.tool)
-        policy = None if route is None else route.spec.retry_policy
+        try:
+            policy = sup.spec(call.tool).retry_policy
+        except ToolvisorError:  # stopped meanwhile
+            return True
         is_retryable = getattr(policy, "is_retryable", None)
         if not callable(is_retryable):
             return True

@@ -8,6 +8,7 @@ restart loops (``restarts.py``); ``open.py`` opens and closes it.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from ..errors import (
 from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.retry import IRetryPolicy
-from ..spec import ExecutionContext, ToolSpec
+from ..spec import CompiledSpec, ExecutionContext, ToolSpec
 from .calls import send, send_and_wait
 from .hub import EventHub, Publish
 from .idempotency import IdempotencyCache
@@ -97,8 +98,17 @@ class Supervisor:
         return sorted(self._routes)
 
     def function_schemas(self) -> dict[str, Mapping[str, Any]]:
-        """Each tool's function-calling schema, by name (for an LLM's tool list)."""
-        return {name: r.spec.function_schema for name, r in sorted(self._routes.items())}
+        """Each tool's function-calling schema, by name (for an LLM's tool list).
+
+        Copies: editing them changes nothing the supervisor validates with.
+        """
+        return {
+            name: copy.deepcopy(r.spec.function_schema) for name, r in sorted(self._routes.items())
+        }
+
+    def spec(self, tool: str) -> CompiledSpec:
+        """The snapshot ``tool`` runs with now (its policies after any ``reconfigure``)."""
+        return self._route(tool).spec
 
     def stats(self, tool: str) -> ToolStats:
         """A snapshot of ``tool``'s counters (see :class:`ToolStats`)."""
