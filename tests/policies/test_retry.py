@@ -489,3 +489,31 @@ def test_loop_never_sleeps_past_the_deadline(
             assert started == now + delay
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@pytest.mark.parametrize(
+    "bug", [NameError, TypeError, AttributeError, AssertionError, NotImplementedError, ImportError]
+)
+async def test_programming_errors_are_not_retried_unless_retry_on_names_them(
+    bug: type[Exception], autojump_clock: trio.testing.MockClock
+) -> None:
+    attempts = 0
+
+    async def buggy() -> str:
+        nonlocal attempts
+        attempts += 1
+        raise bug("a bug, not an outage")
+
+    with pytest.raises(bug):
+        await FixedRetryPolicy(max_attempts=3, delay_seconds=1).execute(buggy)
+    assert attempts == 1  # Exception (the default retry_on) does not name it
+    attempts = 0
+    with pytest.raises(bug):
+        await FixedRetryPolicy(max_attempts=3, delay_seconds=1, retry_on=(bug,)).execute(buggy)
+    assert attempts == 3  # named: retried
+    attempts = 0
+    with pytest.raises(bug):
+        await ExponentialBackoffRetryPolicy(
+            max_attempts=3, base_delay=1, retry_on=lambda exc: True
+        ).execute(buggy)
+    assert attempts == 3  # a predicate decides everything

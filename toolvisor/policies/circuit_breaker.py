@@ -41,6 +41,7 @@ from toolvisor.policies._breaker_core import (
     _PybreakerPolicy,
     _validate_exclude,
 )
+from toolvisor.policies._keywords import suggest_keywords
 
 __all__ = [
     "AdaptiveCircuitBreakerPolicy",
@@ -63,6 +64,7 @@ def _to_listeners(
     return tuple(listeners)
 
 
+@suggest_keywords
 @attrs.define(slots=True, eq=False)
 class StandardCircuitBreakerPolicy(_PybreakerPolicy):
     """Open after ``failure_threshold`` consecutive failures; built on ``pybreaker``.
@@ -108,6 +110,7 @@ class StandardCircuitBreakerPolicy(_PybreakerPolicy):
         return self.failure_threshold
 
 
+@suggest_keywords
 @attrs.define(slots=True, eq=False)
 class AdaptiveCircuitBreakerPolicy(_PybreakerPolicy):
     """Open after consecutive failures reach a threshold that adapts to the error rate.

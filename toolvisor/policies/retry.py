@@ -41,6 +41,7 @@ from toolvisor.errors import (
     IdempotencyOutcomeUnknownError,
     ValidationError,
 )
+from toolvisor.policies._keywords import suggest_keywords
 
 __all__ = [
     "DEFAULT_RNG",
@@ -247,6 +248,7 @@ class NoRetryPolicy(_ScheduledRetryPolicy):
         return await func()
 
 
+@suggest_keywords
 @attrs.define(slots=True)
 class FixedRetryPolicy(_ScheduledRetryPolicy):
     """Wait a fixed delay, with optional additive jitter, between attempts.
@@ -280,6 +282,7 @@ class FixedRetryPolicy(_ScheduledRetryPolicy):
         return max(0.0, self.delay_seconds + noise)
 
 
+@suggest_keywords
 @attrs.define(slots=True)
 class ExponentialBackoffRetryPolicy(_ScheduledRetryPolicy):
     """Wait exponentially longer after each failed attempt, capped, with relative jitter.
