@@ -326,6 +326,7 @@ def test_the_documented_module_and_command_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """docs/cli.md's mytools.py and its command, with fewer calls per level."""
+    pytest.importorskip("matplotlib")
     import re
     import shlex
 
