@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -64,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Side-by-side benchmarks of toolvisor against bare trio and asyncio + tenacity + "
             "aiobreaker. Contenders alternate round by round in one run; figures are "
-            "medians over rounds, compared as ratios."
+            "medians over rounds, compared as ratios. To load-test your own tool instead: "
+            "toolvisor bench --tool MODULE:ATTR (toolvisor bench --tool X --help)."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
@@ -99,8 +101,137 @@ def _check_dependencies(sections: list[str], plot: bool) -> None:
         require(module)
 
 
+def _levels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"must be in 1-100000, got {text!r}")
+    return value
+
+
+def _tool_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="toolvisor bench --tool",
+        description=(
+            "Load-test your own tool through its policies: for each concurrency level, in "
+            "its own trio.run, spawn the tool on a fresh supervisor and send --calls calls "
+            "over that many caller tasks. Reports calls/s, p50/p99, outcomes (succeeded, "
+            "failed, rejected, cancelled), the errors callers saw, retries, timeouts and "
+            "breaker transitions."
+        ),
+    )
+    parser.add_argument(
+        "--tool",
+        required=True,
+        metavar="MODULE:ATTR",
+        help="a list/tuple/dict of (spec, fn) pairs, or an async setup(sup) that spawns the tools",
+    )
+    parser.add_argument(
+        "--tool-name", metavar="NAME", help="which tool, when the target has several"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_levels,
+        nargs="+",
+        default=[1, 10, 100],
+        metavar="N",
+        help="concurrent callers, one level after the other (default: 1 10 100)",
+    )
+    parser.add_argument(
+        "--calls", type=_levels, default=1000, metavar="N", help="calls per level (default 1000)"
+    )
+    parser.add_argument(
+        "--args",
+        metavar="JSON",
+        help='the arguments of every call, a JSON object; "{i}" in its strings is the '
+        "call's number (default: each parameter's default, else a value made from it)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write every figure here")
+    parser.add_argument("--plot", type=Path, metavar="PATH.png", help="write the plot here")
+    parser.add_argument(
+        "--plain", action="store_true", help="no progress bar (also when not on a terminal)"
+    )
+    return parser
+
+
+def _wants_tool(argv: list[str]) -> bool:
+    return any(a == "--tool" or a.startswith("--tool=") for a in argv)
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_tool(argv: list[str]) -> int:
+    """``toolvisor bench --tool ...``: 0 on success, 2 on bad usage, 1 if the set-up fails."""
+    from .._target import TargetError, load_target
+    from . import tool
+
+    try:
+        options = _tool_parser().parse_args(argv)
+        require("rich")
+        if options.plot is not None:
+            require("matplotlib")
+        args = tool.parse_args_json(options.args) if options.args is not None else None
+        target = load_target(options.tool)
+    except (_UsageError, BenchDependencyError, TargetError, tool.ArgsError) as exc:
+        _error(str(exc))
+        return 2
+    load = tool.LoadOptions(
+        target=target,
+        concurrency=tuple(options.concurrency),
+        calls=options.calls,
+        tool=options.tool_name,
+        args=args,
+    )
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    plain = options.plain or not sys.stderr.isatty()
+    progress = Progress(
+        "[bold]calls",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=plain,
+    )
+    try:
+        with progress:
+            bar = progress.add_task("calls", total=load.calls * len(load.concurrency))
+            report = tool.run_load(load, lambda: progress.advance(bar))
+    except BaseException as exc:
+        first = _first_error(exc)
+        if isinstance(first, TargetError) and first.__cause__ is not None:
+            _error(str(first))  # the user's setup(sup) raised: a failure while running
+            return 1
+        if isinstance(first, TargetError | tool.ArgsError):
+            _error(str(first))
+            return 2
+        if isinstance(first, Exception):
+            _error(f"{options.tool} failed: {type(first).__name__}: {first}")
+            return 1
+        raise
+    console = Console() if sys.stdout.isatty() else Console(width=150)
+    tool.print_table(report, console)
+    if options.plot is not None:
+        tool.write_plot(report, options.plot)
+        console.print(f"plot: {options.plot}")
+    if options.json is not None:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"json: {options.json}")
+    return 0
+
+
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the sections, report; 0 on success, 2 on a usage problem."""
+    if _wants_tool(list(sys.argv[1:] if argv is None else argv)):
+        return run_tool(list(sys.argv[1:] if argv is None else argv))
     parser = _parser()
     try:
         options = parser.parse_args(argv)
