@@ -56,6 +56,7 @@ def _check_consistent(text: str, report: DemoReport) -> None:
     assert report.payments.double_charges == 0
 
 
+@pytest.mark.slow  # two whole demo runs
 def test_demo_twice_on_one_db(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -492,6 +492,7 @@ def _target(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return f"{request.getfixturevalue('redis_url')}|{request.getfixturevalue('redis_prefix')}"
 
 
+@pytest.mark.slow  # worker processes
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_two_processes_racing_on_the_same_keys_run_each_once(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -516,6 +517,7 @@ def test_two_processes_racing_on_the_same_keys_run_each_once(
     assert results[0] == results[1]  # both processes got each key's one result
 
 
+@pytest.mark.slow  # worker processes
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_a_new_process_gets_stored_results_with_zero_executions(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -529,6 +531,7 @@ def test_a_new_process_gets_stored_results_with_zero_executions(
     assert second["cache_hits"] == 40
 
 
+@pytest.mark.slow  # worker processes
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_a_killed_holder_blocks_its_key_only_until_the_claim_expires(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
