@@ -26,6 +26,7 @@ PROMISED_NAMES = {
         "NoRetryPolicy", "FixedRetryPolicy", "ExponentialBackoffRetryPolicy",
         "CustomRetryPolicy", "CircuitBreakerPolicyFactory", "RetryPolicyFactory",
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
+        "RetryBudget",
         # 5. Actors and supervisor
         "open_supervisor", "Supervisor", "ToolRef", "ToolResult", "PendingCall", "ToolStats",
         "ExecutionContext",
@@ -46,6 +47,7 @@ PROMISED_NAMES = {
         "NoRetryPolicy", "FixedRetryPolicy", "ExponentialBackoffRetryPolicy",
         "CustomRetryPolicy", "CircuitBreakerPolicyFactory", "RetryPolicyFactory",
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
+        "RetryBudget",
     },
     "toolvisor.policies.idempotency": {
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",

@@ -41,6 +41,7 @@ from .policies import IIdempotencyKeyGenerator as IIdempotencyKeyGenerator
 from .policies import IRetryPolicy as IRetryPolicy
 from .policies import NoOpCircuitBreakerPolicy as NoOpCircuitBreakerPolicy
 from .policies import NoRetryPolicy as NoRetryPolicy
+from .policies import RetryBudget as RetryBudget
 from .policies import RetryPolicyFactory as RetryPolicyFactory
 from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy
 from .spec import ArrayParameter as ArrayParameter
@@ -116,6 +117,7 @@ __all__ = [
     "RateLimitError",
     "RedisStore",
     "ResultNotStored",
+    "RetryBudget",
     "RetryConfig",
     "RetryPolicyFactory",
     "RetryScheduled",

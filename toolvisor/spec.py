@@ -29,6 +29,7 @@ import attrs
 import jsonschema_rs
 
 from ._validation import ArgumentValidator, InputLimits
+from .policies.budget import RetryBudget
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -487,6 +488,9 @@ class ToolSpec:
             ``circuit_breaker`` configs decide, and without those: no retry, no breaker.
         input_limits: bounds on a call's arguments (nesting depth, size, string length),
             checked before the schema; see :class:`InputLimits` for the defaults.
+        retry_budget: a :class:`RetryBudget` capping this tool's retries as a share of
+            its calls (one instance on several specs is one shared budget); None: the
+            retry policy alone decides.
     """
 
     id: str = attrs.field(validator=_name)
@@ -517,6 +521,9 @@ class ToolSpec:
     overflow: Literal["wait", "reject"] = attrs.field(default="wait", validator=_overflow)
     input_limits: InputLimits = attrs.field(
         factory=InputLimits, validator=attrs.validators.instance_of(InputLimits)
+    )
+    retry_budget: RetryBudget | None = attrs.field(
+        default=None, validator=_optional_instance(RetryBudget, " (a toolvisor.RetryBudget)")
     )
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
@@ -582,6 +589,7 @@ class ToolSpec:
             timeout_s=float(self.timeout_s),
             validator=validator,
             retry_policy=self.effective_retry_policy(),
+            retry_budget=self.retry_budget,
             breaker=self.effective_circuit_breaker_policy(),
             max_concurrency=self.max_concurrency,
             queue_size=self.queue_size,
@@ -634,6 +642,8 @@ class CompiledSpec:
     validator: ArgumentValidator
     retry_policy: IRetryPolicy
     breaker: ICircuitBreakerPolicy
+    #: The spec's retry budget (shared, mutable: the one instance the spec names).
+    retry_budget: RetryBudget | None = attrs.field(default=None, eq=False)
     max_concurrency: int
     queue_size: int
     overflow: str

@@ -12,6 +12,9 @@ tool runs in exactly one place, ``ToolRunner._once``. The loop ends the call:
   also when that failure opened the breaker or the breaker refused a retry (a note on
   the exception says so), so ``except PaymentDeclined:`` catches every call that reached
   the service;
+* the spec's retry budget refused a retry: ``fail`` with the tool's own last exception
+  (a note says so; ``ToolStats.budget_exhausted`` counts it). Each call deposits in the
+  budget before its first attempt; each retry withdraws, in ``on_retry``, before its wait;
 * a ``BaseException`` from the tool that is not a cancellation (``SystemExit``, an
   ``asyncio.CancelledError`` leaked by a client library...): ``fail`` with
   ``ActorCrashedError`` caused by it; it stays inside this call.
@@ -178,6 +181,9 @@ class ToolRunner:
         name = spec.tool_name
         breaker = spec.breaker
         observer = self.observer
+        budget = spec.retry_budget
+        if budget is not None:
+            budget.deposit(trio.current_time())
         if observer is not None:
             observer.call_running(call)
         if self.publish is not None:
@@ -206,6 +212,8 @@ class ToolRunner:
             call.in_attempt = False
             if isinstance(exc, Exception):
                 call.last_error = exc
+                if budget is not None and not budget.try_withdraw(trio.current_time()):
+                    raise _RetryRefused(exc)  # ends the loop: no retry is scheduled
             if watchdog is not None:
                 watchdog.watch(call.deadline)  # the retries run on the call's deadline
             if observer is not None:
@@ -218,6 +226,8 @@ class ToolRunner:
             )
         except Exception as exc:
             call.in_attempt = False
+            if type(exc) is _RetryRefused:
+                exc = self._budget_exhausted(call, exc.error)
             if observer is not None:
                 observer.attempt_ended(call, exc, None)
             if self.publish is not None:
@@ -291,6 +301,14 @@ class ToolRunner:
             exc.add_note(f"toolvisor: tool {call.tool!r} failed after {attempts} attempts")
         call.fail(exc)
 
+    def _budget_exhausted(self, call: Call, error: Exception) -> Exception:
+        """The retry budget refused a retry after ``error``: it is the call's end."""
+        self.counters.budget_exhausted += 1
+        error.add_note(
+            f"toolvisor: the retry budget of tool {call.tool!r} is exhausted; the retry was skipped"
+        )
+        return error
+
     def _on_retry(self, attempt: int, delay: float, exc: BaseException) -> None:
         if self.publish is not None:
             self._observe_breaker()
@@ -314,6 +332,14 @@ class ToolRunner:
                 )
             )
         self._last_state = state
+
+
+class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never raised out
+    """Raised by ``on_retry`` to veto a retry; carries the attempt's own error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:

@@ -4,6 +4,7 @@ Policies are configuration plus behaviour, free of I/O and actors; all timing is
 trio's clock.
 """
 
+from toolvisor.policies.budget import RetryBudget as RetryBudget
 from toolvisor.policies.circuit_breaker import (
     AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "NoOpCircuitBreakerPolicy",
     "NoRetryPolicy",
     "OnRetry",
+    "RetryBudget",
     "RetryOn",
     "RetryPolicyFactory",
     "StandardCircuitBreakerPolicy",
