@@ -26,7 +26,7 @@ PROMISED_NAMES = {
         "NoRetryPolicy", "FixedRetryPolicy", "ExponentialBackoffRetryPolicy",
         "CustomRetryPolicy", "CircuitBreakerPolicyFactory", "RetryPolicyFactory",
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
-        "RetryBudget",
+        "RetryBudget", "RateLimit",
         # 5. Actors and supervisor
         "open_supervisor", "Supervisor", "ToolRef", "ToolResult", "PendingCall", "ToolStats",
         "ExecutionContext",
@@ -47,7 +47,7 @@ PROMISED_NAMES = {
         "NoRetryPolicy", "FixedRetryPolicy", "ExponentialBackoffRetryPolicy",
         "CustomRetryPolicy", "CircuitBreakerPolicyFactory", "RetryPolicyFactory",
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
-        "RetryBudget",
+        "RetryBudget", "RateLimit",
     },
     "toolvisor.policies.idempotency": {
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
@@ -57,7 +57,7 @@ PROMISED_NAMES = {
         "ToolvisorError", "ValidationError", "CircuitOpenError", "ToolTimeoutError",
         "ToolOverloadedError", "ToolUnavailableError", "ActorCrashedError",
         "IdempotencyConflictError", "UnknownToolError", "DuplicateToolError",
-        "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError",
+        "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError", "RateLimitedError",
     },
     "toolvisor.testing": {"RateLimitError", "FlakyTool", "AttemptRecorder", "EventLog"},
     "toolvisor.spec": {

@@ -40,6 +40,7 @@ from .policies.idempotency import (
     default_key_generator,
     generator_takes_ctx,
 )
+from .policies.rate_limit import RateLimit
 from .policies.retry import ExponentialBackoffRetryPolicy, IRetryPolicy, NoRetryPolicy
 
 __all__ = [
@@ -491,6 +492,8 @@ class ToolSpec:
         retry_budget: a :class:`RetryBudget` capping this tool's retries as a share of
             its calls (one instance on several specs is one shared budget); None: the
             retry policy alone decides.
+        rate_limit: a :class:`RateLimit` (token bucket) the tool's calls take a token
+            from before they reach its inbox; None: no limit.
     """
 
     id: str = attrs.field(validator=_name)
@@ -524,6 +527,9 @@ class ToolSpec:
     )
     retry_budget: RetryBudget | None = attrs.field(
         default=None, validator=_optional_instance(RetryBudget, " (a toolvisor.RetryBudget)")
+    )
+    rate_limit: RateLimit | None = attrs.field(
+        default=None, validator=_optional_instance(RateLimit, " (a toolvisor.RateLimit)")
     )
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
@@ -590,6 +596,7 @@ class ToolSpec:
             validator=validator,
             retry_policy=self.effective_retry_policy(),
             retry_budget=self.retry_budget,
+            rate_limit=self.rate_limit,
             breaker=self.effective_circuit_breaker_policy(),
             max_concurrency=self.max_concurrency,
             queue_size=self.queue_size,
@@ -644,6 +651,8 @@ class CompiledSpec:
     breaker: ICircuitBreakerPolicy
     #: The spec's retry budget (shared, mutable: the one instance the spec names).
     retry_budget: RetryBudget | None = attrs.field(default=None, eq=False)
+    #: The spec's token bucket (shared, mutable: the one instance the spec names).
+    rate_limit: RateLimit | None = attrs.field(default=None, eq=False)
     max_concurrency: int
     queue_size: int
     overflow: str

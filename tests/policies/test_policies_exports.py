@@ -38,6 +38,7 @@ def test_every_module_export_is_reexported(module: str) -> None:
         "CircuitBreakerPolicyFactory",
         "RetryPolicyFactory",
         "RetryBudget",
+        "RateLimit",
         "FieldBasedIdempotencyKeyGenerator",
         "HashIdempotencyKeyGenerator",
         "default_key_generator",
