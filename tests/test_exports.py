@@ -60,6 +60,7 @@ PROMISED_NAMES = {
         "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError", "RateLimitedError",
     },
     "toolvisor.testing": {"RateLimitError", "FlakyTool", "AttemptRecorder", "EventLog"},
+    "toolvisor.testing.chaos": {"ChaosFault", "ChaosLatency", "ChaosOutcome", "ChaosStrategy"},
     "toolvisor.spec": {
         "ToolSpec", "FunctionToolSpec", "DbToolSpec", "ToolType", "IdempotencyConfig",
         "RetryConfig", "CircuitBreakerConfig",

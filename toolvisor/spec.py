@@ -28,6 +28,7 @@ from typing import Any, Literal
 import attrs
 import jsonschema_rs
 
+from ._chaos import ChaosStrategy
 from ._validation import ArgumentValidator, InputLimits
 from .policies.budget import RetryBudget
 from .policies.circuit_breaker import (
@@ -452,6 +453,19 @@ def _optional_instance(kind: type[Any], hint: str = "") -> Any:
     return check
 
 
+def _chaos(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, list):
+        raise ValueError(
+            f"{attribute.name} must be a list of toolvisor.testing.chaos strategies, got {value!r}"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, ChaosStrategy):
+            raise ValueError(
+                f"{attribute.name}[{i}] must be a chaos strategy (ChaosFault, ChaosLatency, "
+                f"ChaosOutcome, or an object with `async def around(attempt)`), got {item!r}"
+            )
+
+
 def _description(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise ValueError(f"{attribute.name} must be a string, got {value!r}")
@@ -494,6 +508,8 @@ class ToolSpec:
             retry policy alone decides.
         rate_limit: a :class:`RateLimit` (token bucket) the tool's calls take a token
             from before they reach its inbox; None: no limit.
+        chaos: ``toolvisor.testing.chaos`` strategies wrapping each attempt (faults,
+            latency, made-up outcomes; the first outermost); empty: none.
     """
 
     id: str = attrs.field(validator=_name)
@@ -531,6 +547,7 @@ class ToolSpec:
     rate_limit: RateLimit | None = attrs.field(
         default=None, validator=_optional_instance(RateLimit, " (a toolvisor.RateLimit)")
     )
+    chaos: list[ChaosStrategy] = attrs.field(factory=list, validator=_chaos)
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
         default=None, init=False, repr=False, eq=False
@@ -597,6 +614,7 @@ class ToolSpec:
             retry_policy=self.effective_retry_policy(),
             retry_budget=self.retry_budget,
             rate_limit=self.rate_limit,
+            chaos=tuple(self.chaos),
             breaker=self.effective_circuit_breaker_policy(),
             max_concurrency=self.max_concurrency,
             queue_size=self.queue_size,
@@ -653,6 +671,8 @@ class CompiledSpec:
     retry_budget: RetryBudget | None = attrs.field(default=None, eq=False)
     #: The spec's token bucket (shared, mutable: the one instance the spec names).
     rate_limit: RateLimit | None = attrs.field(default=None, eq=False)
+    #: The spec's chaos strategies, the first outermost (empty: none).
+    chaos: tuple[ChaosStrategy, ...] = ()
     max_concurrency: int
     queue_size: int
     overflow: str

@@ -4,7 +4,8 @@ One loop: the retry policy drives the attempts (the first included); each attemp
 passes the circuit breaker's public ``execute_with_breaker``, which admits it (or
 refuses it with ``CircuitOpenError``), runs the tool under the spec's per-attempt
 ``timeout_s`` (``ToolTimeoutError`` past it, retryable) and records its outcome. The
-tool runs in exactly one place, ``ToolRunner._once``. The loop ends the call:
+tool runs in exactly one place, ``ToolRunner._once`` (inside the spec's chaos strategies,
+if any: an injected fault is that attempt's failure). The loop ends the call:
 
 * the tool returned: ``succeed``;
 * no attempt ran (the breaker refused the first): ``reject`` with ``CircuitOpenError``;
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 
 import trio
 
+from .._chaos import run_with_chaos
 from ..errors import (
     ActorCrashedError,
     CircuitOpenError,
@@ -182,6 +184,7 @@ class ToolRunner:
         breaker = spec.breaker
         observer = self.observer
         budget = spec.retry_budget
+        chaos = spec.chaos
         if budget is not None:
             budget.deposit(trio.current_time())
         if observer is not None:
@@ -205,6 +208,8 @@ class ToolRunner:
             if observer is not None:
                 observer.attempt_started(call)
             if n == 1 and watchdog is not None:  # the watchdog keeps its time
+                if chaos:
+                    return self._chaotic(call)
                 return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
             return self._timed(call)
 
@@ -277,8 +282,18 @@ class ToolRunner:
     async def _timed(self, call: Call) -> Any:
         """One attempt under its own ``timeout_s`` scope."""
         with trio.move_on_after(self.spec.timeout_s):
+            if self.spec.chaos:
+                return await self._chaotic(call)
             return await self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
         raise self.attempt_timed_out(call)
+
+    def _chaotic(self, call: Call) -> Awaitable[Any]:
+        """One attempt inside the spec's chaos strategies (an injected fault is its failure)."""
+
+        def tool() -> Awaitable[Any]:
+            return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
+
+        return run_with_chaos(self.spec.chaos, tool)
 
     def _failed(self, call: Call, exc: Exception) -> None:
         """End ``call`` after its loop raised ``exc`` (see the module docstring)."""
