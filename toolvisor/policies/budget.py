@@ -76,9 +76,13 @@ class RetryBudget:
     (a note says the budget was exhausted) and ``ToolStats.budget_exhausted`` counts it.
     """
 
-    ratio: float = attrs.field(default=0.2, validator=_ratio)
-    min_retries_per_s: float = attrs.field(default=10.0, validator=_finite_non_negative)
-    ttl_s: float = attrs.field(default=10.0, validator=_ttl)
+    # The configuration is fixed once built (the window's slices derive from it).
+    ratio: float = attrs.field(default=0.2, validator=_ratio, on_setattr=attrs.setters.frozen)
+    min_retries_per_s: float = attrs.field(
+        default=10.0, validator=_finite_non_negative, on_setattr=attrs.setters.frozen
+    )
+    ttl_s: float = attrs.field(default=10.0, validator=_ttl, on_setattr=attrs.setters.frozen)
+    _slices_per_s: float = attrs.field(init=False, repr=False)
     _calls: list[int] = attrs.field(init=False, repr=False)
     _retries: list[int] = attrs.field(init=False, repr=False)
     _slice: int = attrs.field(default=-(2**62), init=False, repr=False)
@@ -88,11 +92,14 @@ class RetryBudget:
     def __attrs_post_init__(self) -> None:
         self._calls = [0] * SLICES
         self._retries = [0] * SLICES
+        self._slices_per_s = SLICES / self.ttl_s
 
     def deposit(self, now: float) -> None:
         """One call started at ``now``: deposit ``ratio`` credits."""
-        i = self._advance(now)
-        self._calls[i] += 1
+        current = int(now * self._slices_per_s // 1)
+        if current > self._slice:
+            self._roll(current)
+        self._calls[self._slice % SLICES] += 1
         self._total_calls += 1
 
     def try_withdraw(self, now: float) -> bool:
@@ -114,16 +121,22 @@ class RetryBudget:
         return reserve + self.ratio * self._total_calls - self._total_retries
 
     def _advance(self, now: float) -> int:
-        """Expire the slices that ended before ``now``'s; return ``now``'s ring index."""
-        current = math.floor(now * SLICES / self.ttl_s)
-        last = self._slice
-        if current > last:
-            calls, retries = self._calls, self._retries
-            for k in range(last + 1, min(current, last + SLICES) + 1):
-                j = k % SLICES
-                self._total_calls -= calls[j]
-                self._total_retries -= retries[j]
-                calls[j] = retries[j] = 0
-            self._slice = current
-        # A time before the latest slice seen (another clock) counts in the latest.
+        """Expire the slices that ended before ``now``'s; return ``now``'s ring index.
+
+        A time before the latest slice seen counts in the latest (it never expires early).
+        """
+        current = int(now * self._slices_per_s // 1)
+        if current > self._slice:
+            self._roll(current)
         return self._slice % SLICES
+
+    def _roll(self, current: int) -> None:
+        """Move to slice ``current`` (later than the latest), expiring the slices between."""
+        last = self._slice
+        calls, retries = self._calls, self._retries
+        for k in range(last + 1, min(current, last + SLICES) + 1):
+            j = k % SLICES
+            self._total_calls -= calls[j]
+            self._total_retries -= retries[j]
+            calls[j] = retries[j] = 0
+        self._slice = current

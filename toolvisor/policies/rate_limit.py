@@ -67,20 +67,29 @@ class RateLimit:
         spec.rate_limit = RateLimit(10, per_s=1.0, burst=20, max_wait_s=0.5)
     """
 
-    rate: float = attrs.field(validator=_positive)
-    per_s: float = attrs.field(default=1.0, validator=_positive)
-    burst: float | None = attrs.field(default=None, validator=_burst)
-    max_wait_s: float = attrs.field(default=0.0, validator=_max_wait)
+    # The configuration is fixed once built (the bucket's state derives from it).
+    rate: float = attrs.field(validator=_positive, on_setattr=attrs.setters.frozen)
+    per_s: float = attrs.field(default=1.0, validator=_positive, on_setattr=attrs.setters.frozen)
+    burst: float | None = attrs.field(
+        default=None, validator=_burst, on_setattr=attrs.setters.frozen
+    )
+    max_wait_s: float = attrs.field(
+        default=0.0, validator=_max_wait, on_setattr=attrs.setters.frozen
+    )
+    _capacity: float = attrs.field(init=False, repr=False)
+    _per_second: float = attrs.field(init=False, repr=False)
     _tokens: float = attrs.field(init=False, repr=False)
     _at: float = attrs.field(default=-math.inf, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._tokens = self.capacity
+        self._capacity = float(self.rate if self.burst is None else self.burst)
+        self._per_second = self.rate / self.per_s
+        self._tokens = self._capacity
 
     @property
     def capacity(self) -> float:
         """The bucket's size: ``burst``, or ``rate`` when ``burst`` is None."""
-        return float(self.rate if self.burst is None else self.burst)
+        return self._capacity
 
     def reserve(self, now: float, deadline: float = math.inf) -> float:
         """Take a token for a call at ``now``; the seconds to wait before it runs.
@@ -90,11 +99,11 @@ class RateLimit:
             ``max_wait_s`` and ending before ``deadline``; else ``-delay`` (negative or
             ``-0.0`` never happens: a refusal's delay is always > 0), taking nothing.
         """
-        tokens = self._refill(now)
+        tokens = self._refill(now) if now > self._at else self._tokens
         if tokens >= 1:
             self._tokens = tokens - 1
             return 0.0
-        delay = (1 - tokens) * self.per_s / self.rate
+        delay = (1 - tokens) / self._per_second
         if delay > self.max_wait_s or now + delay >= deadline:
             return -delay
         self._tokens = tokens - 1
@@ -108,7 +117,7 @@ class RateLimit:
         at = self._at
         if now > at:
             self._at = now
-            if at == -math.inf:
-                return self._tokens
-            self._tokens = min(self.capacity, self._tokens + (now - at) * self.rate / self.per_s)
+            # The first call: ``now - at`` is inf, and the bucket is full.
+            tokens = self._tokens + (now - at) * self._per_second
+            self._tokens = tokens if tokens < self._capacity else self._capacity
         return self._tokens
