@@ -19,6 +19,7 @@ from toolvisor import (
     IdempotencyOutcomeUnknownError,
     IdempotencyStoreError,
     PolicyNotFoundError,
+    RateLimitedError,
     RetryPolicyFactory,
     SupervisorClosedError,
     ToolOverloadedError,
@@ -36,6 +37,7 @@ def examples() -> list[ToolvisorError]:
     return [
         ValidationError([FieldError("/amount", "required field is missing")], tool="pay"),
         CircuitOpenError("pay", retry_after=12.5),
+        RateLimitedError("pay", retry_after=0.25),
         ToolTimeoutError("pay", 30),
         ToolOverloadedError("pay", max_concurrency=4, queue_size=10),
         ToolUnavailableError("pay", reason="restarted 4 times within 5 s"),

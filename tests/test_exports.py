@@ -33,6 +33,7 @@ PROMISED_NAMES = {
         "NoRetryPolicy", "FixedRetryPolicy", "ExponentialBackoffRetryPolicy",
         "CustomRetryPolicy", "CircuitBreakerPolicyFactory", "RetryPolicyFactory",
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
+        "RetryBudget", "RateLimit",
         # 5. Actors and supervisor
         "open_supervisor", "Supervisor", "ToolRef", "ToolResult", "PendingCall", "ToolStats",
         "ExecutionContext",
@@ -53,6 +54,7 @@ PROMISED_NAMES = {
         "NoRetryPolicy", "FixedRetryPolicy", "ExponentialBackoffRetryPolicy",
         "CustomRetryPolicy", "CircuitBreakerPolicyFactory", "RetryPolicyFactory",
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
+        "RetryBudget", "RateLimit",
     },
     "toolvisor.policies.idempotency": {
         "FieldBasedIdempotencyKeyGenerator", "HashIdempotencyKeyGenerator",
@@ -62,7 +64,7 @@ PROMISED_NAMES = {
         "ToolvisorError", "ValidationError", "CircuitOpenError", "ToolTimeoutError",
         "ToolOverloadedError", "ToolUnavailableError", "ActorCrashedError",
         "IdempotencyConflictError", "UnknownToolError", "DuplicateToolError",
-        "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError",
+        "SupervisorClosedError", "PolicyNotFoundError", "RateLimitError", "RateLimitedError",
     },
     "toolvisor.testing": {"RateLimitError", "FlakyTool", "AttemptRecorder", "EventLog"},
     "toolvisor.llm": {
@@ -70,6 +72,7 @@ PROMISED_NAMES = {
         "error_info", "result_text",
     },
     "toolvisor.mcp": {"mcp_server", "serve_stdio", "serve_http"},
+    "toolvisor.testing.chaos": {"ChaosFault", "ChaosLatency", "ChaosOutcome", "ChaosStrategy"},
     "toolvisor.spec": {
         "ToolSpec", "FunctionToolSpec", "DbToolSpec", "ToolType", "IdempotencyConfig",
         "RetryConfig", "CircuitBreakerConfig",

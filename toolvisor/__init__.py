@@ -13,6 +13,7 @@ from .errors import IdempotencyConflictError as IdempotencyConflictError
 from .errors import IdempotencyOutcomeUnknownError as IdempotencyOutcomeUnknownError
 from .errors import IdempotencyStoreError as IdempotencyStoreError
 from .errors import PolicyNotFoundError as PolicyNotFoundError
+from .errors import RateLimitedError as RateLimitedError
 from .errors import RateLimitError as RateLimitError
 from .errors import SupervisorClosedError as SupervisorClosedError
 from .errors import ToolOverloadedError as ToolOverloadedError
@@ -41,6 +42,8 @@ from .policies import IIdempotencyKeyGenerator as IIdempotencyKeyGenerator
 from .policies import IRetryPolicy as IRetryPolicy
 from .policies import NoOpCircuitBreakerPolicy as NoOpCircuitBreakerPolicy
 from .policies import NoRetryPolicy as NoRetryPolicy
+from .policies import RateLimit as RateLimit
+from .policies import RetryBudget as RetryBudget
 from .policies import RetryPolicyFactory as RetryPolicyFactory
 from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy
 from .spec import ArrayParameter as ArrayParameter
@@ -113,9 +116,12 @@ __all__ = [
     "Parameter",
     "PendingCall",
     "PolicyNotFoundError",
+    "RateLimit",
     "RateLimitError",
+    "RateLimitedError",
     "RedisStore",
     "ResultNotStored",
+    "RetryBudget",
     "RetryConfig",
     "RetryPolicyFactory",
     "RetryScheduled",

@@ -30,6 +30,7 @@ __all__ = [
     "IdempotencyStoreError",
     "PolicyNotFoundError",
     "RateLimitError",
+    "RateLimitedError",
     "SupervisorClosedError",
     "ToolOverloadedError",
     "ToolTimeoutError",
@@ -189,6 +190,26 @@ class CircuitOpenError(ToolvisorError):
         return (
             f"circuit breaker of tool {self.tool!r} is open: failing fast; "
             f"a trial call is allowed in {self.retry_after:.3g} s"
+        )
+
+
+class RateLimitedError(ToolvisorError):
+    """The tool's ``rate_limit`` had no token for this call in time (the caller's load).
+
+    The tool was not run (the call counts as rejected). ``retry_after`` is the number of
+    seconds until a token would have come for it: more than the limit's ``max_wait_s``,
+    or past the call's deadline.
+    """
+
+    def __init__(self, tool: str, retry_after: float) -> None:
+        self.tool = tool
+        self.retry_after = max(0.0, float(retry_after))
+        super().__init__(tool, self.retry_after)
+
+    def __str__(self) -> str:
+        return (
+            f"tool {self.tool!r} is rate limited: no token for this call before "
+            f"{self.retry_after:.3g} s; slow down or raise the tool's rate_limit"
         )
 
 

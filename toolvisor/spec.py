@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import attrs
 
+from ._chaos import ChaosStrategy
 from ._validation import ArgumentValidator, InputLimits
 from .parameters import (
     ArrayParameter,
@@ -41,6 +42,7 @@ from .parameters import (
     _optional_count,
     _unique_names,
 )
+from .policies.budget import RetryBudget
 from .policies.circuit_breaker import (
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
@@ -51,6 +53,7 @@ from .policies.idempotency import (
     default_key_generator,
     generator_takes_ctx,
 )
+from .policies.rate_limit import RateLimit
 from .policies.retry import ExponentialBackoffRetryPolicy, IRetryPolicy, NoRetryPolicy
 
 __all__ = [
@@ -292,6 +295,19 @@ def _optional_instance(kind: type[Any], hint: str = "") -> Any:
     return check
 
 
+def _chaos(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, list):
+        raise ValueError(
+            f"{attribute.name} must be a list of toolvisor.testing.chaos strategies, got {value!r}"
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, ChaosStrategy):
+            raise ValueError(
+                f"{attribute.name}[{i}] must be a chaos strategy (ChaosFault, ChaosLatency, "
+                f"ChaosOutcome, or an object with `async def around(attempt)`), got {item!r}"
+            )
+
+
 def _description(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
         raise ValueError(f"{attribute.name} must be a string, got {value!r}")
@@ -331,6 +347,13 @@ class ToolSpec:
             checked before the schema; see :class:`InputLimits` for the defaults.
         read_only: the tool does not change anything (it only reads); advertised to
             agents (MCP's ``readOnlyHint``), never enforced.
+        retry_budget: a :class:`RetryBudget` capping this tool's retries as a share of
+            its calls (one instance on several specs is one shared budget); None: the
+            retry policy alone decides.
+        rate_limit: a :class:`RateLimit` (token bucket) the tool's calls take a token
+            from before they reach its inbox; None: no limit.
+        chaos: ``toolvisor.testing.chaos`` strategies wrapping each attempt (faults,
+            latency, made-up outcomes; the first outermost); empty: none.
 
     ``tool_name`` is what LLM providers see, so it follows their rule:
     ``^[a-zA-Z0-9_-]{1,64}$``. ``idempotency.key_fields`` must name parameters (checked
@@ -371,6 +394,13 @@ class ToolSpec:
     input_limits: InputLimits = attrs.field(
         factory=InputLimits, validator=attrs.validators.instance_of(InputLimits)
     )
+    retry_budget: RetryBudget | None = attrs.field(
+        default=None, validator=_optional_instance(RetryBudget, " (a toolvisor.RetryBudget)")
+    )
+    rate_limit: RateLimit | None = attrs.field(
+        default=None, validator=_optional_instance(RateLimit, " (a toolvisor.RateLimit)")
+    )
+    chaos: list[ChaosStrategy] = attrs.field(factory=list, validator=_chaos)
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
         default=None, init=False, repr=False, eq=False
@@ -437,6 +467,9 @@ class ToolSpec:
             timeout_s=float(self.timeout_s),
             validator=validator,
             retry_policy=self.effective_retry_policy(),
+            retry_budget=self.retry_budget,
+            rate_limit=self.rate_limit,
+            chaos=tuple(self.chaos),
             breaker=self.effective_circuit_breaker_policy(),
             max_concurrency=self.max_concurrency,
             queue_size=self.queue_size,
@@ -490,6 +523,12 @@ class CompiledSpec:
     validator: ArgumentValidator
     retry_policy: IRetryPolicy
     breaker: ICircuitBreakerPolicy
+    #: The spec's retry budget (shared, mutable: the one instance the spec names).
+    retry_budget: RetryBudget | None = attrs.field(default=None, eq=False)
+    #: The spec's token bucket (shared, mutable: the one instance the spec names).
+    rate_limit: RateLimit | None = attrs.field(default=None, eq=False)
+    #: The spec's chaos strategies, the first outermost (empty: none).
+    chaos: tuple[ChaosStrategy, ...] = ()
     max_concurrency: int
     queue_size: int
     overflow: str

@@ -37,6 +37,8 @@ def test_every_module_export_is_reexported(module: str) -> None:
         "CustomRetryPolicy",
         "CircuitBreakerPolicyFactory",
         "RetryPolicyFactory",
+        "RetryBudget",
+        "RateLimit",
         "FieldBasedIdempotencyKeyGenerator",
         "HashIdempotencyKeyGenerator",
         "default_key_generator",

@@ -102,6 +102,7 @@ class Call:
     __slots__ = (
         "_scope",
         "_waiter",
+        "admit_at",
         "args",
         "attempts",
         "cached",
@@ -147,6 +148,8 @@ class Call:
         self.key: str | None = None
         #: An attempt is running: a cut now leaves the call's outcome unknown.
         self.in_attempt = False
+        #: The time the call's reserved rate-limit token comes (0: none to wait for).
+        self.admit_at = 0.0
         self.outcome: outcome.Outcome[Any] | None = None
         #: Called once with the call when it ends (telemetry, flights); never raises.
         self.on_end: Callable[[Call], None] | None = None

@@ -4,7 +4,8 @@ One loop: the retry policy drives the attempts (the first included); each attemp
 passes the circuit breaker's public ``execute_with_breaker``, which admits it (or
 refuses it with ``CircuitOpenError``), runs the tool under the spec's per-attempt
 ``timeout_s`` (``ToolTimeoutError`` past it, retryable) and records its outcome. The
-tool runs in exactly one place, ``ToolRunner._once``. The loop ends the call:
+tool runs in exactly one place, ``ToolRunner._once`` (inside the spec's chaos strategies,
+if any: an injected fault is that attempt's failure). The loop ends the call:
 
 * the tool returned: ``succeed``;
 * no attempt ran (the breaker refused the first): ``reject`` with ``CircuitOpenError``;
@@ -12,6 +13,9 @@ tool runs in exactly one place, ``ToolRunner._once``. The loop ends the call:
   also when that failure opened the breaker or the breaker refused a retry (a note on
   the exception says so), so ``except PaymentDeclined:`` catches every call that reached
   the service;
+* the spec's retry budget refused a retry: ``fail`` with the tool's own last exception
+  (a note says so; ``ToolStats.budget_exhausted`` counts it). Each call deposits in the
+  budget before its first attempt; each retry withdraws, in ``on_retry``, before its wait;
 * a ``BaseException`` from the tool that is not a cancellation (``SystemExit``, an
   ``asyncio.CancelledError`` leaked by a client library...): ``fail`` with
   ``ActorCrashedError`` caused by it; it stays inside this call.
@@ -30,6 +34,7 @@ from typing import Any, Protocol
 
 import trio
 
+from .._chaos import run_with_chaos
 from ..errors import (
     ActorCrashedError,
     CircuitOpenError,
@@ -178,6 +183,10 @@ class ToolRunner:
         name = spec.tool_name
         breaker = spec.breaker
         observer = self.observer
+        budget = spec.retry_budget
+        chaos = spec.chaos
+        if budget is not None:
+            budget.deposit(trio.current_time())
         if observer is not None:
             observer.call_running(call)
         if self.publish is not None:
@@ -199,6 +208,8 @@ class ToolRunner:
             if observer is not None:
                 observer.attempt_started(call)
             if n == 1 and watchdog is not None:  # the watchdog keeps its time
+                if chaos:
+                    return self._chaotic(call)
                 return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
             return self._timed(call)
 
@@ -206,6 +217,8 @@ class ToolRunner:
             call.in_attempt = False
             if isinstance(exc, Exception):
                 call.last_error = exc
+                if budget is not None and not budget.try_withdraw(trio.current_time()):
+                    raise _RetryRefused(exc)  # ends the loop: no retry is scheduled
             if watchdog is not None:
                 watchdog.watch(call.deadline)  # the retries run on the call's deadline
             if observer is not None:
@@ -218,6 +231,8 @@ class ToolRunner:
             )
         except Exception as exc:
             call.in_attempt = False
+            if type(exc) is _RetryRefused:
+                exc = self._budget_exhausted(call, exc.error)
             if observer is not None:
                 observer.attempt_ended(call, exc, None)
             if self.publish is not None:
@@ -267,8 +282,18 @@ class ToolRunner:
     async def _timed(self, call: Call) -> Any:
         """One attempt under its own ``timeout_s`` scope."""
         with trio.move_on_after(self.spec.timeout_s):
+            if self.spec.chaos:
+                return await self._chaotic(call)
             return await self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
         raise self.attempt_timed_out(call)
+
+    def _chaotic(self, call: Call) -> Awaitable[Any]:
+        """One attempt inside the spec's chaos strategies (an injected fault is its failure)."""
+
+        def tool() -> Awaitable[Any]:
+            return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
+
+        return run_with_chaos(self.spec.chaos, tool)
 
     def _failed(self, call: Call, exc: Exception) -> None:
         """End ``call`` after its loop raised ``exc`` (see the module docstring)."""
@@ -290,6 +315,14 @@ class ToolRunner:
         if attempts > 1:
             exc.add_note(f"toolvisor: tool {call.tool!r} failed after {attempts} attempts")
         call.fail(exc)
+
+    def _budget_exhausted(self, call: Call, error: Exception) -> Exception:
+        """The retry budget refused a retry after ``error``: it is the call's end."""
+        self.counters.budget_exhausted += 1
+        error.add_note(
+            f"toolvisor: the retry budget of tool {call.tool!r} is exhausted; the retry was skipped"
+        )
+        return error
 
     def _on_retry(self, attempt: int, delay: float, exc: BaseException) -> None:
         if self.publish is not None:
@@ -314,6 +347,14 @@ class ToolRunner:
                 )
             )
         self._last_state = state
+
+
+class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never raised out
+    """Raised by ``on_retry`` to veto a retry; carries the attempt's own error."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:

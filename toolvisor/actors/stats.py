@@ -33,6 +33,10 @@ class ToolStats:
         breaker_state: the circuit breaker's state now.
         latency_p50_s / latency_p99_s: over the most recent calls that ran the tool
             (seconds; 0 if none; cache hits are not in them).
+        rate_limited: calls the spec's ``rate_limit`` refused (no token in time; each is
+            also counted in ``rejected``).
+        budget_exhausted: retries the spec's ``retry_budget`` refused (each such call
+            ended with the tool's last error).
     """
 
     tool: str
@@ -50,6 +54,8 @@ class ToolStats:
     breaker_state: str
     latency_p50_s: float
     latency_p99_s: float
+    budget_exhausted: int = 0
+    rate_limited: int = 0
 
 
 class Counters:
@@ -58,10 +64,12 @@ class Counters:
     __slots__ = (
         "_lat",
         "_lat_i",
+        "budget_exhausted",
         "cache_hits",
         "calls",
         "cancelled",
         "failures",
+        "rate_limited",
         "rejected",
         "restarts",
         "retries",
@@ -79,6 +87,8 @@ class Counters:
         self.timeouts = 0
         self.cache_hits = 0
         self.restarts = 0
+        self.budget_exhausted = 0
+        self.rate_limited = 0
         self._lat: list[float] = []
         self._lat_i = 0
 
@@ -116,4 +126,6 @@ class Counters:
             breaker_state=breaker_state,
             latency_p50_s=pct(0.50),
             latency_p99_s=pct(0.99),
+            budget_exhausted=self.budget_exhausted,
+            rate_limited=self.rate_limited,
         )

@@ -4,6 +4,7 @@ Policies are configuration plus behaviour, free of I/O and actors; all timing is
 trio's clock.
 """
 
+from toolvisor.policies.budget import RetryBudget as RetryBudget
 from toolvisor.policies.circuit_breaker import (
     AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy,
 )
@@ -29,6 +30,7 @@ from toolvisor.policies.idempotency import canonical_json as canonical_json
 from toolvisor.policies.idempotency import default_key_generator as default_key_generator
 from toolvisor.policies.idempotency import fingerprint as fingerprint
 from toolvisor.policies.idempotency import generator_takes_ctx as generator_takes_ctx
+from toolvisor.policies.rate_limit import RateLimit as RateLimit
 from toolvisor.policies.retry import DEFAULT_RNG as DEFAULT_RNG
 from toolvisor.policies.retry import NEVER_RETRIED as NEVER_RETRIED
 from toolvisor.policies.retry import PROGRAMMING_ERRORS as PROGRAMMING_ERRORS
@@ -63,6 +65,8 @@ __all__ = [
     "NoOpCircuitBreakerPolicy",
     "NoRetryPolicy",
     "OnRetry",
+    "RateLimit",
+    "RetryBudget",
     "RetryOn",
     "RetryPolicyFactory",
     "StandardCircuitBreakerPolicy",

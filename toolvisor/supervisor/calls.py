@@ -5,6 +5,8 @@ and hands the waiting to a ``PendingCall``, and the idempotency cache sends its 
 call the same way. Routing happens here, in the caller's task: the call goes straight
 into the tool actor's inbox (one hop). A call the tool cannot take is ended here:
 rejected while the breaker is open (``retry_after`` of the breaker's public protocol),
+when the spec's ``rate_limit`` has no token for it in time (``RateLimitedError``; a call
+whose token comes within ``max_wait_s`` and its deadline waits for it here, then goes in),
 when the tool is not running, or when the inbox is full with ``overflow="reject"``; timed
 out when it waits for room in the inbox past its deadline.
 """
@@ -16,7 +18,7 @@ from typing import Any
 import trio
 
 from ..actors.call import Call
-from ..errors import CircuitOpenError, ToolOverloadedError
+from ..errors import CircuitOpenError, RateLimitedError, ToolOverloadedError
 from .restarts import Route
 
 __all__ = ["post", "send", "send_and_wait"]
@@ -26,6 +28,8 @@ def post(route: Route, call: Call) -> bool:
     """Put ``call`` into its tool's inbox now; False if it must wait for room.
 
     Raises (the call ended with it): ``CircuitOpenError`` (breaker open),
+    ``RateLimitedError`` (no token in time; with one to wait for, False and
+    ``call.admit_at`` set),
     ``ToolUnavailableError`` / ``SupervisorClosedError`` (the tool does not run),
     ``ToolOverloadedError`` (inbox full, ``overflow="reject"``).
     """
@@ -37,6 +41,18 @@ def post(route: Route, call: Call) -> bool:
             call.reject(refused)
             raise refused
     if route.status == "running":
+        limit = route.spec.rate_limit
+        if limit is not None:
+            now = trio.current_time()
+            delay = limit.reserve(now, call.deadline)
+            if delay < 0:
+                call.counters.rate_limited += 1
+                limited = RateLimitedError(route.name, -delay)
+                call.reject(limited)
+                raise limited
+            if delay > 0:
+                call.admit_at = now + delay
+                return False
         try:
             route.inbox_send.send_nowait(call)
         except trio.WouldBlock:
@@ -75,9 +91,11 @@ async def send_and_wait(route: Route, call: Call) -> Any:
 
 
 async def _wait_for_room(route: Route, call: Call) -> None:
-    """The inbox is full: wait for room until the call's deadline."""
+    """Wait for the call's rate-limit token, if any, then for room until its deadline."""
     try:
         with trio.move_on_at(call.deadline) as waiting:
+            if call.admit_at:
+                await trio.sleep_until(call.admit_at)
             await route.inbox_send.send(call)
     except (trio.ClosedResourceError, trio.BrokenResourceError):
         unavailable = route.unavailable()

@@ -50,11 +50,11 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from .actors.pipeline import make_invoker
-from .errors import RateLimitError
-from .events import Event
-from .spec import ExecutionContext
-from .supervisor import Supervisor, open_supervisor
+from ..actors.pipeline import make_invoker
+from ..errors import RateLimitError
+from ..events import Event
+from ..spec import ExecutionContext
+from ..supervisor import Supervisor, open_supervisor
 
 __all__ = [
     "AttemptRecorder",

@@ -1,0 +1,142 @@
+"""A retry budget: retries allowed in proportion to calls, plus a floor (Finagle's).
+
+A retry policy alone multiplies the load on a failing service by ``max_attempts``: when
+every call fails, every call retries. A budget caps retries as a share of the calls::
+
+    balance(now) = min_retries_per_s * ttl_s + ratio * calls_in_window - retries_in_window
+
+Each call deposits (``ratio`` credits), each retry withdraws one credit, and a retry is
+allowed while the balance is at least 1. Deposits and withdrawals count for ``ttl_s``:
+time is cut into ``SLICES`` slices of ``ttl_s / SLICES`` seconds (slice ``k`` covers
+``[k * w, (k + 1) * w)``), and what happened in slice ``k`` counts until slice
+``k + SLICES`` begins, so between ``0.9 * ttl_s`` and ``ttl_s`` after it (the windowed
+counter of Finagle's ``RetryBudget``). Over any window of ``ttl_s`` seconds, retries are
+therefore at most ``ratio * calls + min_retries_per_s * ttl_s``.
+
+The budget is pure: every method takes ``now`` (trio time) and nothing sleeps. One
+instance attached to several specs is one budget shared by their calls (within one trio
+run: the times it is given must come from one clock).
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+__all__ = ["SLICES", "RetryBudget"]
+
+SLICES = 10
+"""The slices of a budget's window (credits expire slice by slice)."""
+
+# A balance computed in floating point may miss 1 by a rounding error (0.1 * 10).
+_EPSILON = 1e-9
+
+
+def _finite_non_negative(
+    _instance: object, attribute: attrs.Attribute[float], value: float
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(
+            f"RetryBudget: {attribute.name!r} must be a finite number >= 0, got {value!r}"
+        )
+
+
+def _ratio(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _finite_non_negative(_instance, attribute, value)
+    if value > 1000:
+        raise ValueError(f"RetryBudget: {attribute.name!r} must be at most 1000, got {value!r}")
+
+
+def _ttl(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1e-3 <= value <= 3600:
+        raise ValueError(
+            f"RetryBudget: {attribute.name!r} must be a number of seconds in [0.001, 3600], "
+            f"got {value!r}"
+        )
+
+
+@attrs.define(slots=True, eq=False)
+class RetryBudget:
+    """Retries allowed as a share of calls, with a floor; see the module docstring.
+
+    Args:
+        ratio: credits each call deposits (0.2: one retry per five calls).
+        min_retries_per_s: the floor: retries per second allowed whatever the calls, so
+            a tool with little traffic can still retry.
+        ttl_s: how long a deposit or a withdrawal counts.
+
+    Example::
+
+        budget = RetryBudget(ratio=0.2, min_retries_per_s=10.0, ttl_s=10.0)
+        spec.retry_policy = ExponentialBackoffRetryPolicy(max_attempts=3)
+        spec.retry_budget = budget  # several specs may share it
+
+    A retry the budget refuses is skipped: the call ends with the tool's last error
+    (a note says the budget was exhausted) and ``ToolStats.budget_exhausted`` counts it.
+    """
+
+    # The configuration is fixed once built (the window's slices derive from it).
+    ratio: float = attrs.field(default=0.2, validator=_ratio, on_setattr=attrs.setters.frozen)
+    min_retries_per_s: float = attrs.field(
+        default=10.0, validator=_finite_non_negative, on_setattr=attrs.setters.frozen
+    )
+    ttl_s: float = attrs.field(default=10.0, validator=_ttl, on_setattr=attrs.setters.frozen)
+    _slices_per_s: float = attrs.field(init=False, repr=False)
+    _calls: list[int] = attrs.field(init=False, repr=False)
+    _retries: list[int] = attrs.field(init=False, repr=False)
+    _slice: int = attrs.field(default=-(2**62), init=False, repr=False)
+    _total_calls: int = attrs.field(default=0, init=False, repr=False)
+    _total_retries: int = attrs.field(default=0, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._calls = [0] * SLICES
+        self._retries = [0] * SLICES
+        self._slices_per_s = SLICES / self.ttl_s
+
+    def deposit(self, now: float) -> None:
+        """One call started at ``now``: deposit ``ratio`` credits."""
+        current = int(now * self._slices_per_s // 1)
+        if current > self._slice:
+            self._roll(current)
+        self._calls[self._slice % SLICES] += 1
+        self._total_calls += 1
+
+    def try_withdraw(self, now: float) -> bool:
+        """A retry wants to run at ``now``: withdraw one credit, or refuse (False)."""
+        i = self._advance(now)
+        if self._balance() < 1 - _EPSILON:
+            return False
+        self._retries[i] += 1
+        self._total_retries += 1
+        return True
+
+    def balance(self, now: float) -> float:
+        """The credits available at ``now`` (a retry needs 1)."""
+        self._advance(now)
+        return self._balance()
+
+    def _balance(self) -> float:
+        reserve = self.min_retries_per_s * self.ttl_s
+        return reserve + self.ratio * self._total_calls - self._total_retries
+
+    def _advance(self, now: float) -> int:
+        """Expire the slices that ended before ``now``'s; return ``now``'s ring index.
+
+        A time before the latest slice seen counts in the latest (it never expires early).
+        """
+        current = int(now * self._slices_per_s // 1)
+        if current > self._slice:
+            self._roll(current)
+        return self._slice % SLICES
+
+    def _roll(self, current: int) -> None:
+        """Move to slice ``current`` (later than the latest), expiring the slices between."""
+        last = self._slice
+        calls, retries = self._calls, self._retries
+        for k in range(last + 1, min(current, last + SLICES) + 1):
+            j = k % SLICES
+            self._total_calls -= calls[j]
+            self._total_retries -= retries[j]
+            calls[j] = retries[j] = 0
+        self._slice = current

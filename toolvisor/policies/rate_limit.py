@@ -1,0 +1,123 @@
+"""A token bucket per tool: calls beyond a rate wait a little, or are refused unrun.
+
+The bucket holds up to ``burst`` tokens (``burst=None``: ``rate``) and starts full; it
+refills at ``rate / per_s`` tokens per second. A call takes one token. Without one, it may
+wait for the next: the token is reserved now (the bucket goes below zero) and the call
+proceeds when it comes, so waiting calls go in their order of arrival::
+
+    tokens(now) = min(burst, tokens(then) + (now - then) * rate / per_s)
+    delay       = 0 if tokens(now) >= 1 else (1 - tokens(now)) * per_s / rate
+
+A call whose ``delay`` is above ``max_wait_s``, or would end at or past the call's own
+deadline, takes nothing and is refused at once with ``RateLimitedError`` (``retry_after``
+= that delay): the tool never runs for it. Over any interval of ``d`` seconds, calls
+admitted are at most ``burst + d * rate / per_s``.
+
+Pure: every method takes ``now`` (trio time); the supervisor does the waiting. One
+instance on several specs is one bucket they share.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+__all__ = ["RateLimit"]
+
+
+def _positive(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(
+            f"RateLimit: {attribute.name!r} must be a finite number > 0, got {value!r}"
+        )
+
+
+def _burst(
+    _instance: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value < math.inf:
+        raise ValueError(
+            f"RateLimit: {attribute.name!r} must be None or a finite number >= 1 "
+            f"(a call takes one token), got {value!r}"
+        )
+
+
+def _max_wait(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(
+            f"RateLimit: {attribute.name!r} must be a finite number >= 0, got {value!r}"
+        )
+
+
+@attrs.define(slots=True, eq=False)
+class RateLimit:
+    """At most ``rate`` calls per ``per_s`` seconds, bursts of ``burst``; see the module.
+
+    Args:
+        rate: tokens added per ``per_s`` seconds.
+        per_s: the period of ``rate`` (``RateLimit(100, per_s=60)``: 100 calls a minute).
+        burst: the bucket's size (None: ``rate``); calls that may go at once.
+        max_wait_s: how long a call may wait for a token (0: refused at once).
+
+    Example::
+
+        spec.rate_limit = RateLimit(10, per_s=1.0, burst=20, max_wait_s=0.5)
+    """
+
+    # The configuration is fixed once built (the bucket's state derives from it).
+    rate: float = attrs.field(validator=_positive, on_setattr=attrs.setters.frozen)
+    per_s: float = attrs.field(default=1.0, validator=_positive, on_setattr=attrs.setters.frozen)
+    burst: float | None = attrs.field(
+        default=None, validator=_burst, on_setattr=attrs.setters.frozen
+    )
+    max_wait_s: float = attrs.field(
+        default=0.0, validator=_max_wait, on_setattr=attrs.setters.frozen
+    )
+    _capacity: float = attrs.field(init=False, repr=False)
+    _per_second: float = attrs.field(init=False, repr=False)
+    _tokens: float = attrs.field(init=False, repr=False)
+    _at: float = attrs.field(default=-math.inf, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._capacity = float(self.rate if self.burst is None else self.burst)
+        self._per_second = self.rate / self.per_s
+        self._tokens = self._capacity
+
+    @property
+    def capacity(self) -> float:
+        """The bucket's size: ``burst``, or ``rate`` when ``burst`` is None."""
+        return self._capacity
+
+    def reserve(self, now: float, deadline: float = math.inf) -> float:
+        """Take a token for a call at ``now``; the seconds to wait before it runs.
+
+        Returns:
+            0 when a token is there; else the delay until the reserved one comes, at most
+            ``max_wait_s`` and ending before ``deadline``; else ``-delay`` (negative or
+            ``-0.0`` never happens: a refusal's delay is always > 0), taking nothing.
+        """
+        tokens = self._refill(now) if now > self._at else self._tokens
+        if tokens >= 1:
+            self._tokens = tokens - 1
+            return 0.0
+        delay = (1 - tokens) / self._per_second
+        if delay > self.max_wait_s or now + delay >= deadline:
+            return -delay
+        self._tokens = tokens - 1
+        return delay
+
+    def available(self, now: float) -> float:
+        """The tokens in the bucket at ``now`` (negative while calls wait for theirs)."""
+        return self._refill(now)
+
+    def _refill(self, now: float) -> float:
+        at = self._at
+        if now > at:
+            self._at = now
+            # The first call: ``now - at`` is inf, and the bucket is full.
+            tokens = self._tokens + (now - at) * self._per_second
+            self._tokens = tokens if tokens < self._capacity else self._capacity
+        return self._tokens
