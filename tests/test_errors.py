@@ -12,11 +12,13 @@ from toolvisor import (
     ActorCrashedError,
     CircuitBreakerPolicyFactory,
     CircuitOpenError,
+    DeliveryFailedError,
     DuplicateToolError,
     FieldError,
     IdempotencyConflictError,
     IdempotencyStoreError,
     PolicyNotFoundError,
+    RemoteToolError,
     RetryPolicyFactory,
     SupervisorClosedError,
     ToolOverloadedError,
@@ -44,6 +46,8 @@ def examples() -> list[ToolvisorError]:
         DuplicateToolError("pay"),
         SupervisorClosedError(),
         PolicyNotFoundError("tenant_aware", ["standard", "adaptive", "noop"]),
+        DeliveryFailedError("pay", deliveries=5),
+        RemoteToolError("myapp.PaymentDeclined", "card expired", tool="pay"),
     ]
 
 
@@ -187,3 +191,13 @@ def test_errors_survive_pickle_and_copy(err: ToolvisorError) -> None:
 def test_errors_are_reexported_from_the_package() -> None:
     for err in examples():
         assert getattr(toolvisor, type(err).__name__) is type(err)
+
+
+def test_remote_errors_carry_their_fields_in_the_message() -> None:
+    dead = DeliveryFailedError("pay", deliveries=3)
+    assert (dead.tool, dead.deliveries) == ("pay", 3)
+    assert "3 times" in str(dead) and "dead-letter" in str(dead)
+    err = RemoteToolError("myapp.PaymentDeclined", "card expired", tool="pay")
+    assert (err.type_name, err.message, err.tool) == ("myapp.PaymentDeclined", "card expired", "pay")
+    assert str(err) == "tool 'pay' raised myapp.PaymentDeclined: card expired"
+    assert str(RemoteToolError("ValueError", "bad")) == "ValueError: bad"

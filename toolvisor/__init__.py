@@ -6,11 +6,13 @@ Everything public is re-exported here; see README.md for a tour.
 from .actors.stats import ToolStats as ToolStats
 from .errors import ActorCrashedError as ActorCrashedError
 from .errors import CircuitOpenError as CircuitOpenError
+from .errors import DeliveryFailedError as DeliveryFailedError
 from .errors import DuplicateToolError as DuplicateToolError
 from .errors import FieldError as FieldError
 from .errors import IdempotencyConflictError as IdempotencyConflictError
 from .errors import IdempotencyStoreError as IdempotencyStoreError
 from .errors import PolicyNotFoundError as PolicyNotFoundError
+from .errors import RemoteToolError as RemoteToolError
 from .errors import SupervisorClosedError as SupervisorClosedError
 from .errors import ToolOverloadedError as ToolOverloadedError
 from .errors import ToolTimeoutError as ToolTimeoutError
@@ -40,6 +42,9 @@ from .policies import NoOpCircuitBreakerPolicy as NoOpCircuitBreakerPolicy
 from .policies import NoRetryPolicy as NoRetryPolicy
 from .policies import RetryPolicyFactory as RetryPolicyFactory
 from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy
+from .remote import Remote as Remote
+from .remote import RemotePendingCall as RemotePendingCall
+from .remote import open_remote as open_remote
 from .spec import ArrayParameter as ArrayParameter
 from .spec import BooleanParameter as BooleanParameter
 from .spec import CircuitBreakerConfig as CircuitBreakerConfig
@@ -81,6 +86,7 @@ __all__ = [
     "CircuitState",
     "CustomRetryPolicy",
     "DbToolSpec",
+    "DeliveryFailedError",
     "DuplicateToolError",
     "Event",
     "ExecutionContext",
@@ -109,6 +115,9 @@ __all__ = [
     "PendingCall",
     "PolicyNotFoundError",
     "RedisStore",
+    "Remote",
+    "RemotePendingCall",
+    "RemoteToolError",
     "ResultNotStored",
     "RetryConfig",
     "RetryPolicyFactory",
@@ -131,5 +140,6 @@ __all__ = [
     "UnknownToolError",
     "ValidationError",
     "__version__",
+    "open_remote",
     "open_supervisor",
 ]

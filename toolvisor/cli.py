@@ -8,6 +8,7 @@ traceback: exit status 2 for bad usage, 1 for a failure while running.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import json
@@ -34,6 +35,8 @@ commands:
   schema   print the function-calling JSON schemas of a spec, a list of specs or
            a supervisor's tools: toolvisor schema MODULE:ATTR
   bench    run the benchmark suite (toolvisor bench --help)
+  worker   serve the tools of MODULE:ATTR to remote callers over Redis Streams:
+           toolvisor worker MODULE:ATTR --redis URL
 
 Exit status: 0 on success, 1 when a command fails, 2 on bad usage.
 """
@@ -59,6 +62,16 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
     if value > 24 * 3600:
         raise argparse.ArgumentTypeError(f"must be at most one day (86400 s), got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
 
 
@@ -125,6 +138,53 @@ def _build_parser() -> _Parser:
     schema.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:payment_spec")
     schema.add_argument(
         "--indent", type=int, default=2, help="JSON indentation (default 2; 0 for one line)"
+    )
+
+    worker = commands.add_parser(
+        "worker",
+        help="serve tools to remote callers over Redis Streams",
+        description=(
+            "Run a supervisor with the tools of MODULE:ATTR (a list/tuple/dict of "
+            "(spec, fn) pairs, or an async setup(sup) that spawns them) and consume their "
+            "calls from Redis: every worker of a namespace shares the work of its tools. "
+            "Callers use toolvisor.open_remote(URL, namespace=NS). SIGTERM or Ctrl-C stops "
+            "reading, lets held calls finish (--grace-s), hands back the rest and exits 0."
+        ),
+    )
+    worker.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:TOOLS")
+    worker.add_argument(
+        "--redis", required=True, metavar="URL", help="e.g. redis://localhost:6379/0"
+    )
+    worker.add_argument(
+        "--namespace", default="toolvisor", help="the fleet's namespace (default toolvisor)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=_count,
+        default=64,
+        metavar="N",
+        help="most calls this worker holds at once (default 64)",
+    )
+    worker.add_argument(
+        "--claim-idle-s",
+        type=_duration,
+        default=30.0,
+        metavar="S",
+        help="claim calls held this long by a dead worker (default 30)",
+    )
+    worker.add_argument(
+        "--max-deliveries",
+        type=_count,
+        default=5,
+        metavar="K",
+        help="after K deliveries without an answer a call goes to the dead letters (default 5)",
+    )
+    worker.add_argument(
+        "--grace-s",
+        type=_duration,
+        default=10.0,
+        metavar="S",
+        help="on SIGTERM, how long held calls may take before they are handed back (default 10)",
     )
 
     commands.add_parser(
@@ -232,6 +292,69 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- worker
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    import trio
+
+    from ._target import TargetError, load_target
+    from .remote import WorkerOptions, run_worker
+    from .remote._redis import redact, redis_errors
+    from .remote._wire import check_namespace
+
+    try:
+        check_namespace(args.namespace)
+    except ValueError as exc:
+        raise UsageError(f"--namespace: {exc}") from None
+    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(
+            f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}"
+        )
+    try:
+        import coredis  # noqa: F401
+    except ImportError:
+        raise UsageError("the worker needs coredis: pip install 'toolvisor[remote]'") from None
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    options = WorkerOptions(
+        namespace=args.namespace,
+        concurrency=args.concurrency,
+        claim_idle_s=args.claim_idle_s,
+        max_deliveries=args.max_deliveries,
+        grace_s=args.grace_s,
+    )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+
+    def ready(worker: Any) -> None:
+        print(
+            f"toolvisor worker {worker.worker_id}: serving {', '.join(worker.tools)} "
+            f"from {redact(args.redis)} (namespace {args.namespace!r}, "
+            f"concurrency {args.concurrency})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        serve = functools.partial(run_worker, on_ready=ready)
+        worker = trio.run(serve, target, args.redis, options)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    except redis_errors() as exc:
+        print(f"{_PROG}: error: Redis at {redact(args.redis)}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"toolvisor worker {worker.worker_id}: stopped ({worker.answered} calls answered)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -276,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "schema":
             return _cmd_schema(args)
+        if args.command == "worker":
+            return _cmd_worker(args)
     except UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
