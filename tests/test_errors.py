@@ -198,6 +198,10 @@ def test_remote_errors_carry_their_fields_in_the_message() -> None:
     assert (dead.tool, dead.deliveries) == ("pay", 3)
     assert "3 times" in str(dead) and "dead-letter" in str(dead)
     err = RemoteToolError("myapp.PaymentDeclined", "card expired", tool="pay")
-    assert (err.type_name, err.message, err.tool) == ("myapp.PaymentDeclined", "card expired", "pay")
+    assert (err.type_name, err.message, err.tool) == (
+        "myapp.PaymentDeclined",
+        "card expired",
+        "pay",
+    )
     assert str(err) == "tool 'pay' raised myapp.PaymentDeclined: card expired"
     assert str(RemoteToolError("ValueError", "bad")) == "ValueError: bad"

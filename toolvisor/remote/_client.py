@@ -299,8 +299,11 @@ class Remote:
             return self._known[1]
         try:
             server_now = await self._client.time()
-            live = await self._client.zrangebyscore(
-                self._keys.workers, int(server_now.timestamp() * 1000), "+inf"
+            live = await self._client.zrange(
+                self._keys.workers,
+                int(server_now.timestamp() * 1000),
+                "+inf",
+                sortby=_token("BYSCORE"),
             )
             infos = await self._client.mget([self._keys.worker(w) for w in live]) if live else []
         except self._errors as exc:
@@ -357,9 +360,9 @@ class Remote:
                 await self._client.xadd(
                     self._keys.cancel,
                     {"id": pending.call_id, "tool": pending.tool},
-                    trim_strategy=_maxlen(),
+                    trim_strategy=_token("MAXLEN"),
                     threshold=CANCEL_MAXLEN,
-                    trim_operator=_approximately(),
+                    trim_operator=_token("APPROXIMATELY"),
                 )
             except self._errors as exc:
                 log.warning(
@@ -380,16 +383,10 @@ class Remote:
             await self._client.delete([self._reply_key])
 
 
-def _maxlen() -> Any:
+def _token(name: str) -> Any:
     from coredis.tokens import PureToken
 
-    return PureToken.MAXLEN
-
-
-def _approximately() -> Any:
-    from coredis.tokens import PureToken
-
-    return PureToken.APPROXIMATELY
+    return getattr(PureToken, name)
 
 
 @contextlib.asynccontextmanager
@@ -406,12 +403,17 @@ async def open_remote(url: str, *, namespace: str = "toolvisor") -> AsyncIterato
         ImportError: coredis is missing (``pip install 'toolvisor[remote]'``).
     """
     keys = Keys(namespace)
-    async with open_client(url) as client, trio.open_nursery() as nursery:
-        remote = Remote(client, url, keys)
-        nursery.start_soon(remote._read_replies)
-        try:
-            yield remote
-        finally:
-            nursery.cancel_scope.cancel()
-            with trio.CancelScope(shield=True), trio.move_on_after(2.0):
-                await remote._close()
+    try:
+        async with open_client(url) as client, trio.open_nursery() as nursery:
+            remote = Remote(client, url, keys)
+            nursery.start_soon(remote._read_replies)
+            try:
+                yield remote
+            finally:
+                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True), trio.move_on_after(2.0):
+                    await remote._close()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from group.exceptions[0].__cause__
+        raise
