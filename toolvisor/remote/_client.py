@@ -23,7 +23,7 @@ from ..errors import (
 )
 from ..spec import ExecutionContext
 from ..supervisor import ToolResult
-from ._redis import Redis, open_client, redact, redis_errors
+from ._redis import Redis, open_client, redact, redis_errors, single_error
 from ._wire import FORMAT_VERSION, Keys, decode_error, dumps, encode_ctx
 
 __all__ = ["Remote", "RemotePendingCall", "open_remote"]
@@ -414,6 +414,7 @@ async def open_remote(url: str, *, namespace: str = "toolvisor") -> AsyncIterato
                 with trio.CancelScope(shield=True), trio.move_on_after(2.0):
                     await remote._close()
     except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1:
-            raise group.exceptions[0] from group.exceptions[0].__cause__
+        one = single_error(group)
+        if one is not None:
+            raise one from one.__cause__
         raise

@@ -11,7 +11,15 @@ from ..supervisor.stores.redis import _redact
 if TYPE_CHECKING:
     import coredis
 
-__all__ = ["Redis", "import_coredis", "open_client", "redact", "redis_errors", "server_ms"]
+__all__ = [
+    "Redis",
+    "import_coredis",
+    "open_client",
+    "redact",
+    "redis_errors",
+    "server_ms",
+    "single_error",
+]
 
 #: A server that stops answering fails a command after this long instead of hanging it.
 STREAM_TIMEOUT_S = 10.0
@@ -55,3 +63,20 @@ async def server_ms(client: Redis) -> int:
 def redis_errors() -> tuple[type[BaseException], ...]:
     """What a Redis command raises when the server is unreachable, slow or refuses it."""
     return (import_coredis().exceptions.RedisError, OSError, TimeoutError)
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception inside ``group`` and the groups nested in it, or None if several.
+
+    coredis runs its connections in an anyio task group and toolvisor in trio nurseries,
+    so one failure (a refused connection) arrives wrapped once per layer.
+    """
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None

@@ -11,7 +11,7 @@ import trio
 
 from .._target import Target, spawn_target
 from ..supervisor import IdempotencyStore, RedisStore, open_supervisor
-from ._redis import open_client, redact
+from ._redis import open_client, redact, single_error
 from ._wire import Keys
 from ._worker import Worker, WorkerOptions
 
@@ -48,6 +48,22 @@ async def run_worker(
     URL, under the namespace's prefix, so every worker of the fleet shares it; a module
     that defines ``idempotency_store`` next to its tools gives its own instead.
     """
+    try:
+        return await _run(target, url, options, on_ready, handle_signals)
+    except BaseExceptionGroup as group:
+        one = single_error(group)
+        if one is not None:
+            raise one from one.__cause__
+        raise
+
+
+async def _run(
+    target: Target,
+    url: str,
+    options: WorkerOptions,
+    on_ready: Callable[[Worker], None] | None,
+    handle_signals: bool,
+) -> Worker:
     keys = Keys(options.namespace)
     own = _module_store(target)
     store = own if own is not None else RedisStore(url, prefix=keys.idem_prefix)

@@ -231,7 +231,10 @@ class IncomingCall:
         self.reply = fields.get("reply") or ""
         if not self.call_id or not self.reply:
             raise ValueError("call has no id or no reply stream")
-        args = json.loads(fields.get("args", ""))
+        try:
+            args = json.loads(fields.get("args", ""))
+        except ValueError as exc:
+            raise ValueError(f"call arguments are not JSON: {exc}") from None
         if not isinstance(args, dict):
             raise ValueError("call arguments must be a JSON object")
         self.args: dict[str, Any] = args
@@ -244,7 +247,10 @@ class IncomingCall:
 def _number(text: str, name: str) -> float | None:
     if text == "":
         return None
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"call {name} must be a number, got {text!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"call {name} must be a finite number, got {text!r}")
     return value
