@@ -223,7 +223,7 @@ class Worker:
         backoff = BACKOFF_S
         while not self._stopping:
             free = self.options.concurrency - len(self._held)
-            if free < min(len(streams), self.options.concurrency):
+            if free <= 0:
                 self._room = trio.Event()
                 await self._room.wait()
                 continue
@@ -245,7 +245,15 @@ class Worker:
                 continue
             for stream, entries in (reply or {}).items():
                 for entry in entries:
-                    self._start(stream, entry.identifier, entry.field_values)
+                    if len(self._held) < self.options.concurrency:
+                        self._start(stream, entry.identifier, entry.field_values)
+                    else:
+                        # COUNT applies per stream, so with fewer free slots than tools a
+                        # read can bring more than fit: give those back at once.
+                        extra = _Held(
+                            self._streams[stream], stream, entry.identifier, entry.field_values
+                        )
+                        await self._give_back(extra)
 
     def _start(self, stream: str, entry_id: str, fields: Mapping[str, str]) -> _Held:
         held = _Held(self._streams[stream], stream, entry_id, fields)
