@@ -107,7 +107,12 @@ class WorkerProcess:
 
 
 def launch(
-    redis_url: str, namespace: str, trace_log: Path, workdir: Path, *options: str
+    redis_url: str,
+    namespace: str,
+    trace_log: Path,
+    workdir: Path,
+    *options: str,
+    target: str = "remote_tools:TOOLS",
 ) -> WorkerProcess:
     """Start a worker process (not waiting for it to serve)."""
     env = dict(os.environ)
@@ -117,7 +122,7 @@ def launch(
     with stderr_path.open("w") as err:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "toolvisor", "worker", "remote_tools:TOOLS",
+                sys.executable, "-m", "toolvisor", "worker", target,
                 "--redis", redis_url, "--namespace", namespace, *options,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
@@ -126,7 +131,7 @@ def launch(
     return WorkerProcess(proc, stderr_path)
 
 
-def _serving(worker: WorkerProcess) -> bool:
+def serving(worker: WorkerProcess) -> bool:
     if worker.proc.poll() is not None:
         raise AssertionError(f"worker exited {worker.proc.returncode}: {worker.stderr()}")
     return ": serving " in worker.stderr()
@@ -142,7 +147,7 @@ async def start_worker(
     async def start(*options: str) -> WorkerProcess:
         worker = launch(redis_url, namespace, trace_log, tmp_path, *options)
         started.append(worker)
-        await eventually(lambda: _serving(worker), 30)
+        await eventually(lambda: serving(worker), 30)
         return worker
 
     yield start
@@ -163,7 +168,7 @@ def shared_fleet(
     worker = launch(redis_url, namespace, trace_log, workdir)
     try:
         deadline = time.monotonic() + 30
-        while not _serving(worker):
+        while not serving(worker):
             if time.monotonic() > deadline:
                 raise AssertionError(f"worker did not start: {worker.stderr()}")
             time.sleep(0.02)
