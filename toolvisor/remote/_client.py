@@ -156,6 +156,7 @@ class Remote:
         self._errors = redis_errors()
         self._known: tuple[float, dict[str, Mapping[str, Any]]] | None = None
         self.closed = False
+        self._nursery: trio.Nursery | None = None
 
     @property
     def namespace(self) -> str:
@@ -347,9 +348,13 @@ class Remote:
                     slot = self._pending.pop(entry.field_values.get("id", ""), None)
                     if slot is not None:  # a late or second reply finds no slot: dropped
                         slot.deliver(entry.field_values)
-            if ids:
-                with contextlib.suppress(*self._errors):
-                    await self._client.xdel(self._reply_key, ids)
+            if ids:  # deleting the read replies need not delay reading the next ones
+                assert self._nursery is not None
+                self._nursery.start_soon(self._delete_replies, ids)
+
+    async def _delete_replies(self, ids: list[str]) -> None:
+        with contextlib.suppress(*self._errors):
+            await self._client.xdel(self._reply_key, ids)
 
     async def _give_up(self, pending: RemotePendingCall) -> None:
         """The caller stopped waiting: forget the call, and cancel it on its worker."""
@@ -406,6 +411,7 @@ async def open_remote(url: str, *, namespace: str = "toolvisor") -> AsyncIterato
     try:
         async with open_client(url) as client, trio.open_nursery() as nursery:
             remote = Remote(client, url, keys)
+            remote._nursery = nursery
             nursery.start_soon(remote._read_replies)
             try:
                 yield remote
