@@ -262,3 +262,24 @@ async def test_a_call_that_kills_every_worker_ends_in_the_dead_letter_stream(
     assert dead[0].field_values["id"] == pending.call_id
     assert dead[0].field_values["deliveries"] == "2"
     assert await raw_redis.xlen(f"{namespace}:call:poison") == 0
+
+
+@pytest.mark.slow
+async def test_a_thousand_concurrent_calls_over_two_workers_get_one_reply_each(
+    redis_url: str, namespace: str, start_worker: Any
+) -> None:
+    workers = [await start_worker(), await start_worker()]
+    async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
+        results = await remote.execute_many(
+            [("echo", {"text": str(i)}) for i in range(1000)], timeout=60
+        )
+        assert [r.value["echo"] for r in results] == [str(i) for i in range(1000)]
+        by_worker = {w.pid: sum(r.value["pid"] == w.pid for r in results) for w in workers}
+        assert sum(by_worker.values()) == 1000 and min(by_worker.values()) > 0, by_worker
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    answered = 0
+    for worker in workers:
+        assert await worker.wait() == 0
+        answered += int(worker.stderr().rsplit("stopped (", 1)[1].split()[0])
+    assert answered == 1000  # no call answered twice
