@@ -168,8 +168,6 @@ class Worker:
         self._cancelled: OrderedDict[str, None] = OrderedDict()
         self._stopping = False
         self._room = trio.Event()
-        self._empty = trio.Event()
-        self._empty.set()
         self._finish = client.register_script(_lua.FINISH)
         self._bury = client.register_script(_lua.BURY)
         self._hand_back = client.register_script(_lua.HAND_BACK)
@@ -205,16 +203,23 @@ class Worker:
                     task_status.started()
                     await self._read_loop()
                     with trio.move_on_after(self.options.grace_s):
-                        await self._empty.wait()
-                    for held in list(self._held.values()):
-                        held.hand_back = True
-                        held.cancel()
-                    await self._empty.wait()
+                        await self._drained()
+                    while self._held:  # hand back what is left (a late claim included)
+                        for held in list(self._held.values()):
+                            held.hand_back = True
+                            held.cancel()
+                        await self._drained()
                     background.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(2.0):
                 await self._unregister()
             self.stopped.set()
+
+    async def _drained(self) -> None:
+        """Return once no call is held (``_room`` is set whenever a held call ends)."""
+        while self._held:
+            self._room = trio.Event()
+            await self._room.wait()
 
     # ------------------------------------------------------------------ reading
 
@@ -258,7 +263,6 @@ class Worker:
     def _start(self, stream: str, entry_id: str, fields: Mapping[str, str]) -> _Held:
         held = _Held(self._streams[stream], stream, entry_id, fields)
         self._held[entry_id] = held
-        self._empty = trio.Event()
         self._calls.start_soon(self._serve, held)
         return held
 
@@ -301,10 +305,9 @@ class Worker:
                 return
             await self._answer(held, self._reply(held, result), call.reply)
         finally:
-            del self._held[held.entry_id]
+            if self._held.get(held.entry_id) is held:
+                del self._held[held.entry_id]
             self._room.set()
-            if not self._held:
-                self._empty.set()
 
     def _reply(self, held: _Held, result: ToolResult) -> dict[str, str]:
         fields = {
@@ -423,6 +426,9 @@ class Worker:
         )
         delivered = {p.identifier: p.delivered for p in pending}
         for entry in entries:
+            if entry.identifier in self._held:
+                # Ours already (renewed late under load): it keeps running where it is.
+                continue
             count = delivered.get(entry.identifier, 1)
             if count <= self.options.max_deliveries:
                 log.info(
