@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,52 @@ async def test_a_thousand_concurrent_calls_over_two_workers_get_one_reply_each(
         assert await worker.wait() == 0
         answered += int(worker.stderr().rsplit("stopped (", 1)[1].split()[0])
     assert answered == 1000  # no call answered twice
+
+
+@pytest.mark.slow
+async def test_a_redis_restart_gives_clear_errors_then_the_fleet_recovers(
+    tmp_path: Path, trace_log: Path
+) -> None:
+    import shutil
+    import socket
+
+    from conftest import launch, serving
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("no redis-server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [server, "--port", str(port), "--save", "", "--appendonly", "no"]
+    url = f"redis://127.0.0.1:{port}/0"
+
+    async def start_redis() -> trio.Process:
+        proc = await trio.lowlevel.open_process(argv, stdout=subprocess.DEVNULL)
+        await trio.sleep(0.3)
+        return proc
+
+    redis = await start_redis()
+    worker = launch(url, "restart", trace_log, tmp_path)
+    try:
+        await eventually(lambda: serving(worker), 30)
+        async with toolvisor.open_remote(url, namespace="restart") as remote:
+            assert (await remote.execute("echo", {"text": "before"}))["echo"] == "before"
+            redis.kill()
+            await redis.wait()
+            with pytest.raises(toolvisor.ToolUnavailableError, match=f"127.0.0.1:{port}"):
+                await remote.execute("echo", {"text": "down"}, timeout=2)
+            redis = await start_redis()  # empty: no streams, no groups, no registrations
+            with trio.fail_after(20):
+                while True:
+                    try:
+                        value = await remote.execute("echo", {"text": "after"}, timeout=2)
+                        break
+                    except (UnknownToolError, toolvisor.ToolUnavailableError, ToolTimeoutError):
+                        await trio.sleep(0.2)
+            assert value["echo"] == "after" and value["pid"] == worker.pid
+    finally:
+        worker.proc.kill()
+        worker.proc.wait()
+        redis.kill()
+        await redis.wait()

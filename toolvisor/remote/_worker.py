@@ -133,6 +133,12 @@ class _Held:
             self.scope.cancel()
 
 
+def _lost_group(exc: BaseException) -> bool:
+    """Redis's NOGROUP (coredis words it "No such key ... or consumer group")."""
+    text = str(exc)
+    return "NOGROUP" in text or "consumer group" in text
+
+
 def _flat(fields: Mapping[str, str]) -> list[str]:
     out: list[str] = []
     for key, value in fields.items():
@@ -242,7 +248,7 @@ class Worker:
                 )
                 backoff = BACKOFF_S
             except self._errors as exc:
-                if "NOGROUP" in str(exc):  # the server lost its data (restarted empty)
+                if _lost_group(exc):  # the server lost its data (restarted empty)
                     await self._ignore_errors(self._create_groups)
                 log.warning("worker %s: reading calls failed: %s", self.worker_id, exc)
                 await trio.sleep(backoff)
@@ -408,7 +414,12 @@ class Worker:
                 free = self.options.concurrency - len(self._held)
                 if free <= 0 or self._stopping:
                     break
-                await self._ignore_errors(self._claim, stream, idle_ms, free)
+                try:
+                    await self._claim(stream, idle_ms, free)
+                except self._errors as exc:
+                    log.warning("worker %s: claiming failed: %s", self.worker_id, exc)
+                    if _lost_group(exc):
+                        await self._ignore_errors(self._create_groups)
 
     async def _claim(self, stream: str, idle_ms: int, free: int) -> None:
         _next, entries, *_deleted = await self._client.xautoclaim(
