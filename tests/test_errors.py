@@ -13,6 +13,7 @@ from toolvisor import (
     ActorCrashedError,
     CircuitBreakerPolicyFactory,
     CircuitOpenError,
+    DeliveryFailedError,
     DuplicateToolError,
     FieldError,
     IdempotencyConflictError,
@@ -20,6 +21,7 @@ from toolvisor import (
     IdempotencyStoreError,
     PolicyNotFoundError,
     RateLimitedError,
+    RemoteToolError,
     RetryPolicyFactory,
     SupervisorClosedError,
     ToolOverloadedError,
@@ -49,6 +51,8 @@ def examples() -> list[ToolvisorError]:
         DuplicateToolError("pay"),
         SupervisorClosedError(),
         PolicyNotFoundError("tenant_aware", ["standard", "adaptive", "noop"]),
+        DeliveryFailedError("pay", deliveries=5),
+        RemoteToolError("myapp.PaymentDeclined", "card expired", tool="pay"),
     ]
 
 
@@ -294,3 +298,17 @@ def test_store_error_says_whether_the_tool_ran() -> None:
     assert str(unknown).endswith("; whether the tool ran for this call is unknown")
     again = pickle.loads(pickle.dumps(ran))
     assert (again.tool_ran, str(again)) == (True, str(ran))
+
+
+def test_remote_errors_carry_their_fields_in_the_message() -> None:
+    dead = DeliveryFailedError("pay", deliveries=3)
+    assert (dead.tool, dead.deliveries) == ("pay", 3)
+    assert "3 times" in str(dead) and "dead-letter" in str(dead)
+    err = RemoteToolError("myapp.PaymentDeclined", "card expired", tool="pay")
+    assert (err.type_name, err.message, err.tool) == (
+        "myapp.PaymentDeclined",
+        "card expired",
+        "pay",
+    )
+    assert str(err) == "tool 'pay' raised myapp.PaymentDeclined: card expired"
+    assert str(RemoteToolError("ValueError", "bad")) == "ValueError: bad"

@@ -7,6 +7,7 @@ from ._validation import InputLimits as InputLimits
 from .actors.stats import ToolStats as ToolStats
 from .errors import ActorCrashedError as ActorCrashedError
 from .errors import CircuitOpenError as CircuitOpenError
+from .errors import DeliveryFailedError as DeliveryFailedError
 from .errors import DuplicateToolError as DuplicateToolError
 from .errors import FieldError as FieldError
 from .errors import IdempotencyConflictError as IdempotencyConflictError
@@ -15,6 +16,7 @@ from .errors import IdempotencyStoreError as IdempotencyStoreError
 from .errors import PolicyNotFoundError as PolicyNotFoundError
 from .errors import RateLimitedError as RateLimitedError
 from .errors import RateLimitError as RateLimitError
+from .errors import RemoteToolError as RemoteToolError
 from .errors import SupervisorClosedError as SupervisorClosedError
 from .errors import ToolOverloadedError as ToolOverloadedError
 from .errors import ToolTimeoutError as ToolTimeoutError
@@ -46,6 +48,9 @@ from .policies import RateLimit as RateLimit
 from .policies import RetryBudget as RetryBudget
 from .policies import RetryPolicyFactory as RetryPolicyFactory
 from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy
+from .remote import Remote as Remote
+from .remote import RemotePendingCall as RemotePendingCall
+from .remote import open_remote as open_remote
 from .spec import ArrayParameter as ArrayParameter
 from .spec import BooleanParameter as BooleanParameter
 from .spec import CircuitBreakerConfig as CircuitBreakerConfig
@@ -87,6 +92,7 @@ __all__ = [
     "CircuitState",
     "CustomRetryPolicy",
     "DbToolSpec",
+    "DeliveryFailedError",
     "DuplicateToolError",
     "Event",
     "ExecutionContext",
@@ -120,6 +126,9 @@ __all__ = [
     "RateLimitError",
     "RateLimitedError",
     "RedisStore",
+    "Remote",
+    "RemotePendingCall",
+    "RemoteToolError",
     "ResultNotStored",
     "RetryBudget",
     "RetryConfig",
@@ -143,5 +152,6 @@ __all__ = [
     "UnknownToolError",
     "ValidationError",
     "__version__",
+    "open_remote",
     "open_supervisor",
 ]

@@ -14,6 +14,7 @@ import inspect
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -43,11 +44,13 @@ class Target:
         text: ``MODULE:ATTR`` as given.
         pairs: the ``(spec, fn)`` pairs, empty when ``setup`` spawns the tools.
         setup: the async ``setup(sup)`` function, or None.
+        module: the imported module (a worker reads its optional ``idempotency_store``).
     """
 
     text: str
     pairs: tuple[tuple[ToolSpec, Callable[..., Any]], ...] = ()
     setup: Callable[[Supervisor], Awaitable[object]] | None = None
+    module: ModuleType | None = attrs.field(default=None, eq=False, repr=False)
 
 
 def _looks_like_path(module: str) -> bool:
@@ -114,6 +117,7 @@ def load_target(text: str) -> Target:
             missing attribute, or a value of another shape (the message says which).
     """
     value = _import(text)
+    module = sys.modules.get(text.partition(":")[0])
     if isinstance(value, Mapping):
         items: list[tuple[object, object]] = list(value.items())
     elif isinstance(value, list | tuple):
@@ -126,7 +130,7 @@ def load_target(text: str) -> Target:
                 f"{text} is an async function but does not take one argument: it must be "
                 "setup(sup), which spawns the tools on sup"
             ) from None
-        return Target(text, setup=value)
+        return Target(text, setup=value, module=module)
     else:
         raise TargetError(f"{text} is a {type(value).__name__}; it must be {_SHAPE}")
     pairs = tuple(_pair(text, index, item) for index, item in items)
@@ -136,7 +140,7 @@ def load_target(text: str) -> Target:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise TargetError(f"{text} names tool {dupes[0]!r} twice")
-    return Target(text, pairs=pairs)
+    return Target(text, pairs=pairs, module=module)
 
 
 async def spawn_target(sup: Supervisor, target: Target) -> list[str]:

@@ -89,6 +89,16 @@ def _indent(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog=_PROG,
@@ -209,6 +219,53 @@ def _build_parser() -> _Parser:
         default=None,
         metavar="PATH",
         help="keep idempotent results in this SQLite file (default: in memory)",
+    )
+
+    worker = commands.add_parser(
+        "worker",
+        help="serve tools to remote callers over Redis Streams",
+        description=(
+            "Run a supervisor with the tools of MODULE:ATTR (a list/tuple/dict of "
+            "(spec, fn) pairs, or an async setup(sup) that spawns them) and consume their "
+            "calls from Redis: every worker of a namespace shares the work of its tools. "
+            "Callers use toolvisor.open_remote(URL, namespace=NS). SIGTERM or Ctrl-C stops "
+            "reading, lets held calls finish (--grace-s), hands back the rest and exits 0."
+        ),
+    )
+    worker.add_argument("target", metavar="MODULE:ATTR", help="e.g. myapp.tools:TOOLS")
+    worker.add_argument(
+        "--redis", required=True, metavar="URL", help="e.g. redis://localhost:6379/0"
+    )
+    worker.add_argument(
+        "--namespace", default="toolvisor", help="the fleet's namespace (default toolvisor)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=_count,
+        default=64,
+        metavar="N",
+        help="most calls this worker holds at once (default 64)",
+    )
+    worker.add_argument(
+        "--claim-idle-s",
+        type=_duration,
+        default=30.0,
+        metavar="S",
+        help="claim calls held this long by a dead worker (default 30)",
+    )
+    worker.add_argument(
+        "--max-deliveries",
+        type=_count,
+        default=5,
+        metavar="K",
+        help="after K deliveries without an answer a call goes to the dead letters (default 5)",
+    )
+    worker.add_argument(
+        "--grace-s",
+        type=_duration,
+        default=10.0,
+        metavar="S",
+        help="on SIGTERM, how long held calls may take before they are handed back (default 10)",
     )
 
     commands.add_parser(
@@ -430,6 +487,69 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
+# --------------------------------------------------------------------------- worker
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    import trio
+
+    from ._target import TargetError, load_target
+    from .remote import WorkerOptions, run_worker
+    from .remote._redis import redact, redis_errors
+    from .remote._wire import check_namespace
+
+    try:
+        check_namespace(args.namespace)
+    except ValueError as exc:
+        raise UsageError(f"--namespace: {exc}") from None
+    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(
+            f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}"
+        )
+    try:
+        import coredis  # noqa: F401
+    except ImportError:
+        raise UsageError("the worker needs coredis: pip install 'toolvisor[remote]'") from None
+    try:
+        target = load_target(args.target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    options = WorkerOptions(
+        namespace=args.namespace,
+        concurrency=args.concurrency,
+        claim_idle_s=args.claim_idle_s,
+        max_deliveries=args.max_deliveries,
+        grace_s=args.grace_s,
+    )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+
+    def ready(worker: Any) -> None:
+        print(
+            f"toolvisor worker {worker.worker_id}: serving {', '.join(worker.tools)} "
+            f"from {redact(args.redis)} (namespace {args.namespace!r}, "
+            f"concurrency {args.concurrency})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        serve = functools.partial(run_worker, on_ready=ready)
+        worker = trio.run(serve, target, args.redis, options)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+    except redis_errors() as exc:
+        print(f"{_PROG}: error: Redis at {redact(args.redis)}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"toolvisor worker {worker.worker_id}: stopped ({worker.answered} calls answered)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return 0
+
+
 # --------------------------------------------------------------------------- bench
 
 
@@ -476,6 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_schema(args)
         if args.command == "mcp":
             return _cmd_mcp(args)
+        if args.command == "worker":
+            return _cmd_worker(args)
     except UsageError as exc:
         print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2

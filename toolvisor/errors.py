@@ -23,6 +23,7 @@ import attrs
 __all__ = [
     "ActorCrashedError",
     "CircuitOpenError",
+    "DeliveryFailedError",
     "DuplicateToolError",
     "FieldError",
     "IdempotencyConflictError",
@@ -31,6 +32,7 @@ __all__ = [
     "PolicyNotFoundError",
     "RateLimitError",
     "RateLimitedError",
+    "RemoteToolError",
     "SupervisorClosedError",
     "ToolOverloadedError",
     "ToolTimeoutError",
@@ -373,3 +375,39 @@ class PolicyNotFoundError(ToolvisorError, LookupError):
         self.known = tuple(sorted(known))
         available = cut(", ".join(self.known), 1000) or "none"
         super().__init__(f"no policy named {shown(name)}; available: {available}")
+
+
+class DeliveryFailedError(ToolvisorError):
+    """A remote call was delivered to workers ``deliveries`` times and never answered.
+
+    The deployment's fault, or the call's: every worker that took it died or was cut off
+    before replying (a call that kills its worker is a *poison message*). The call was
+    moved to the tool's dead-letter stream and is not tried again; look there, and at the
+    workers' logs, before sending it anew.
+    """
+
+    def __init__(self, tool: str, deliveries: int) -> None:
+        self.tool = tool
+        self.deliveries = deliveries
+        super().__init__(
+            f"call to tool {tool!r} was delivered {deliveries} time"
+            f"{'s' if deliveries != 1 else ''} and no worker answered it; it was moved to the "
+            "dead-letter stream (check the workers' logs before sending it again)"
+        )
+
+
+class RemoteToolError(ToolvisorError):
+    """A remote tool raised an exception of its own (the tool's fault, as locally).
+
+    Exceptions do not cross processes as objects (nothing is pickled): ``type_name`` is the
+    qualified name of the tool's exception class (``"ValueError"``,
+    ``"myapp.payments.PaymentDeclined"``) and ``message`` its text. Match on
+    ``type_name`` where a local caller would have caught the class.
+    """
+
+    def __init__(self, type_name: str, message: str, *, tool: str | None = None) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.tool = tool
+        where = f"tool {tool!r} raised " if tool else ""
+        super().__init__(f"{where}{type_name}: {message}")

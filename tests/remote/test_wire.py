@@ -1,0 +1,113 @@
+"""The message format: errors as JSON and back, calls parsed strictly, nothing pickled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_errors import examples
+
+from toolvisor import ExecutionContext, RemoteToolError, ToolvisorError
+from toolvisor.remote._wire import (
+    FORMAT_VERSION,
+    IncomingCall,
+    check_namespace,
+    decode_ctx,
+    decode_error,
+    encode_ctx,
+    encode_error,
+)
+
+
+@pytest.mark.parametrize("err", examples(), ids=lambda e: type(e).__name__)
+def test_toolvisor_errors_come_back_as_their_class_with_their_fields(err: ToolvisorError) -> None:
+    back = decode_error(encode_error(err), tool="pay")
+    assert type(back) is type(err)
+    assert str(back) == str(err)
+    for name, value in vars(err).items():
+        if isinstance(value, BaseException):  # ActorCrashedError.cause: a tool's exception
+            assert isinstance(getattr(back, name), RemoteToolError)
+            assert getattr(back, name).type_name == type(value).__name__
+        else:
+            assert getattr(back, name) == value, name
+
+
+def test_a_tools_own_exception_arrives_as_remote_tool_error() -> None:
+    class PaymentDeclinedError(Exception):
+        pass
+
+    exc = PaymentDeclinedError("card expired")
+    exc.add_note("after 3 attempts")
+    back = decode_error(encode_error(exc), tool="pay")
+    assert isinstance(back, RemoteToolError)
+    assert back.type_name.endswith("PaymentDeclinedError")
+    assert back.type_name.startswith(__name__)
+    assert back.message == "card expired\nafter 3 attempts"
+    assert back.tool == "pay"
+    assert decode_error(encode_error(KeyError("k")), tool="t").type_name == "KeyError"
+
+
+def test_a_reply_cannot_make_the_caller_import_or_build_other_classes() -> None:
+    for name in ("os.system", "Exception", "FieldError", "builtins.eval"):
+        text = json.dumps({"type": name, "toolvisor": True, "message": "m", "args": ["x"]})
+        back = decode_error(text, tool="t")
+        assert type(back) is RemoteToolError and back.type_name == name
+    garbage = decode_error("not json", tool="t")
+    assert isinstance(garbage, RemoteToolError) and garbage.type_name == "<unreadable error>"
+
+
+def test_context_round_trip_and_bad_context() -> None:
+    ctx = ExecutionContext(tenant_id="t", request_id="r", metadata={"m": 1}, idempotency_key="k")
+    assert decode_ctx(encode_ctx(ctx)) == ctx
+    assert decode_ctx(encode_ctx(None)) == ExecutionContext()
+    with pytest.raises(ValueError, match=r"ctx\.tenant_id"):
+        decode_ctx('{"tenant_id": 3}')
+    with pytest.raises(ValueError, match="metadata"):
+        decode_ctx('{"metadata": [1]}')
+
+
+def _call(**changes: str) -> dict[str, str]:
+    fields = {
+        "v": FORMAT_VERSION,
+        "id": "c1",
+        "reply": "ns:reply:x",
+        "args": '{"a": 1}',
+        "ctx": "{}",
+        "deadline": "1800000000.5",
+        "timeout": "2.0",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    fields.update(changes)
+    return fields
+
+
+def test_incoming_call_parses_every_field() -> None:
+    call = IncomingCall(_call())
+    assert (call.call_id, call.reply, call.args) == ("c1", "ns:reply:x", {"a": 1})
+    assert (call.deadline, call.timeout) == (1800000000.5, 2.0)
+    assert call.traceparent.startswith("00-")
+    assert IncomingCall(_call(deadline="", timeout="")).deadline is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"v": "0"}, "format version"),
+        ({"id": ""}, "no id"),
+        ({"args": "[1]"}, "JSON object"),
+        ({"args": "{"}, "not JSON"),
+        ({"deadline": "nan"}, "finite"),
+        ({"deadline": "soon"}, "deadline must be a number"),
+    ],
+)
+def test_a_malformed_call_is_refused_naming_the_problem(
+    changes: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        IncomingCall(_call(**changes))
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "ns:sub", 3])
+def test_namespace_must_be_a_plain_name(bad: object) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        check_namespace(bad)
