@@ -37,11 +37,17 @@ COREDIS_LEAK = (
 remote_redis_proc = factories.redis_proc(executable=REDIS_SERVER)
 
 
+#: Tests that start worker processes: run by `pytest -m slow` (.ci/run runs both).
+_WITH_WORKERS = {"test_remote.py", "test_worker_cli.py", "test_docs_remote.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.filterwarnings(COREDIS_LEAK))
             item.add_marker(pytest.mark.redis)
+            if item.path.name in _WITH_WORKERS:
+                item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

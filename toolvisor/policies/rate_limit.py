@@ -52,6 +52,9 @@ def _max_wait(_instance: object, attribute: attrs.Attribute[float], value: float
         )
 
 
+_EPS = 1e-9  # seconds and tokens below what any clock or rate here can mean
+
+
 @attrs.define(slots=True, eq=False)
 class RateLimit:
     """At most ``rate`` calls per ``per_s`` seconds, bursts of ``burst``; see the module.
@@ -100,11 +103,13 @@ class RateLimit:
             ``-0.0`` never happens: a refusal's delay is always > 0), taking nothing.
         """
         tokens = self._refill(now) if now > self._at else self._tokens
-        if tokens >= 1:
+        # Within _EPS a token is there (or a deadline is met): refills and clocks are
+        # floats, and 0.1 * 5 * 2 may land a hair below 1.
+        if tokens >= 1 - _EPS:
             self._tokens = tokens - 1
             return 0.0
         delay = (1 - tokens) / self._per_second
-        if delay > self.max_wait_s or now + delay >= deadline:
+        if delay > self.max_wait_s + _EPS or now + delay >= deadline - _EPS:
             return -delay
         self._tokens = tokens - 1
         return delay
