@@ -44,12 +44,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.filterwarnings(COREDIS_LEAK))
 
 
-@pytest.fixture(autouse=True)
-def _collect_coredis_garbage(request: pytest.FixtureRequest) -> Iterator[None]:
+@pytest.fixture(autouse=True, scope="module")
+def _collect_coredis_garbage() -> Iterator[None]:
     yield
-    # Only after the tests that talk to Redis (their ids say so): a full collection
-    # costs ~0.15 s with Hypothesis loaded, too much for every test of the folder.
-    if "coredis" in sys.modules and "redis" in request.node.nodeid.lower():
+    # Once per module, in the teardown of its last test (which carries the filter above):
+    # a full collection costs ~0.15-0.3 s with Hypothesis loaded, too much per test.
+    if "coredis" in sys.modules:
         gc.collect()
 
 
