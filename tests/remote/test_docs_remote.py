@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from conftest import ROOT, eventually, launch, serving
+from remote_support import ROOT, eventually, launch, serving
 
 DOC = ROOT / "docs" / "remote.md"
 #: The quick start uses the default namespace; a database of its own keeps it apart.

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import WorkerProcess, eventually, read_trace, settled
+from remote_support import ROOT, WorkerProcess, eventually, launch, read_trace, serving, settled
 from remote_tools import TOOLS
 
 import toolvisor
@@ -328,8 +328,6 @@ async def test_a_redis_restart_gives_clear_errors_then_the_fleet_recovers(
     # connections unclosed, and they would warn in whichever test runs when collected.
     import shutil
     import socket
-
-    from conftest import ROOT, launch, serving
 
     server = shutil.which("redis-server")
     if server is None:
