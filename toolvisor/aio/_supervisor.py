@@ -24,7 +24,7 @@ from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.retry import IRetryPolicy
 from ..spec import ExecutionContext, ToolSpec
-from ..supervisor.core import CallSpec
+from ..supervisor.calls import CallSpec
 from ..supervisor.core import Supervisor as TrioSupervisor
 from ..supervisor.open import open_supervisor as open_trio_supervisor
 from ..supervisor.results import PendingCall as TrioPendingCall

@@ -8,7 +8,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import trio
@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..spec import ExecutionContext
 from ..supervisor import ToolResult
+from ..supervisor.calls import CallSpec, run_many
 from ._redis import Redis, open_client, redact, redis_errors, single_error
 from ._wire import FORMAT_VERSION, Keys, decode_error, dumps, encode_ctx
 
@@ -36,8 +37,6 @@ READ_BLOCK_MS = 500
 CANCEL_MAXLEN = 10_000
 BACKOFF_S = 0.1
 BACKOFF_MAX_S = 5.0
-
-CallSpec = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], ExecutionContext | None]
 
 
 class _Slot:
@@ -255,27 +254,10 @@ class Remote:
     ) -> list[ToolResult]:
         """Run calls concurrently; one :class:`~toolvisor.ToolResult` per call, in order.
 
-        Never raises for a call's failure (unknown tool and bad arguments included).
+        Never raises for a call's failure (unknown tool, bad arguments and malformed
+        entries included).
         """
-        items: Sequence[CallSpec] = list(calls)
-        results: list[ToolResult | None] = [None] * len(items)
-
-        async def one(i: int, item: CallSpec) -> None:
-            started = trio.current_time()
-            tool = str(item[0]) if len(item) > 0 else "<missing>"
-            try:
-                ctx = item[2] if len(item) > 2 else None
-                pending = await self.submit(tool, item[1], ctx, timeout=timeout)
-                results[i] = await pending.result()
-            except Exception as exc:
-                results[i] = ToolResult(
-                    tool=tool, ok=False, error=exc, elapsed_s=trio.current_time() - started
-                )
-
-        async with trio.open_nursery() as nursery:
-            for i, item in enumerate(items):
-                nursery.start_soon(one, i, item)
-        return [r for r in results if r is not None]
+        return await run_many(self.submit, calls, timeout)
 
     # ------------------------------------------------------------------ the fleet
 

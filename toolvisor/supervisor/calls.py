@@ -13,15 +13,18 @@ out when it waits for room in the inbox past its deadline.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 import trio
 
 from ..actors.call import Call
 from ..errors import CircuitOpenError, RateLimitedError, ToolOverloadedError
+from ..spec import ExecutionContext
 from .restarts import Route
+from .results import ToolResult
 
-__all__ = ["post", "send", "send_and_wait"]
+__all__ = ["CallSpec", "post", "run_many", "send", "send_and_wait"]
 
 
 def post(route: Route, call: Call) -> bool:
@@ -108,3 +111,52 @@ async def _wait_for_room(route: Route, call: Call) -> None:
         timed_out = call.time_out()
         assert timed_out is not None  # nobody else had the call
         raise timed_out
+
+
+CallSpec = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], ExecutionContext | None]
+"""An ``execute_many`` entry: ``(tool, args)`` or ``(tool, args, ctx)``."""
+
+
+class _Pending(Protocol):
+    async def result(self) -> ToolResult: ...
+
+
+Submit = Callable[..., Awaitable[_Pending]]
+"""``submit(tool, args, ctx, *, timeout=...)`` of a Supervisor or a remote client."""
+
+
+async def run_many(submit: Submit, calls: Iterable[Any], timeout: float | None) -> list[ToolResult]:
+    """``execute_many``: every call submitted concurrently, one ToolResult each, in order.
+
+    Never raises for a call's failure: a refused call, bad arguments or a malformed entry
+    (a TypeError naming it) is a failed ToolResult, and the other calls run.
+    """
+    items = list(calls)
+    results: list[ToolResult | None] = [None] * len(items)
+
+    async def one(i: int, item: Any) -> None:
+        started = trio.current_time()
+        tool = "?"
+        try:
+            tool, args, ctx = _unpack(i, item)
+            pending = await submit(tool, args, ctx, timeout=timeout)
+            results[i] = await pending.result()
+        except Exception as exc:
+            results[i] = ToolResult(
+                tool=tool, ok=False, error=exc, elapsed_s=trio.current_time() - started
+            )
+
+    async with trio.open_nursery() as nursery:
+        for i, item in enumerate(items):
+            nursery.start_soon(one, i, item)
+    return [r for r in results if r is not None]
+
+
+def _unpack(i: int, item: Any) -> tuple[str, Mapping[str, Any], ExecutionContext | None]:
+    """An ``execute_many`` entry as ``(tool, args, ctx)``; TypeError naming a bad one."""
+    if isinstance(item, tuple | list) and len(item) in (2, 3):
+        ctx = item[2] if len(item) == 3 else None
+        return item[0], item[1], ctx
+    raise TypeError(
+        f"execute_many() entry {i} must be (tool, args) or (tool, args, ctx), got {item!r:.200}"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -33,7 +33,7 @@ from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.retry import IRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext, ToolSpec
-from .calls import send, send_and_wait
+from .calls import CallSpec, run_many, send, send_and_wait
 from .hub import EventHub, Publish
 from .idempotency import IdempotencyCache
 from .restarts import Intensity, Route, supervise
@@ -41,8 +41,6 @@ from .results import PendingCall, Relay, ToolResult
 from .stores.base import IdempotencyStore
 
 __all__ = ["Supervisor", "ToolRef"]
-
-CallSpec = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], ExecutionContext | None]
 
 
 class Supervisor:
@@ -254,25 +252,7 @@ class Supervisor:
         feeds back.
         """
         check_timeout(timeout)
-        items: Sequence[Any] = list(calls)
-        results: list[ToolResult | None] = [None] * len(items)
-
-        async def one(i: int, item: Any) -> None:
-            started = trio.current_time()
-            tool = "?"
-            try:
-                tool, args, ctx = _unpack(i, item)
-                pending = await self.submit(tool, args, ctx, timeout=timeout)
-                results[i] = await pending.result()
-            except Exception as exc:
-                results[i] = ToolResult(
-                    tool=tool, ok=False, error=exc, elapsed_s=trio.current_time() - started
-                )
-
-        async with trio.open_nursery() as nursery:
-            for i, item in enumerate(items):
-                nursery.start_soon(one, i, item)
-        return [r for r in results if r is not None]
+        return await run_many(self.submit, calls, timeout)
 
     # ------------------------------------------------------------------ events
 
@@ -360,16 +340,6 @@ class Supervisor:
         self._closing = True
         for route in self._routes.values():
             route.status = "closed"
-
-
-def _unpack(i: int, item: Any) -> tuple[str, Mapping[str, Any], ExecutionContext | None]:
-    """An ``execute_many`` entry as ``(tool, args, ctx)``; TypeError naming a bad one."""
-    if isinstance(item, tuple | list) and len(item) in (2, 3):
-        ctx = item[2] if len(item) == 3 else None
-        return item[0], item[1], ctx
-    raise TypeError(
-        f"execute_many() entry {i} must be (tool, args) or (tool, args, ctx), got {item!r:.200}"
-    )
 
 
 @attrs.frozen
