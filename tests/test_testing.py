@@ -11,7 +11,13 @@ import trio
 
 import toolvisor
 import toolvisor.testing
-from toolvisor import BreakerTransition, ExecutionContext, RetryScheduled, ToolTimeoutError
+from toolvisor import (
+    BreakerTransition,
+    CallFailed,
+    ExecutionContext,
+    RetryScheduled,
+    ToolTimeoutError,
+)
 from toolvisor.testing import (
     AttemptRecorder,
     Delay,
@@ -201,11 +207,13 @@ async def test_event_log_collects_breaker_and_retry_events(
     assert [(e.old, e.new) for e in log.of_type(BreakerTransition, "ev")] == [("closed", "open")]
     assert [e.delay for e in log.of_type(RetryScheduled)] == [1.0]
     assert log.of_type(RetryScheduled, "other") == []
+    assert [e.error_type for e in log.of_type(CallFailed)] == ["TimeoutError"]
     log.detach()
     log.detach()  # twice is harmless
+    recorded = len(log.events)
     await trio.sleep(10)
     await supervisor.execute_many([("ev", {})])
-    assert len(log.events) == 2  # detached: nothing more recorded
+    assert len(log.events) == recorded == 3  # detached: nothing more recorded
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -26,6 +26,7 @@ from .errors import UnknownToolError as UnknownToolError
 from .errors import ValidationError as ValidationError
 from .events import ActorRestarted as ActorRestarted
 from .events import BreakerTransition as BreakerTransition
+from .events import CallFailed as CallFailed
 from .events import Event as Event
 from .events import ResultNotStored as ResultNotStored
 from .events import RetryScheduled as RetryScheduled
@@ -86,6 +87,7 @@ __all__ = [
     "ArrayParameter",
     "BooleanParameter",
     "BreakerTransition",
+    "CallFailed",
     "CircuitBreakerConfig",
     "CircuitBreakerPolicyFactory",
     "CircuitOpenError",

@@ -12,6 +12,7 @@ import attrs
 __all__ = [
     "ActorRestarted",
     "BreakerTransition",
+    "CallFailed",
     "Event",
     "ResultNotStored",
     "RetryScheduled",
@@ -64,7 +65,8 @@ class ActorRestarted:
 
 @attrs.frozen
 class ToolFailed:
-    """The tool's actor crashed more often than its restart intensity allows.
+    """The tool was given up: its actor crashed more often than its restart intensity
+    allows (not a failed call: see :class:`CallFailed` for those).
 
     From now on its calls get ``ToolUnavailableError``.
     """
@@ -90,4 +92,33 @@ class ResultNotStored:
     at: float
 
 
-Event = RetryScheduled | BreakerTransition | ActorRestarted | ToolFailed | ResultNotStored
+@attrs.frozen
+class CallFailed:
+    """A call ended without the tool's value: it failed or was rejected.
+
+    Published once per such call, at its end, whatever ended it (the tool's last
+    failure, a timeout, a crash, an open breaker, a full bulkhead, a stopped tool...).
+    Cancelled calls are not failures and publish nothing.
+
+    Attributes:
+        tool: the tool's name.
+        outcome: ``"failed"`` (the call ran, or was refused for a reason of its own) or
+            ``"rejected"`` (no attempt ran), as ``ToolStats`` counts it.
+        error_type: the class name of the error the caller got (e.g.
+            ``"CircuitOpenError"``, ``"PaymentDeclined"``).
+        error: ``repr()`` of that error.
+        attempts: attempts that ran the tool.
+        at: trio time of the call's end.
+    """
+
+    tool: str
+    outcome: str
+    error_type: str
+    error: str
+    attempts: int
+    at: float
+
+
+Event = (
+    RetryScheduled | BreakerTransition | ActorRestarted | ToolFailed | ResultNotStored | CallFailed
+)

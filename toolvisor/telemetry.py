@@ -40,6 +40,7 @@ from .errors import ToolvisorError
 from .events import (
     ActorRestarted,
     BreakerTransition,
+    CallFailed,
     Event,
     ResultNotStored,
     RetryScheduled,
@@ -97,6 +98,7 @@ _EVENT_NAMES: Mapping[type, str] = {
     ActorRestarted: "actor_restarted",
     ResultNotStored: "result_not_stored",
     ToolFailed: "tool_failed",
+    CallFailed: "call_failed",
 }
 
 # The supervisors instrumented now, and their instrumentation.

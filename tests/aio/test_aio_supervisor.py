@@ -524,8 +524,8 @@ def test_an_event_stream_drops_past_its_buffer_and_ends_with_the_supervisor() ->
             stream_cm = sup.events(buffer=1)
             stream = await stream_cm.__aenter__()
             with pytest.raises(Boom):
-                await sup.execute("t", {})  # three RetryScheduled events
-            assert stream.dropped == 2 and sup.events_dropped == 2
+                await sup.execute("t", {})  # three RetryScheduled events, one CallFailed
+            assert stream.dropped == 3 and sup.events_dropped == 3
             consumer = asyncio.create_task(_collect(stream))
         # the supervisor closed: the stream ends even though its block is still open
         assert len(await asyncio.wait_for(consumer, 1)) == 1

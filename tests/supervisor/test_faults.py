@@ -95,7 +95,9 @@ async def test_a_real_crash_is_handled_like_kill(monkeypatch: pytest.MonkeyPatch
             await sup.execute("t", {"x": 13}, timeout=5)
         assert await sup.execute("t", {"x": 13}) == 13
     assert isinstance(info.value.cause, RuntimeError)
-    assert [type(e) for e in events] == [tv.ActorRestarted]
+    assert sorted(type(e).__name__ for e in events) == ["ActorRestarted", "CallFailed"]
+    [failed] = [e for e in events if isinstance(e, tv.CallFailed)]
+    assert failed.error_type == "ActorCrashedError"
 
 
 async def test_restart_intensity_marks_the_tool_failed_and_others_run_on(
@@ -121,7 +123,10 @@ async def test_restart_intensity_marks_the_tool_failed_and_others_run_on(
         with pytest.raises(tv.ToolUnavailableError):
             await sup.kill("fragile")
     assert "crashed 3 times within 10 s" in str(info.value)
-    assert [type(e).__name__ for e in events] == ["ActorRestarted"] * 3 + ["ToolFailed"]
+    assert [type(e).__name__ for e in events] == ["ActorRestarted"] * 3 + [
+        "ToolFailed",
+        "CallFailed",  # the call refused with ToolUnavailableError
+    ]
 
 
 async def test_graceful_close_lets_calls_finish_within_grace(

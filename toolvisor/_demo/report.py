@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ..actors.stats import ToolStats
-from ..events import BreakerTransition, Event, RetryScheduled
+from ..events import BreakerTransition, CallFailed, Event, RetryScheduled
 
 __all__ = [
     "PAYMENT_RESEND_S",
@@ -184,6 +184,8 @@ class Tracker:
         elif isinstance(event, RetryScheduled):
             error = event.error.split("(", 1)[0]
             self.retry_errors.setdefault(event.tool, Counter())[error] += 1
+        elif isinstance(event, CallFailed):
+            pass  # every call's outcome reaches on_result, which tells the story
         else:
             self.note(getattr(event, "tool", "?"), type(event).__name__)
 

@@ -39,6 +39,7 @@ import trio
 
 from .._inputs import check_context, check_timeout
 from ..errors import ToolTimeoutError
+from ..events import CallFailed
 from ..spec import CompiledSpec, ExecutionContext
 from .stats import Counters
 
@@ -329,6 +330,19 @@ class Call:
         counters = self.counters
         if self.attempts:
             counters.latency(trio.current_time() - self.started)
+        publish = counters.publish
+        if publish is not None and type(result) is outcome.Error:
+            error = result.error
+            publish(
+                CallFailed(
+                    tool=self.tool,
+                    outcome=self.end_kind or "failed",
+                    error_type=type(error).__name__,
+                    error=repr(error),
+                    attempts=self.attempts,
+                    at=trio.current_time(),
+                )
+            )
         on_end = self.on_end
         if on_end is not None:
             self.on_end = None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 
 __all__ = ["Counters", "ToolStats"]
@@ -69,6 +72,7 @@ class Counters:
         "calls",
         "cancelled",
         "failures",
+        "publish",
         "rate_limited",
         "rejected",
         "restarts",
@@ -89,6 +93,9 @@ class Counters:
         self.restarts = 0
         self.budget_exhausted = 0
         self.rate_limited = 0
+        #: Where this tool's calls publish their ``CallFailed`` events: the supervisor's
+        #: hub while anyone listens, else None (and no event is built).
+        self.publish: Callable[[Any], None] | None = None
         self._lat: list[float] = []
         self._lat_i = 0
 

@@ -84,7 +84,7 @@ class Supervisor:
         if spec.tool_name in self._routes:
             raise DuplicateToolError(spec.tool_name)
         route = Route(spec.compile(), fn)
-        route.runner.publish = self._hub.publisher
+        route.runner.publish = route.counters.publish = self._hub.publisher
         route.runner.observer = self._observer
         self._routes[route.name] = route
         self._gone.pop(route.name, None)
@@ -295,7 +295,7 @@ class Supervisor:
 
     def _wire(self, publish: Publish | None) -> None:
         for route in self._routes.values():
-            route.runner.publish = publish
+            route.runner.publish = route.counters.publish = publish
         self._idem.publish = publish
 
     def _route(self, tool: str) -> Route:

@@ -182,8 +182,9 @@ async def test_a_non_serialisable_result_is_returned_and_never_rerun(
             await sup.execute("pay", {"transaction_id": tx})
     assert isinstance(value["at"], object)
     assert ran == 1
-    assert [type(e) for e in events] == [tv.ResultNotStored]
+    assert [type(e) for e in events] == [tv.ResultNotStored, tv.CallFailed]
     assert "JSON" in events[0].reason  # type: ignore[union-attr]
+    assert events[1].error_type == "IdempotencyStoreError"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("on_unknown", ["fail", "retry"])
@@ -386,8 +387,9 @@ async def test_a_ttl_the_memory_store_refuses_returns_the_value_and_keeps_the_ke
         with pytest.raises(tv.ToolTimeoutError):  # the claim still holds the key
             await sup.execute("pay", {"transaction_id": "t"}, timeout=5)
     assert ran == 1
-    assert [type(e) for e in events] == [tv.ResultNotStored]
+    assert [type(e) for e in events] == [tv.ResultNotStored, tv.CallFailed]
     assert "failed to record" in events[0].reason  # type: ignore[union-attr]
+    assert events[1].error_type == "ToolTimeoutError"  # type: ignore[union-attr]
 
 
 async def test_executor_shares_the_same_idempotency(tmp_path: Path) -> None:
