@@ -32,6 +32,7 @@ from .events import ResultNotStored as ResultNotStored
 from .events import RetryScheduled as RetryScheduled
 from .events import ToolFailed as ToolFailed
 from .executor import FunctionToolExecutor as FunctionToolExecutor
+from .logs import log_events as log_events
 from .policies import AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy
 from .policies import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from .policies import CircuitState as CircuitState
@@ -154,6 +155,7 @@ __all__ = [
     "UnknownToolError",
     "ValidationError",
     "__version__",
+    "log_events",
     "open_remote",
     "open_supervisor",
 ]

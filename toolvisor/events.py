@@ -30,6 +30,7 @@ class RetryScheduled:
         delay: seconds the actor waits before the next attempt.
         error: ``repr()`` of the exception that made the attempt fail.
         at: trio time of the failure.
+        error_type: that exception's class name (e.g. ``"ConnectionError"``).
     """
 
     tool: str
@@ -37,6 +38,7 @@ class RetryScheduled:
     delay: float
     error: str
     at: float
+    error_type: str = ""
 
 
 @attrs.frozen
@@ -55,12 +57,16 @@ class BreakerTransition:
 
 @attrs.frozen
 class ActorRestarted:
-    """The tool's actor crashed and was restarted (``restarts`` counts them all)."""
+    """The tool's actor crashed and was restarted (``restarts`` counts them all).
+
+    ``error`` is ``repr()`` of the crash's cause, ``error_type`` its class name.
+    """
 
     tool: str
     restarts: int
     error: str
     at: float
+    error_type: str = ""
 
 
 @attrs.frozen
@@ -68,13 +74,15 @@ class ToolFailed:
     """The tool was given up: its actor crashed more often than its restart intensity
     allows (not a failed call: see :class:`CallFailed` for those).
 
-    From now on its calls get ``ToolUnavailableError``.
+    From now on its calls get ``ToolUnavailableError``. ``error`` is ``repr()`` of the
+    last crash's cause, ``error_type`` its class name.
     """
 
     tool: str
     restarts: int
     error: str
     at: float
+    error_type: str = ""
 
 
 @attrs.frozen

@@ -334,6 +334,7 @@ class ToolRunner:
                     delay=delay,
                     error=repr(exc),
                     at=trio.current_time(),
+                    error_type=type(exc).__name__,
                 )
             )
 

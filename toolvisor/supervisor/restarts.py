@@ -176,7 +176,9 @@ def _may_restart(route: Route, cause: BaseException, intensity: Intensity, hub: 
         )
         route.inbox_send.close()
         if publish is not None:
-            publish(ToolFailed(route.name, counters.restarts, repr(cause), now))
+            publish(
+                ToolFailed(route.name, counters.restarts, repr(cause), now, type(cause).__name__)
+            )
         return False
     try:
         route.spec.breaker.reset(route.name)  # a fresh incarnation, fresh breaker state
@@ -186,7 +188,9 @@ def _may_restart(route: Route, cause: BaseException, intensity: Intensity, hub: 
         route.spec, route.invoke, counters, route.runner.publish, route.runner.observer
     )
     if publish is not None:
-        publish(ActorRestarted(route.name, counters.restarts, repr(cause), now))
+        publish(
+            ActorRestarted(route.name, counters.restarts, repr(cause), now, type(cause).__name__)
+        )
     route._restarted()
     return True
 
