@@ -167,6 +167,14 @@ def _build_parser() -> _Parser:
         help="serve the tools' metrics for Prometheus on http://127.0.0.1:PORT/metrics while "
         "the demo runs (needs toolvisor[prometheus]; see docs/telemetry.md)",
     )
+    demo.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH.png",
+        help="at the end, write a figure of calls per second by outcome and breaker state "
+        "over time for each tool (needs toolvisor[plot])",
+    )
 
     schema = commands.add_parser(
         "schema",
@@ -307,6 +315,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             require_prometheus()
         except ImportError as exc:
             raise UsageError(f"--metrics-port: {exc}") from None
+    if args.plot is not None:
+        from ._demo.plot import PlotDependencyError, require_matplotlib
+
+        try:
+            require_matplotlib()  # before the run, not after it
+        except PlotDependencyError as exc:
+            raise UsageError(str(exc)) from None
     options = DemoOptions(
         duration=args.duration,
         seed=args.seed,
@@ -316,6 +331,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     try:
         report = run_demo(options)
+        if args.plot is not None:
+            from ._demo.plot import write_plot
+
+            try:
+                write_plot(report, args.plot)
+            except OSError as exc:
+                raise UsageError(f"--plot {args.plot}: cannot write it: {exc.strerror}") from None
+            print(f"{_PROG}: plot written to {args.plot}", file=sys.stderr)
     except BaseException as exc:
         # Ctrl-C before the demo's own handler is installed or after it is gone (start-up,
         # closing the store): one line, no traceback. The demo itself prints its summary.

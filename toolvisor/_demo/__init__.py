@@ -241,6 +241,7 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
         payments=tracker.payments(backends.gateway.charged),
         events_dropped=dropped,
         interrupted=bool(interrupted),
+        outcomes=tuple(tracker.outcomes),
     )
 
 

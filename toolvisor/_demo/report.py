@@ -137,6 +137,8 @@ class DemoReport:
     payments: PaymentSummary
     events_dropped: int
     interrupted: bool = False
+    #: Every call's end as (seconds since the start, tool, outcome word): the plot's data.
+    outcomes: tuple[tuple[float, str, str], ...] = ()
 
     def tool(self, name: str) -> ToolSummary:
         """The summary of tool ``name``."""
@@ -163,6 +165,9 @@ class Tracker:
         self.payment_ok: Counter[str] = Counter()  # successful sends, by id
         self.payment_failed_first: set[str] = set()  # ids whose first send failed
         self.payment_sent: set[str] = set()
+        # Each call's end (seconds since the start, tool, outcome): successes from the
+        # results, failures and refusals from CallFailed, which says which of the two.
+        self.outcomes: list[tuple[float, str, str]] = []
 
     def elapsed(self) -> float:
         """Seconds since the demo started."""
@@ -185,7 +190,7 @@ class Tracker:
             error = event.error.split("(", 1)[0]
             self.retry_errors.setdefault(event.tool, Counter())[error] += 1
         elif isinstance(event, CallFailed):
-            pass  # every call's outcome reaches on_result, which tells the story
+            self.outcomes.append((event.at - self.t0, event.tool, event.outcome))
         else:
             self.note(getattr(event, "tool", "?"), type(event).__name__)
 
@@ -199,7 +204,9 @@ class Tracker:
     ) -> None:
         """Record a call's outcome (None for a success, else its exception) and latency."""
         self.latencies.setdefault(tool, []).append(latency_s)
-        if error is not None:
+        if error is None:
+            self.outcomes.append((self.elapsed(), tool, "succeeded"))
+        else:
             self.errors.setdefault(tool, Counter())[type(error).__name__] += 1
         if "transaction_id" not in args:
             return
