@@ -337,7 +337,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             try:
                 write_plot(report, args.plot)
             except OSError as exc:
-                raise UsageError(f"--plot {args.plot}: cannot write it: {exc.strerror}") from None
+                raise CommandFailedError(
+                    f"--plot {args.plot}: cannot write it: {exc.strerror}"
+                ) from None
             print(f"{_PROG}: plot written to {args.plot}", file=sys.stderr)
     except BaseException as exc:
         # Ctrl-C before the demo's own handler is installed or after it is gone (start-up,
