@@ -73,7 +73,7 @@ class FunctionToolExecutor:
         ``Supervisor.execute``; bad arguments, ``ctx`` or ``timeout`` raise as there.
         """
         spec = self.spec
-        call = Call.new(spec, self.counters, args, ctx, timeout)
+        call = Call.new(spec, self.counters, args, ctx, timeout, None, self._runner.publish)
         if spec.idempotent:
             return await self._cache.run(spec, call, self._run)
         return await self._run(call)

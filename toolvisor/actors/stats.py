@@ -37,6 +37,8 @@ class ToolStats:
             also counted in ``rejected``).
         budget_exhausted: retries the spec's ``retry_budget`` refused (each such call
             ended with the tool's last error).
+        fallbacks: calls the spec's ``fallback`` answered instead of their error (each
+            is also counted in ``successes``).
     """
 
     tool: str
@@ -56,6 +58,7 @@ class ToolStats:
     latency_p99_s: float
     budget_exhausted: int = 0
     rate_limited: int = 0
+    fallbacks: int = 0
 
 
 class Counters:
@@ -69,6 +72,7 @@ class Counters:
         "calls",
         "cancelled",
         "failures",
+        "fallbacks",
         "rate_limited",
         "rejected",
         "restarts",
@@ -89,6 +93,7 @@ class Counters:
         self.restarts = 0
         self.budget_exhausted = 0
         self.rate_limited = 0
+        self.fallbacks = 0
         self._lat: list[float] = []
         self._lat_i = 0
 
@@ -128,4 +133,5 @@ class Counters:
             latency_p99_s=pct(0.99),
             budget_exhausted=self.budget_exhausted,
             rate_limited=self.rate_limited,
+            fallbacks=self.fallbacks,
         )
