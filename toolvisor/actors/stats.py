@@ -15,7 +15,8 @@ class ToolStats:
 
     Attributes:
         calls: calls made (arguments valid), whatever their end.
-        successes: calls that ended with the tool's value (cache hits included).
+        successes: calls that ended with the tool's value (cache hits included), or with
+            the value of the spec's fallback instead of their error (``fallbacks``).
         failures: calls in which the tool ran and failed, that timed out, or whose actor
             crashed (and calls refused for a reason of their own: an idempotency
             conflict, an unknown outcome, a store error).

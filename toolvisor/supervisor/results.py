@@ -19,7 +19,8 @@ class ToolResult:
 
     Attributes:
         tool: the tool called.
-        ok: True when the tool returned a value.
+        ok: True when the tool returned a value (or the spec's fallback answered the
+            call instead of its error: then ``fallback`` is True).
         value: the tool's value (None when not ok).
         error: the exception the call ended with (None when ok).
         attempts: attempts that ran the tool (0 when answered from the idempotency cache
