@@ -26,8 +26,11 @@ from .errors import UnknownToolError as UnknownToolError
 from .errors import ValidationError as ValidationError
 from .events import ActorRestarted as ActorRestarted
 from .events import BreakerTransition as BreakerTransition
+from .events import BudgetExhausted as BudgetExhausted
 from .events import CallFailed as CallFailed
 from .events import Event as Event
+from .events import FallbackUsed as FallbackUsed
+from .events import RateLimited as RateLimited
 from .events import ResultNotStored as ResultNotStored
 from .events import RetryScheduled as RetryScheduled
 from .events import ToolFailed as ToolFailed
@@ -38,6 +41,7 @@ from .policies import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from .policies import CircuitState as CircuitState
 from .policies import CustomRetryPolicy as CustomRetryPolicy
 from .policies import ExponentialBackoffRetryPolicy as ExponentialBackoffRetryPolicy
+from .policies import FallbackPolicy as FallbackPolicy
 from .policies import FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator
 from .policies import FixedRetryPolicy as FixedRetryPolicy
 from .policies import HashIdempotencyKeyGenerator as HashIdempotencyKeyGenerator
@@ -50,6 +54,7 @@ from .policies import RateLimit as RateLimit
 from .policies import RetryBudget as RetryBudget
 from .policies import RetryPolicyFactory as RetryPolicyFactory
 from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy
+from .policies import StrategyFactory as StrategyFactory
 from .remote import Remote as Remote
 from .remote import RemotePendingCall as RemotePendingCall
 from .remote import open_remote as open_remote
@@ -88,6 +93,7 @@ __all__ = [
     "ArrayParameter",
     "BooleanParameter",
     "BreakerTransition",
+    "BudgetExhausted",
     "CallFailed",
     "CircuitBreakerConfig",
     "CircuitBreakerPolicyFactory",
@@ -100,6 +106,8 @@ __all__ = [
     "Event",
     "ExecutionContext",
     "ExponentialBackoffRetryPolicy",
+    "FallbackPolicy",
+    "FallbackUsed",
     "FieldBasedIdempotencyKeyGenerator",
     "FieldError",
     "FixedRetryPolicy",
@@ -127,6 +135,7 @@ __all__ = [
     "PolicyNotFoundError",
     "RateLimit",
     "RateLimitError",
+    "RateLimited",
     "RateLimitedError",
     "RedisStore",
     "Remote",
@@ -139,6 +148,7 @@ __all__ = [
     "RetryScheduled",
     "SQLiteStore",
     "StandardCircuitBreakerPolicy",
+    "StrategyFactory",
     "StringParameter",
     "Supervisor",
     "SupervisorClosedError",

@@ -12,8 +12,11 @@ import attrs
 __all__ = [
     "ActorRestarted",
     "BreakerTransition",
+    "BudgetExhausted",
     "CallFailed",
     "Event",
+    "FallbackUsed",
+    "RateLimited",
     "ResultNotStored",
     "RetryScheduled",
     "ToolFailed",
@@ -127,6 +130,51 @@ class CallFailed:
     at: float
 
 
+@attrs.frozen
+class BudgetExhausted:
+    """The tool's retry budget refused a retry: the call ended with the tool's last error.
+
+    One per refused retry (``ToolStats.budget_exhausted`` counts them).
+    """
+
+    tool: str
+    at: float
+
+
+@attrs.frozen
+class RateLimited:
+    """The tool's rate limit had no token in time: the call was refused without running.
+
+    ``retry_after`` is the seconds until its token would have come (as on the
+    ``RateLimitedError``); ``ToolStats.rate_limited`` counts these calls.
+    """
+
+    tool: str
+    retry_after: float
+    at: float
+
+
+@attrs.frozen
+class FallbackUsed:
+    """The tool's fallback answered a call instead of its error.
+
+    ``error`` is ``repr()`` of the error replaced; ``ToolStats.fallbacks`` counts these
+    calls.
+    """
+
+    tool: str
+    error: str
+    at: float
+
+
 Event = (
-    RetryScheduled | BreakerTransition | ActorRestarted | ToolFailed | ResultNotStored | CallFailed
+    RetryScheduled
+    | BreakerTransition
+    | ActorRestarted
+    | ToolFailed
+    | ResultNotStored
+    | CallFailed
+    | BudgetExhausted
+    | RateLimited
+    | FallbackUsed
 )

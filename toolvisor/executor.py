@@ -50,6 +50,7 @@ class FunctionToolExecutor:
             raise TypeError(f"FunctionToolExecutor takes a ToolSpec, got {type(spec).__name__}")
         self.spec = spec.compile()
         self.counters = Counters()
+        self.counters.publish = on_event  # the calls' own events (CallFailed, FallbackUsed)
         self._runner = ToolRunner(
             self.spec, make_invoker(fn, self.spec.tool_name), self.counters, on_event
         )

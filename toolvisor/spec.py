@@ -48,6 +48,7 @@ from .policies.circuit_breaker import (
     NoOpCircuitBreakerPolicy,
     StandardCircuitBreakerPolicy,
 )
+from .policies.fallback import FallbackPolicy
 from .policies.idempotency import (
     IIdempotencyKeyGenerator,
     default_key_generator,
@@ -83,6 +84,13 @@ class ToolType(enum.StrEnum):
     FUNCTION = "function"
     DB = "db"
     HTTP = "http"
+
+
+class Unchanged(enum.Enum):
+    """The default of ``reconfigure``'s strategy arguments: keep the one in place (None
+    removes it)."""
+
+    UNCHANGED = "unchanged"
 
 
 # --------------------------------------------------------------------------- validators
@@ -354,6 +362,9 @@ class ToolSpec:
             from before they reach its inbox; None: no limit.
         chaos: ``toolvisor.testing.chaos`` strategies wrapping each attempt (faults,
             latency, made-up outcomes; the first outermost); empty: none.
+        fallback: a :class:`FallbackPolicy` answering, with its value, the calls that
+            would end with an error it replaces (outermost: after retries, budget,
+            breaker, rate limit, bulkhead and deadline); None: callers get the error.
 
     ``tool_name`` is what LLM providers see, so it follows their rule:
     ``^[a-zA-Z0-9_-]{1,64}$``. ``idempotency.key_fields`` must name parameters (checked
@@ -401,6 +412,10 @@ class ToolSpec:
         default=None, validator=_optional_instance(RateLimit, " (a toolvisor.RateLimit)")
     )
     chaos: list[ChaosStrategy] = attrs.field(factory=list, validator=_chaos)
+    fallback: FallbackPolicy | None = attrs.field(
+        default=None,
+        validator=_optional_instance(FallbackPolicy, " (a toolvisor.FallbackPolicy)"),
+    )
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
         default=None, init=False, repr=False, eq=False
@@ -470,6 +485,7 @@ class ToolSpec:
             retry_budget=self.retry_budget,
             rate_limit=self.rate_limit,
             chaos=tuple(self.chaos),
+            fallback=self.fallback,
             breaker=self.effective_circuit_breaker_policy(),
             max_concurrency=self.max_concurrency,
             queue_size=self.queue_size,
@@ -529,6 +545,8 @@ class CompiledSpec:
     rate_limit: RateLimit | None = attrs.field(default=None, eq=False)
     #: The spec's chaos strategies, the first outermost (empty: none).
     chaos: tuple[ChaosStrategy, ...] = ()
+    #: The spec's fallback (None: none); each call takes it when it is made.
+    fallback: FallbackPolicy | None = attrs.field(default=None, eq=False)
     max_concurrency: int
     queue_size: int
     overflow: str
@@ -561,13 +579,29 @@ class CompiledSpec:
         *,
         retry_policy: IRetryPolicy | None = None,
         circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
+        retry_budget: RetryBudget | Unchanged | None = Unchanged.UNCHANGED,
+        rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
+        fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
     ) -> CompiledSpec:
-        """A copy with the given policies swapped in (None keeps the current one)."""
+        """A copy with the given policies swapped in.
+
+        For ``retry_policy`` and ``circuit_breaker_policy`` None keeps the current one;
+        the strategies (``retry_budget``, ``rate_limit``, ``fallback``) are kept unless
+        given, and None removes them.
+        """
+        strategies: dict[str, Any] = {}
+        if retry_budget is not Unchanged.UNCHANGED:
+            strategies["retry_budget"] = retry_budget
+        if rate_limit is not Unchanged.UNCHANGED:
+            strategies["rate_limit"] = rate_limit
+        if fallback is not Unchanged.UNCHANGED:
+            strategies["fallback"] = fallback
         return attrs.evolve(
             self,
             retry_policy=retry_policy if retry_policy is not None else self.retry_policy,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
             retry_after=None,
+            **strategies,
         )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import toolvisor.policies as policies
 
-MODULES = ["circuit_breaker", "retry", "factory", "idempotency"]
+MODULES = ["circuit_breaker", "retry", "factory", "idempotency", "rate_limit", "fallback"]
 
 
 def test_all_names_resolve() -> None:
@@ -38,6 +38,8 @@ def test_every_module_export_is_reexported(module: str) -> None:
         "CircuitBreakerPolicyFactory",
         "RetryPolicyFactory",
         "RetryBudget",
+        "FallbackPolicy",
+        "StrategyFactory",
         "RateLimit",
         "FieldBasedIdempotencyKeyGenerator",
         "HashIdempotencyKeyGenerator",

@@ -12,6 +12,13 @@ once, in one of four ways, each counted here and nowhere else:
   supervisor closed before it ran;
 * ``cancel``: its caller's own cancel scope gave up on it.
 
+A spec's ``fallback`` (:class:`~toolvisor.policies.fallback.FallbackPolicy`) is applied
+here, at the one end, so every kind of call gets it once: a ``fail``, ``reject`` or
+``time_out`` whose error the fallback replaces ends the call as a success with the
+fallback's value instead (counted in ``successes`` and ``fallbacks``; ``replaced`` keeps
+the error, for the idempotency cache, whose key follows the real outcome). A
+cancellation is never replaced.
+
 So ``calls == successes + failures + rejected + cancelled`` holds by construction for
 every call that is not in flight. The first end wins; every later one is a no-op that
 returns False, which is what makes "exactly one reply" hold when an actor's reply races
@@ -30,6 +37,7 @@ cancelled (its own scope) or timed out (its deadline), in the same task.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -39,14 +47,17 @@ import trio
 
 from .._inputs import check_context, check_timeout
 from ..errors import ToolTimeoutError
-from ..events import CallFailed
+from ..events import CallFailed, FallbackUsed
 from ..spec import CompiledSpec, ExecutionContext
 from .stats import Counters
 
 if TYPE_CHECKING:
+    from ..policies.fallback import FallbackPolicy
     from .observer import CallObserver
 
 __all__ = ["Call", "CallState", "deadline_of"]
+
+log = logging.getLogger("toolvisor")
 
 _NO_CONTEXT = ExecutionContext()
 
@@ -98,6 +109,9 @@ class Call:
             ``"rejected"`` or ``"cancelled"`` (None until then).
         trace: a :class:`~toolvisor.actors.observer.CallObserver`'s own record of the
             call (None when nothing observes it).
+        fallback: the spec's fallback policy when the call was made (None: none).
+        replaced: the error the fallback replaced, once it did (None: the call's reply
+            is its own).
     """
 
     __slots__ = (
@@ -111,11 +125,13 @@ class Call:
         "ctx",
         "deadline",
         "end_kind",
+        "fallback",
         "in_attempt",
         "key",
         "last_error",
         "on_end",
         "outcome",
+        "replaced",
         "started",
         "state",
         "timeout",
@@ -156,6 +172,8 @@ class Call:
         self.on_end: Callable[[Call], None] | None = None
         self.end_kind: str | None = None
         self.trace: Any = None
+        self.fallback: FallbackPolicy | None = None
+        self.replaced: Exception | None = None
         self._waiter: trio.lowlevel.Task | None = None
         self._scope: trio.CancelScope | None = None
         counters.calls += 1
@@ -172,7 +190,8 @@ class Call:
     ) -> Call:
         """Validate a call of ``spec``'s tool; the call, counted in ``calls``.
 
-        ``observer`` (telemetry) sees the call start here, in the caller's task.
+        ``observer`` (telemetry) sees the call start here, in the caller's task; the
+        call takes the spec's ``fallback`` now (its events go to ``counters.publish``).
 
         Raises:
             ValidationError: bad arguments (no call is made, nor counted).
@@ -190,6 +209,9 @@ class Call:
             timeout=timeout,
             started=trio.current_time(),
         )
+        fallback = spec.fallback
+        if fallback is not None:
+            call.fallback = fallback
         if observer is not None:
             observer.call_started(call)
         return call
@@ -247,6 +269,8 @@ class Call:
         """End with ``error`` after the call ran (or for a reason of its own)."""
         if self.state >= CallState.ABANDONED:
             return False
+        if self.fallback is not None and self._fall_back(error):
+            return True
         self.counters.failures += 1
         self.end_kind = "failed"
         self._end(outcome.Error(error))
@@ -256,6 +280,8 @@ class Call:
         """End with ``error`` without any attempt having run."""
         if self.state >= CallState.ABANDONED:
             return False
+        if self.fallback is not None and self._fall_back(error):
+            return True
         self.counters.rejected += 1
         self.end_kind = "rejected"
         self._end(outcome.Error(error))
@@ -280,13 +306,17 @@ class Call:
     def time_out(self) -> ToolTimeoutError | None:
         """End with the call's ``ToolTimeoutError`` (its deadline passed); return it.
 
-        None if the call had ended already. The running attempt is cancelled.
+        Returned also when the call's fallback replaced it (the call's reply is then the
+        fallback's value: :meth:`result` says which). None if the call had ended
+        already. The running attempt is cancelled.
         """
         if self.state == CallState.DONE:
             return None
         self._cut()
         error = ToolTimeoutError(self.tool, self.timeout or 0.0, scope="call")
         self.counters.timeouts += 1
+        if self.fallback is not None and self._fall_back(error):
+            return error
         self.counters.failures += 1
         self.end_kind = "failed"
         self._end(outcome.Error(error))
@@ -316,6 +346,35 @@ class Call:
             return False
         self._cut()
         self.state = CallState.ABANDONED
+        return True
+
+    def _fall_back(self, error: BaseException) -> bool:
+        """End with the fallback's value instead of ``error``, if the fallback replaces it.
+
+        False (nothing happens) when it does not, or when its ``fn`` raised: the call
+        then keeps its own end, and a note on ``error`` names ``fn``'s exception.
+        """
+        policy = self.fallback
+        if policy is None or not isinstance(error, Exception) or not policy.replaces(error):
+            return False
+        try:
+            value = policy.value_for(error)
+        except Exception as exc:
+            log.exception("the fallback of tool %r failed on %r", self.tool, error)
+            error.add_note(
+                f"toolvisor: the fallback of tool {self.tool!r} raised {exc!r}; "
+                "the call ends with its own error"
+            )
+            return False
+        counters = self.counters
+        counters.successes += 1
+        counters.fallbacks += 1
+        self.replaced = error
+        self.end_kind = "succeeded"
+        self._end(outcome.Value(value))
+        publish = counters.publish
+        if publish is not None:
+            publish(FallbackUsed(tool=self.tool, error=repr(error), at=trio.current_time()))
         return True
 
     def _cut(self) -> None:
@@ -374,10 +433,10 @@ class Call:
         except trio.Cancelled:
             self.cancel()
             raise
-        error = self.time_out()
-        if error is None:  # the call ended as the deadline fired: its outcome stands
-            return await self.wait()
-        raise error
+        # The call times out, unless it ended as the deadline fired (its outcome stands);
+        # either way its reply is its outcome (a fallback's value, maybe).
+        self.time_out()
+        return self.result()
 
     def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
         """The waiting task is cancelled: give up the call (the waiter ends it next)."""

@@ -41,7 +41,7 @@ from ..errors import (
     IdempotencyOutcomeUnknownError,
     ToolTimeoutError,
 )
-from ..events import BreakerTransition, Event, RetryScheduled
+from ..events import BreakerTransition, BudgetExhausted, Event, RetryScheduled
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
 from .observer import CallObserver
@@ -319,6 +319,8 @@ class ToolRunner:
     def _budget_exhausted(self, call: Call, error: Exception) -> Exception:
         """The retry budget refused a retry after ``error``: it is the call's end."""
         self.counters.budget_exhausted += 1
+        if self.publish is not None:
+            self.publish(BudgetExhausted(tool=call.tool, at=trio.current_time()))
         error.add_note(
             f"toolvisor: the retry budget of tool {call.tool!r} is exhausted; the retry was skipped"
         )

@@ -18,7 +18,8 @@ class ToolStats:
 
     Attributes:
         calls: calls made (arguments valid), whatever their end.
-        successes: calls that ended with the tool's value (cache hits included).
+        successes: calls that ended with the tool's value (cache hits included), or with
+            the value of the spec's fallback instead of their error (``fallbacks``).
         failures: calls in which the tool ran and failed, that timed out, or whose actor
             crashed (and calls refused for a reason of their own: an idempotency
             conflict, an unknown outcome, a store error).
@@ -40,6 +41,8 @@ class ToolStats:
             also counted in ``rejected``).
         budget_exhausted: retries the spec's ``retry_budget`` refused (each such call
             ended with the tool's last error).
+        fallbacks: calls the spec's ``fallback`` answered instead of their error (each
+            is also counted in ``successes``).
     """
 
     tool: str
@@ -59,6 +62,7 @@ class ToolStats:
     latency_p99_s: float
     budget_exhausted: int = 0
     rate_limited: int = 0
+    fallbacks: int = 0
 
 
 class Counters:
@@ -72,6 +76,7 @@ class Counters:
         "calls",
         "cancelled",
         "failures",
+        "fallbacks",
         "publish",
         "rate_limited",
         "rejected",
@@ -96,6 +101,7 @@ class Counters:
         #: Where this tool's calls publish their ``CallFailed`` events: the supervisor's
         #: hub while anyone listens, else None (and no event is built).
         self.publish: Callable[[Any], None] | None = None
+        self.fallbacks = 0
         self._lat: list[float] = []
         self._lat_i = 0
 
@@ -135,4 +141,5 @@ class Counters:
             latency_p99_s=pct(0.99),
             budget_exhausted=self.budget_exhausted,
             rate_limited=self.rate_limited,
+            fallbacks=self.fallbacks,
         )

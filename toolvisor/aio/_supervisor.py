@@ -21,9 +21,12 @@ import trio
 
 from ..actors.stats import ToolStats
 from ..events import Event
+from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
+from ..policies.fallback import FallbackPolicy
+from ..policies.rate_limit import RateLimit
 from ..policies.retry import IRetryPolicy
-from ..spec import ExecutionContext, ToolSpec
+from ..spec import ExecutionContext, ToolSpec, Unchanged
 from ..supervisor.calls import CallSpec
 from ..supervisor.core import Supervisor as TrioSupervisor
 from ..supervisor.open import open_supervisor as open_trio_supervisor
@@ -105,6 +108,9 @@ class Supervisor:
         *,
         retry_policy: IRetryPolicy | None = None,
         circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
+        retry_budget: RetryBudget | Unchanged | None = Unchanged.UNCHANGED,
+        rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
+        fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
     ) -> None:
         """Swap ``tool``'s policies between calls (see :meth:`toolvisor.Supervisor.reconfigure`)."""
         await self._call(
@@ -113,6 +119,9 @@ class Supervisor:
                 tool,
                 retry_policy=retry_policy,
                 circuit_breaker_policy=circuit_breaker_policy,
+                retry_budget=retry_budget,
+                rate_limit=rate_limit,
+                fallback=fallback,
             )
         )
 

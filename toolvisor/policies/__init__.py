@@ -1,4 +1,5 @@
-"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, factories.
+"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, strategies
+(retry budgets, rate limits, fallbacks), factories.
 
 Policies are configuration plus behaviour, free of I/O and actors; all timing is on
 trio's clock.
@@ -19,6 +20,8 @@ from toolvisor.policies.circuit_breaker import (
 )
 from toolvisor.policies.factory import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from toolvisor.policies.factory import RetryPolicyFactory as RetryPolicyFactory
+from toolvisor.policies.factory import StrategyFactory as StrategyFactory
+from toolvisor.policies.fallback import FallbackPolicy as FallbackPolicy
 from toolvisor.policies.idempotency import (
     FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator,
 )
@@ -56,6 +59,7 @@ __all__ = [
     "CustomRetryPolicy",
     "ExcludeRule",
     "ExponentialBackoffRetryPolicy",
+    "FallbackPolicy",
     "FieldBasedIdempotencyKeyGenerator",
     "FixedRetryPolicy",
     "HashIdempotencyKeyGenerator",
@@ -70,6 +74,7 @@ __all__ = [
     "RetryOn",
     "RetryPolicyFactory",
     "StandardCircuitBreakerPolicy",
+    "StrategyFactory",
     "canonical_json",
     "default_key_generator",
     "fingerprint",

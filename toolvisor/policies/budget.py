@@ -56,7 +56,22 @@ def _ttl(_instance: object, attribute: attrs.Attribute[float], value: float) -> 
         )
 
 
-@attrs.define(slots=True, eq=False)
+class _Window:
+    """The budget's mutable state: plain slots, so the hot path assigns them directly
+    (an attrs class with a frozen field runs a Python ``__setattr__`` for every one)."""
+
+    __slots__ = ("calls", "index", "retries", "slice", "total_calls", "total_retries")
+
+    def __init__(self) -> None:
+        self.calls = [0] * SLICES  # per slice, a ring indexed by ``slice % SLICES``
+        self.retries = [0] * SLICES
+        self.slice = -(2**62)  # the latest slice seen
+        self.index = self.slice % SLICES
+        self.total_calls = 0  # over the live slices
+        self.total_retries = 0
+
+
+@attrs.frozen(eq=False)
 class RetryBudget:
     """Retries allowed as a share of calls, with a floor; see the module docstring.
 
@@ -77,66 +92,62 @@ class RetryBudget:
     """
 
     # The configuration is fixed once built (the window's slices derive from it).
-    ratio: float = attrs.field(default=0.2, validator=_ratio, on_setattr=attrs.setters.frozen)
-    min_retries_per_s: float = attrs.field(
-        default=10.0, validator=_finite_non_negative, on_setattr=attrs.setters.frozen
-    )
-    ttl_s: float = attrs.field(default=10.0, validator=_ttl, on_setattr=attrs.setters.frozen)
+    ratio: float = attrs.field(default=0.2, validator=_ratio)
+    min_retries_per_s: float = attrs.field(default=10.0, validator=_finite_non_negative)
+    ttl_s: float = attrs.field(default=10.0, validator=_ttl)
     _slices_per_s: float = attrs.field(init=False, repr=False)
-    _calls: list[int] = attrs.field(init=False, repr=False)
-    _retries: list[int] = attrs.field(init=False, repr=False)
-    _slice: int = attrs.field(default=-(2**62), init=False, repr=False)
-    _total_calls: int = attrs.field(default=0, init=False, repr=False)
-    _total_retries: int = attrs.field(default=0, init=False, repr=False)
+    _reserve: float = attrs.field(init=False, repr=False)
+    _window: _Window = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._calls = [0] * SLICES
-        self._retries = [0] * SLICES
-        self._slices_per_s = SLICES / self.ttl_s
+        object.__setattr__(self, "_slices_per_s", SLICES / self.ttl_s)
+        object.__setattr__(self, "_reserve", self.min_retries_per_s * self.ttl_s)
+        object.__setattr__(self, "_window", _Window())
 
     def deposit(self, now: float) -> None:
         """One call started at ``now``: deposit ``ratio`` credits."""
+        window = self._window
         current = int(now * self._slices_per_s // 1)
-        if current > self._slice:
+        if current > window.slice:
             self._roll(current)
-        self._calls[self._slice % SLICES] += 1
-        self._total_calls += 1
+        window.calls[window.index] += 1
+        window.total_calls += 1
 
     def try_withdraw(self, now: float) -> bool:
         """A retry wants to run at ``now``: withdraw one credit, or refuse (False)."""
-        i = self._advance(now)
+        window = self._window
+        current = int(now * self._slices_per_s // 1)
+        if current > window.slice:
+            self._roll(current)
         if self._balance() < 1 - _EPSILON:
             return False
-        self._retries[i] += 1
-        self._total_retries += 1
+        window.retries[window.index] += 1
+        window.total_retries += 1
         return True
 
     def balance(self, now: float) -> float:
         """The credits available at ``now`` (a retry needs 1)."""
-        self._advance(now)
+        current = int(now * self._slices_per_s // 1)
+        if current > self._window.slice:
+            self._roll(current)
         return self._balance()
 
     def _balance(self) -> float:
-        reserve = self.min_retries_per_s * self.ttl_s
-        return reserve + self.ratio * self._total_calls - self._total_retries
+        window = self._window
+        return self._reserve + self.ratio * window.total_calls - window.total_retries
 
-    def _advance(self, now: float) -> int:
-        """Expire the slices that ended before ``now``'s; return ``now``'s ring index.
+    def _roll(self, current: int) -> None:
+        """Move to slice ``current`` (later than the latest), expiring the slices between.
 
         A time before the latest slice seen counts in the latest (it never expires early).
         """
-        current = int(now * self._slices_per_s // 1)
-        if current > self._slice:
-            self._roll(current)
-        return self._slice % SLICES
-
-    def _roll(self, current: int) -> None:
-        """Move to slice ``current`` (later than the latest), expiring the slices between."""
-        last = self._slice
-        calls, retries = self._calls, self._retries
+        window = self._window
+        last = window.slice
+        calls, retries = window.calls, window.retries
         for k in range(last + 1, min(current, last + SLICES) + 1):
             j = k % SLICES
-            self._total_calls -= calls[j]
-            self._total_retries -= retries[j]
+            window.total_calls -= calls[j]
+            window.total_retries -= retries[j]
             calls[j] = retries[j] = 0
-        self._slice = current
+        window.slice = current
+        window.index = current % SLICES

@@ -1,22 +1,32 @@
 """Factories that build policies by name and hold user-registered ones.
 
 The built-in names always make a new instance, passing ``**overrides`` to the
-constructor. User registrations are process-global (like the seed's factories), so
-:meth:`reset` drops them all, e.g. between tests.
+constructor (an option it does not have is refused, naming the options it has). User
+registrations are process-global (like the seed's factories), so :meth:`reset` drops
+them all, e.g. between tests.
+
+:class:`StrategyFactory` names the spec's strategies by the spec field they go in
+(``"retry_budget"``, ``"rate_limit"``, ``"fallback"``), and
+:meth:`StrategyFactory.from_config` turns a configuration (``{"rate_limit": {"rate":
+10}}``) into those fields, for a spec or ``Supervisor.reconfigure``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from toolvisor.errors import PolicyNotFoundError
+from toolvisor.policies.budget import RetryBudget
 from toolvisor.policies.circuit_breaker import (
     AdaptiveCircuitBreakerPolicy,
     ICircuitBreakerPolicy,
     NoOpCircuitBreakerPolicy,
     StandardCircuitBreakerPolicy,
 )
+from toolvisor.policies.fallback import FallbackPolicy
+from toolvisor.policies.rate_limit import RateLimit
 from toolvisor.policies.retry import (
     ExponentialBackoffRetryPolicy,
     FixedRetryPolicy,
@@ -24,7 +34,7 @@ from toolvisor.policies.retry import (
     NoRetryPolicy,
 )
 
-__all__ = ["CircuitBreakerPolicyFactory", "RetryPolicyFactory"]
+__all__ = ["CircuitBreakerPolicyFactory", "RetryPolicyFactory", "StrategyFactory"]
 
 P = TypeVar("P")
 
@@ -33,7 +43,7 @@ class _PolicyFactory(Generic[P]):
     """Name -> policy registry shared by both factories; subclasses set the class vars."""
 
     _kind: ClassVar[str]
-    _protocol: ClassVar[type]
+    _protocol: ClassVar[type | tuple[type, ...]]
     _builtins: ClassVar[dict[str, Callable[..., Any]]]
     _registered: ClassVar[dict[str, Any]]
 
@@ -55,6 +65,7 @@ class _PolicyFactory(Generic[P]):
         """
         builtin = cls._builtins.get(name)
         if builtin is not None:
+            _check_options(cls._kind, name, builtin, overrides)
             policy: P = builtin(**overrides)
             return policy
         try:
@@ -72,7 +83,7 @@ class _PolicyFactory(Generic[P]):
             if not isinstance(made, cls._protocol):
                 raise TypeError(
                     f"the factory registered as {cls._kind} policy {name!r} returned "
-                    f"{made!r}, which is not a {cls._protocol.__name__}"
+                    f"{made!r}, which is not {cls._expected()}"
                 )
             entry = made
         return cast(P, entry)
@@ -97,8 +108,8 @@ class _PolicyFactory(Generic[P]):
         is_instance = not isinstance(policy, type) and isinstance(policy, cls._protocol)
         if not is_instance and not callable(policy):
             raise TypeError(
-                f"cannot register {policy!r} as {cls._kind} policy {name!r}: expected a "
-                f"{cls._protocol.__name__} or a zero-argument callable returning one"
+                f"cannot register {policy!r} as {cls._kind} policy {name!r}: expected "
+                f"{cls._expected()} or a zero-argument callable returning one"
             )
         cls._registered[name] = policy
 
@@ -124,6 +135,31 @@ class _PolicyFactory(Generic[P]):
     def reset(cls) -> None:
         """Drop every user registration (built-ins stay)."""
         cls._registered.clear()
+
+    @classmethod
+    def _expected(cls) -> str:
+        """What this factory's policies are, for messages ("a RetryBudget or a ...")."""
+        kinds = cls._protocol if isinstance(cls._protocol, tuple) else (cls._protocol,)
+        return " or ".join(f"a {kind.__name__}" for kind in kinds)
+
+
+def _check_options(
+    kind: str, name: str, builtin: Callable[..., Any], overrides: Mapping[str, Any]
+) -> None:
+    """Refuse an option the built-in's constructor does not take, naming the ones it does."""
+    try:
+        params = inspect.signature(builtin).parameters.values()
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    options = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise TypeError(
+            f"{kind} policy {name!r} has no option {unknown[0]!r}; its options: "
+            f"{', '.join(options) or 'none'}"
+        )
 
 
 class CircuitBreakerPolicyFactory(_PolicyFactory[ICircuitBreakerPolicy]):
@@ -164,3 +200,80 @@ class RetryPolicyFactory(_PolicyFactory[IRetryPolicy]):
         "fixed": FixedRetryPolicy,
         "exponential": ExponentialBackoffRetryPolicy,
     }
+
+
+class StrategyFactory(_PolicyFactory[Any]):
+    """The spec's strategies by the field they go in: ``"retry_budget"``, ``"rate_limit"``,
+    ``"fallback"``, and yours.
+
+    A built-in name makes a new instance with the overrides as its options (a new budget
+    or bucket, with its own state). A registered *instance* is returned itself: every
+    spec that asks for it shares it, which for a ``RetryBudget`` or a ``RateLimit`` means
+    one shared budget or bucket (a service's quota, by name). A registered zero-argument
+    callable makes a new one each time.
+
+    Example::
+
+        budget = StrategyFactory.get_policy("retry_budget", ratio=0.1)
+        StrategyFactory.register("partner_quota", RateLimit(100, per_s=60.0))
+        StrategyFactory.get_policy("partner_quota")  # the same bucket every time
+        fields = StrategyFactory.from_config(
+            {"rate_limit": "partner_quota", "fallback": {"value": []}}
+        )
+        spec = FunctionToolSpec(id="partner-v1", tool_name="partner", **fields)
+    """
+
+    _kind = "strategy"
+    _protocol = (RetryBudget, RateLimit, FallbackPolicy)
+    _builtins = {
+        "retry_budget": RetryBudget,
+        "rate_limit": RateLimit,
+        "fallback": FallbackPolicy,
+    }
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The spec fields ``config`` describes, built: ``{field: strategy or None}``.
+
+        Each key is a strategy field (a built-in name); its value is a mapping of the
+        strategy's options (a new instance), the name of a registered strategy of that
+        kind, or None (no such strategy). Pass the result to a spec's constructor or to
+        ``Supervisor.reconfigure(tool, **fields)``.
+
+        Raises:
+            ValueError: a key that is not a strategy field (naming it and the known ones),
+                or a bad option value (the strategy's own error, naming the option).
+            TypeError: an unknown option, a value that is neither a mapping, a name nor
+                None, or a registered name of another kind (each naming the field).
+            PolicyNotFoundError: a name nothing is registered under.
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(f"a strategy config is a mapping of fields, got {config!r:.200}")
+        made: dict[str, Any] = {}
+        for field, options in config.items():
+            kind = cls._builtins.get(field)
+            if kind is None:
+                raise ValueError(
+                    f"strategy config: {field!r} is not a strategy field; the fields: "
+                    f"{', '.join(sorted(cls._builtins))}"
+                )
+            if options is None:
+                made[field] = None
+            elif isinstance(options, str):
+                policy = cls.get_policy(options)
+                if not isinstance(policy, kind):  # type: ignore[arg-type]
+                    raise TypeError(
+                        f"strategy config: {field!r} names {options!r}, which is a "
+                        f"{type(policy).__name__}, not a {kind.__name__}"
+                    )
+                made[field] = policy
+            elif isinstance(options, Mapping):
+                if not all(isinstance(k, str) for k in options):
+                    raise TypeError(f"strategy config: {field!r} options must have str names")
+                made[field] = cls.get_policy(field, **options)
+            else:
+                raise TypeError(
+                    f"strategy config: {field!r} must be a mapping of options, the name of "
+                    f"a registered strategy, or None, got {options!r:.200}"
+                )
+        return made

@@ -55,7 +55,18 @@ def _max_wait(_instance: object, attribute: attrs.Attribute[float], value: float
 _EPS = 1e-9  # seconds and tokens below what any clock or rate here can mean
 
 
-@attrs.define(slots=True, eq=False)
+class _Bucket:
+    """The bucket's mutable state: plain slots, so the hot path assigns them directly
+    (an attrs class with a frozen field runs a Python ``__setattr__`` for every one)."""
+
+    __slots__ = ("at", "tokens")
+
+    def __init__(self, tokens: float) -> None:
+        self.tokens = tokens
+        self.at = -math.inf
+
+
+@attrs.frozen(eq=False)
 class RateLimit:
     """At most ``rate`` calls per ``per_s`` seconds, bursts of ``burst``; see the module.
 
@@ -71,23 +82,19 @@ class RateLimit:
     """
 
     # The configuration is fixed once built (the bucket's state derives from it).
-    rate: float = attrs.field(validator=_positive, on_setattr=attrs.setters.frozen)
-    per_s: float = attrs.field(default=1.0, validator=_positive, on_setattr=attrs.setters.frozen)
-    burst: float | None = attrs.field(
-        default=None, validator=_burst, on_setattr=attrs.setters.frozen
-    )
-    max_wait_s: float = attrs.field(
-        default=0.0, validator=_max_wait, on_setattr=attrs.setters.frozen
-    )
+    rate: float = attrs.field(validator=_positive)
+    per_s: float = attrs.field(default=1.0, validator=_positive)
+    burst: float | None = attrs.field(default=None, validator=_burst)
+    max_wait_s: float = attrs.field(default=0.0, validator=_max_wait)
     _capacity: float = attrs.field(init=False, repr=False)
     _per_second: float = attrs.field(init=False, repr=False)
-    _tokens: float = attrs.field(init=False, repr=False)
-    _at: float = attrs.field(default=-math.inf, init=False, repr=False)
+    _bucket: _Bucket = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._capacity = float(self.rate if self.burst is None else self.burst)
-        self._per_second = self.rate / self.per_s
-        self._tokens = self._capacity
+        capacity = float(self.rate if self.burst is None else self.burst)
+        object.__setattr__(self, "_capacity", capacity)
+        object.__setattr__(self, "_per_second", self.rate / self.per_s)
+        object.__setattr__(self, "_bucket", _Bucket(capacity))
 
     @property
     def capacity(self) -> float:
@@ -102,27 +109,31 @@ class RateLimit:
             ``max_wait_s`` and ending before ``deadline``; else ``-delay`` (negative or
             ``-0.0`` never happens: a refusal's delay is always > 0), taking nothing.
         """
-        tokens = self._refill(now) if now > self._at else self._tokens
+        bucket = self._bucket
+        tokens = bucket.tokens
+        if now > bucket.at:
+            # The first call: ``now - at`` is inf, and the bucket is full.
+            tokens += (now - bucket.at) * self._per_second
+            if tokens > self._capacity:
+                tokens = self._capacity
+            bucket.at = now
         # Within _EPS a token is there (or a deadline is met): refills and clocks are
         # floats, and 0.1 * 5 * 2 may land a hair below 1.
         if tokens >= 1 - _EPS:
-            self._tokens = tokens - 1
+            bucket.tokens = tokens - 1
             return 0.0
+        bucket.tokens = tokens
         delay = (1 - tokens) / self._per_second
         if delay > self.max_wait_s + _EPS or now + delay >= deadline - _EPS:
             return -delay
-        self._tokens = tokens - 1
+        bucket.tokens = tokens - 1
         return delay
 
     def available(self, now: float) -> float:
         """The tokens in the bucket at ``now`` (negative while calls wait for theirs)."""
-        return self._refill(now)
-
-    def _refill(self, now: float) -> float:
-        at = self._at
-        if now > at:
-            self._at = now
-            # The first call: ``now - at`` is inf, and the bucket is full.
-            tokens = self._tokens + (now - at) * self._per_second
-            self._tokens = tokens if tokens < self._capacity else self._capacity
-        return self._tokens
+        bucket = self._bucket
+        if now > bucket.at:
+            tokens = bucket.tokens + (now - bucket.at) * self._per_second
+            bucket.tokens = tokens if tokens < self._capacity else self._capacity
+            bucket.at = now
+        return bucket.tokens

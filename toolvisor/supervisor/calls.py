@@ -8,7 +8,9 @@ rejected while the breaker is open (``retry_after`` of the breaker's public prot
 when the spec's ``rate_limit`` has no token for it in time (``RateLimitedError``; a call
 whose token comes within ``max_wait_s`` and its deadline waits for it here, then goes in),
 when the tool is not running, or when the inbox is full with ``overflow="reject"``; timed
-out when it waits for room in the inbox past its deadline.
+out when it waits for room in the inbox past its deadline. A call ended here with an
+error its spec's ``fallback`` replaces gets the fallback's value instead (the ``Call``
+decides, at its one end): nothing here raises for it.
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ import trio
 
 from ..actors.call import Call
 from ..errors import CircuitOpenError, RateLimitedError, ToolOverloadedError
+from ..events import RateLimited
 from ..spec import ExecutionContext
 from .restarts import Route
 from .results import ToolResult
 
-__all__ = ["CallSpec", "post", "run_many", "send", "send_and_wait"]
+__all__ = ["CallSpec", "post", "refuse", "run_many", "send", "send_and_wait"]
 
 
 def post(route: Route, call: Call) -> bool:
     """Put ``call`` into its tool's inbox now; False if it must wait for room.
 
-    Raises (the call ended with it): ``CircuitOpenError`` (breaker open),
+    True also when the call ended here and its spec's fallback answered it (its reply is
+    there to take). Otherwise a call ended here raises its error:
+    ``CircuitOpenError`` (breaker open),
     ``RateLimitedError`` (no token in time; with one to wait for, False and
     ``call.admit_at`` set),
     ``ToolUnavailableError`` / ``SupervisorClosedError`` (the tool does not run),
@@ -40,47 +45,61 @@ def post(route: Route, call: Call) -> bool:
     if retry_after is not None:
         wait = retry_after(route.name)
         if wait is not None:
-            refused = CircuitOpenError(route.name, wait)
-            call.reject(refused)
-            raise refused
+            refuse(call, CircuitOpenError(route.name, wait))
+            return True
+    refused: Exception
     if route.status == "running":
         limit = route.spec.rate_limit
         if limit is not None:
             now = trio.current_time()
             delay = limit.reserve(now, call.deadline)
-            if delay < 0:
-                call.counters.rate_limited += 1
-                limited = RateLimitedError(route.name, -delay)
-                call.reject(limited)
-                raise limited
-            if delay > 0:
-                call.admit_at = now + delay
-                return False
+            if delay:
+                if delay > 0:
+                    call.admit_at = now + delay
+                    return False
+                _rate_limited(route, call, -delay)
+                return True
         try:
             route.inbox_send.send_nowait(call)
         except trio.WouldBlock:
             spec = route.spec
             if spec.overflow != "reject":
                 return False
-            overloaded = ToolOverloadedError(
+            refused = ToolOverloadedError(
                 route.name, max_concurrency=spec.max_concurrency, queue_size=spec.queue_size
             )
-            call.reject(overloaded)
-            raise overloaded from None
         except trio.ClosedResourceError:
-            pass
+            refused = route.unavailable()
         else:
             return True
-    unavailable = route.unavailable()
-    call.reject(unavailable)
-    raise unavailable
+    else:
+        refused = route.unavailable()
+    refuse(call, refused)
+    return True
+
+
+def refuse(call: Call, error: Exception) -> None:
+    """End ``call`` as rejected with ``error`` (the tool did not run) and raise it, unless
+    the spec's fallback answered the call instead."""
+    call.reject(error)
+    if call.replaced is None:
+        raise error
+
+
+def _rate_limited(route: Route, call: Call, retry_after: float) -> None:
+    """The rate limit has no token for ``call`` in time: refuse it (see :func:`post`)."""
+    call.counters.rate_limited += 1
+    publish = route.runner.publish
+    if publish is not None:
+        publish(RateLimited(tool=route.name, retry_after=retry_after, at=trio.current_time()))
+    refuse(call, RateLimitedError(route.name, retry_after))
 
 
 async def send(route: Route, call: Call) -> None:
     """Put ``call`` into its tool's inbox, waiting for room up to its deadline.
 
-    Raises (the call ended with it): what :func:`post` raises, and ``ToolTimeoutError``
-    when no room came before the deadline.
+    Raises (the call ended with it, unless its fallback answered it): what :func:`post`
+    raises, and ``ToolTimeoutError`` when no room came before the deadline.
     """
     if not post(route, call):
         await _wait_for_room(route, call)
@@ -101,16 +120,18 @@ async def _wait_for_room(route: Route, call: Call) -> None:
                 await trio.sleep_until(call.admit_at)
             await route.inbox_send.send(call)
     except (trio.ClosedResourceError, trio.BrokenResourceError):
-        unavailable = route.unavailable()
-        call.reject(unavailable)
-        raise unavailable from None
+        pass  # the tool stopped while the call waited: refused below
     except trio.Cancelled:
         call.cancel()
         raise
-    if waiting.cancelled_caught:
-        timed_out = call.time_out()
-        assert timed_out is not None  # nobody else had the call
-        raise timed_out
+    else:
+        if waiting.cancelled_caught:
+            timed_out = call.time_out()
+            assert timed_out is not None  # nobody else had the call
+            if call.replaced is None:
+                raise timed_out
+        return
+    refuse(call, route.unavailable())
 
 
 CallSpec = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], ExecutionContext | None]

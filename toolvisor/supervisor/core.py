@@ -30,10 +30,13 @@ from ..errors import (
     UnknownToolError,
 )
 from ..events import Event
+from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
+from ..policies.fallback import FallbackPolicy
+from ..policies.rate_limit import RateLimit
 from ..policies.retry import IRetryPolicy
-from ..spec import CompiledSpec, ExecutionContext, ToolSpec
-from .calls import CallSpec, run_many, send, send_and_wait
+from ..spec import CompiledSpec, ExecutionContext, ToolSpec, Unchanged
+from .calls import CallSpec, refuse, run_many, send, send_and_wait
 from .hub import EventHub, Publish
 from .idempotency import IdempotencyCache
 from .restarts import Intensity, Route, supervise
@@ -125,12 +128,36 @@ class Supervisor:
         *,
         retry_policy: IRetryPolicy | None = None,
         circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
+        retry_budget: RetryBudget | Unchanged | None = Unchanged.UNCHANGED,
+        rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
+        fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
     ) -> None:
         """Swap ``tool``'s policies; calls already running finish with the old ones.
 
-        Queued and in-flight calls are kept.
+        Queued and in-flight calls are kept. ``retry_policy`` and
+        ``circuit_breaker_policy``: None keeps the current one. The strategies
+        (``retry_budget``, ``rate_limit``, ``fallback``) are kept unless given; None
+        removes one. A new ``RetryBudget`` or ``RateLimit`` starts with its own state
+        (a full bucket, the floor's credits); calls made from now on take the new
+        ``fallback``, calls already made keep the one they took.
+
+        Raises:
+            TypeError: an argument of the wrong kind (naming it); nothing is swapped.
         """
         route = self._route(tool)
+        for field, value, kind in (
+            ("retry_budget", retry_budget, RetryBudget),
+            ("rate_limit", rate_limit, RateLimit),
+            ("fallback", fallback, FallbackPolicy),
+        ):
+            if (
+                value is not None
+                and value is not Unchanged.UNCHANGED
+                and not isinstance(value, kind)
+            ):
+                raise TypeError(
+                    f"{field} must be a {kind.__name__}, or None to remove it, got {value!r}"
+                )
         if retry_policy is not None and not isinstance(retry_policy, IRetryPolicy):
             raise TypeError(f"retry_policy must be an IRetryPolicy, got {retry_policy!r}")
         if circuit_breaker_policy is not None and not isinstance(
@@ -141,7 +168,11 @@ class Supervisor:
                 f"{circuit_breaker_policy!r}"
             )
         route.spec = route.spec.with_policies(
-            retry_policy=retry_policy, circuit_breaker_policy=circuit_breaker_policy
+            retry_policy=retry_policy,
+            circuit_breaker_policy=circuit_breaker_policy,
+            retry_budget=retry_budget,
+            rate_limit=rate_limit,
+            fallback=fallback,
         )
         route.runner.spec = route.spec
         await trio.lowlevel.checkpoint()
@@ -220,9 +251,8 @@ class Supervisor:
             await send(route, call)
             return PendingCall(call)
         if route.status != "running" or self._closing:
-            unavailable = route.unavailable()
-            call.reject(unavailable)
-            raise unavailable
+            refuse(call, route.unavailable())
+            return PendingCall(call)  # its fallback answered it
         relay = Relay()
         self._nursery.start_soon(self._idempotent_in_task, route, call, relay)
         return PendingCall(call, relay)

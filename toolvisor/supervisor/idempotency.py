@@ -131,8 +131,18 @@ class IdempotencyCache:
 
         ``execute(call)`` runs it for real (it ends the call); every other way the call
         ends (a stored result, a duplicate's outcome, a conflict, an unknown outcome, a
-        store failure, its deadline while waiting) is ended here.
+        store failure, its deadline while waiting) is ended here. A call its spec's
+        fallback answered returns the fallback's value, while its key follows the error
+        the fallback replaced (released, or recorded unknown; never done).
         """
+        try:
+            return await self._run(spec, call, execute)
+        except Exception:
+            if call.replaced is None:
+                raise
+            return call.result()  # the error was replaced at the call's end
+
+    async def _run(self, spec: CompiledSpec, call: Call, execute: Execute) -> Any:
         try:
             fp = fingerprint(call.args)
             call.key = key = call_key(spec, call.args, call.ctx, fp)
@@ -201,6 +211,10 @@ class IdempotencyCache:
         try:
             try:
                 value = await execute(call)
+                if call.replaced is not None:
+                    # A fallback's value, not the tool's: the key (and the duplicates
+                    # waiting on it) follow the failure it replaced.
+                    raise call.replaced  # noqa: TRY301 - the failure path below settles the key
             except BaseException as exc:
                 with trio.move_on_after(_CLEANUP_S, shield=True):
                     await self._after_failure(spec, call, store, key, owner, exc)

@@ -19,13 +19,16 @@ class ToolResult:
 
     Attributes:
         tool: the tool called.
-        ok: True when the tool returned a value.
+        ok: True when the tool returned a value (or the spec's fallback answered the
+            call instead of its error: then ``fallback`` is True).
         value: the tool's value (None when not ok).
         error: the exception the call ended with (None when ok).
         attempts: attempts that ran the tool (0 when answered from the idempotency cache
             or refused before running; an attempt the breaker refused did not run).
         elapsed_s: seconds from the call to its reply, on trio's clock.
         cached: True when answered by the idempotency cache without executing.
+        fallback: True when the spec's fallback answered the call instead of its error
+            (``ok`` is True and ``value`` is the fallback's; ``error`` is None).
     """
 
     tool: str
@@ -35,6 +38,7 @@ class ToolResult:
     attempts: int = 0
     elapsed_s: float = 0.0
     cached: bool = False
+    fallback: bool = False
 
     @classmethod
     def of(cls, call: Call, *, value: Any = None, error: BaseException | None = None) -> ToolResult:
@@ -47,6 +51,7 @@ class ToolResult:
             attempts=call.attempts,
             elapsed_s=trio.current_time() - call.started,
             cached=call.cached,
+            fallback=call.replaced is not None,
         )
 
     def unwrap(self) -> Any:
