@@ -26,12 +26,14 @@ from .errors import UnknownToolError as UnknownToolError
 from .errors import ValidationError as ValidationError
 from .events import ActorRestarted as ActorRestarted
 from .events import BreakerTransition as BreakerTransition
+from .events import ConcurrencyLimitChanged as ConcurrencyLimitChanged
 from .events import Event as Event
 from .events import ResultNotStored as ResultNotStored
 from .events import RetryScheduled as RetryScheduled
 from .events import ToolFailed as ToolFailed
 from .executor import FunctionToolExecutor as FunctionToolExecutor
 from .policies import AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy
+from .policies import AdaptiveConcurrency as AdaptiveConcurrency
 from .policies import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from .policies import CircuitState as CircuitState
 from .policies import CustomRetryPolicy as CustomRetryPolicy
@@ -83,6 +85,7 @@ __all__ = [
     "ActorCrashedError",
     "ActorRestarted",
     "AdaptiveCircuitBreakerPolicy",
+    "AdaptiveConcurrency",
     "ArrayParameter",
     "BooleanParameter",
     "BreakerTransition",
@@ -90,6 +93,7 @@ __all__ = [
     "CircuitBreakerPolicyFactory",
     "CircuitOpenError",
     "CircuitState",
+    "ConcurrencyLimitChanged",
     "CustomRetryPolicy",
     "DbToolSpec",
     "DeliveryFailedError",

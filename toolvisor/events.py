@@ -12,6 +12,7 @@ import attrs
 __all__ = [
     "ActorRestarted",
     "BreakerTransition",
+    "ConcurrencyLimitChanged",
     "Event",
     "ResultNotStored",
     "RetryScheduled",
@@ -90,4 +91,27 @@ class ResultNotStored:
     at: float
 
 
-Event = RetryScheduled | BreakerTransition | ActorRestarted | ToolFailed | ResultNotStored
+@attrs.frozen
+class ConcurrencyLimitChanged:
+    """The tool's adaptive concurrency limit moved (its ``spec.max_concurrency`` is an
+    ``AdaptiveConcurrency``), after the sample of a call that ended.
+
+    ``old`` and ``new`` are the limits before and after (``ToolStats.concurrency_limit``
+    reads the current one). With one instance shared by several specs, the event names the
+    tool whose call moved the limit.
+    """
+
+    tool: str
+    old: int
+    new: int
+    at: float
+
+
+Event = (
+    RetryScheduled
+    | BreakerTransition
+    | ActorRestarted
+    | ToolFailed
+    | ResultNotStored
+    | ConcurrencyLimitChanged
+)

@@ -37,6 +37,9 @@ class ToolStats:
             also counted in ``rejected``).
         budget_exhausted: retries the spec's ``retry_budget`` refused (each such call
             ended with the tool's last error).
+        concurrency_limit: the bulkhead now: the spec's ``max_concurrency`` itself when it
+            is an int, the current limit when it is an ``AdaptiveConcurrency`` (0 where no
+            bulkhead applies, as in ``FunctionToolExecutor``).
     """
 
     tool: str
@@ -56,6 +59,7 @@ class ToolStats:
     latency_p99_s: float
     budget_exhausted: int = 0
     rate_limited: int = 0
+    concurrency_limit: int = 0
 
 
 class Counters:
@@ -101,8 +105,16 @@ class Counters:
             lat[self._lat_i] = seconds
             self._lat_i = (self._lat_i + 1) % _RING
 
-    def snapshot(self, tool: str, *, in_flight: int, queued: int, breaker_state: str) -> ToolStats:
-        """Freeze the counters into a :class:`ToolStats`."""
+    def snapshot(
+        self,
+        tool: str,
+        *,
+        in_flight: int,
+        queued: int,
+        breaker_state: str,
+        concurrency_limit: int = 0,
+    ) -> ToolStats:
+        """Freeze the counters into a :class:`ToolStats` (the bulkhead's limit given)."""
         lat = sorted(self._lat)
 
         def pct(q: float) -> float:
@@ -128,4 +140,5 @@ class Counters:
             latency_p99_s=pct(0.99),
             budget_exhausted=self.budget_exhausted,
             rate_limited=self.rate_limited,
+            concurrency_limit=concurrency_limit,
         )

@@ -31,8 +31,9 @@ from ..errors import (
 )
 from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
+from ..policies.concurrency import AdaptiveConcurrency
 from ..policies.retry import IRetryPolicy
-from ..spec import CompiledSpec, ExecutionContext, ToolSpec
+from ..spec import CompiledSpec, ExecutionContext, ToolSpec, check_bulkhead
 from .calls import CallSpec, run_many, send, send_and_wait
 from .hub import EventHub, Publish
 from .idempotency import IdempotencyCache
@@ -117,6 +118,7 @@ class Supervisor:
             in_flight=actor.in_flight if actor is not None else 0,
             queued=route.inbox_receive.statistics().current_buffer_used,
             breaker_state=state_name(route.spec.breaker.get_state(tool)),
+            concurrency_limit=route.spec.max_concurrency,
         )
 
     async def reconfigure(
@@ -125,10 +127,13 @@ class Supervisor:
         *,
         retry_policy: IRetryPolicy | None = None,
         circuit_breaker_policy: ICircuitBreakerPolicy | None = None,
+        max_concurrency: int | AdaptiveConcurrency | None = None,
     ) -> None:
         """Swap ``tool``'s policies; calls already running finish with the old ones.
 
-        Queued and in-flight calls are kept.
+        Queued and in-flight calls are kept. ``max_concurrency`` (an int or an
+        :class:`~toolvisor.AdaptiveConcurrency`) resizes the bulkhead: a larger one starts
+        more calls at once, a smaller one starts none until fewer than it run.
         """
         route = self._route(tool)
         if retry_policy is not None and not isinstance(retry_policy, IRetryPolicy):
@@ -140,10 +145,16 @@ class Supervisor:
                 f"circuit_breaker_policy must be an ICircuitBreakerPolicy, got "
                 f"{circuit_breaker_policy!r}"
             )
+        if max_concurrency is not None:
+            check_bulkhead(max_concurrency)
         route.spec = route.spec.with_policies(
             retry_policy=retry_policy, circuit_breaker_policy=circuit_breaker_policy
         )
+        if max_concurrency is not None:
+            route.spec = attrs.evolve(route.spec, concurrency=max_concurrency)
         route.runner.spec = route.spec
+        if max_concurrency is not None and route.actor is not None:
+            route.actor.resize()
         await trio.lowlevel.checkpoint()
 
     async def stop(self, tool: str, *, grace_s: float | None = None) -> None:
