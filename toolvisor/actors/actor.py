@@ -276,13 +276,22 @@ class ToolActor:
         """Take a slot for the call ``me`` took; wait while the bulkhead is full."""
         limiter = self._limiter
         assert limiter is not None
-        limit = self.runner.spec.max_concurrency
-        if limiter.total_tokens != limit:
-            limiter.total_tokens = limit  # a shared limit moved, or a reconfigure
-        try:
-            limiter.acquire_on_behalf_of_nowait(me)
-        except trio.WouldBlock:
-            await limiter.acquire_on_behalf_of(me)
+        while True:
+            limit = self.runner.spec.max_concurrency
+            if limiter.total_tokens != limit:
+                limiter.total_tokens = limit  # a shared limit moved, or a reconfigure
+            try:
+                limiter.acquire_on_behalf_of_nowait(me)
+                break
+            except trio.WouldBlock:
+                await limiter.acquire_on_behalf_of(me)
+            # Handed a slot at a release; the limit may have fallen since.
+            limit = self.runner.spec.max_concurrency
+            if limiter.borrowed_tokens <= limit:
+                if limiter.total_tokens != limit:
+                    limiter.total_tokens = limit
+                break
+            limiter.release_on_behalf_of(me)
         me.slot = True
 
     def _release(self, call: Call, me: _Worker) -> bool:
