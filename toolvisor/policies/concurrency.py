@@ -157,6 +157,12 @@ class AdaptiveConcurrency:
     _long_rtt: float = attrs.field(default=0.0, init=False, repr=False)
     _samples: int = attrs.field(default=0, init=False, repr=False)
     _decay: float = attrs.field(init=False, repr=False)
+    # Per-sample arithmetic precomputed (the configuration is fixed).
+    _aimd: bool = attrs.field(init=False, repr=False)
+    _low: float = attrs.field(init=False, repr=False)
+    _high: float = attrs.field(init=False, repr=False)
+    _keep: float = attrs.field(init=False, repr=False)
+    _drop: float = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.max_limit < self.min_limit:
@@ -172,6 +178,11 @@ class AdaptiveConcurrency:
         self._estimate = float(self.initial)
         self._limit = self.initial
         self._decay = 2.0 / (self.long_window + 1)
+        self._aimd = self.algorithm == "aimd"
+        self._low = float(self.min_limit)
+        self._high = float(self.max_limit)
+        self._keep = 1 - self.smoothing
+        self._drop = 1 - self.smoothing / 2
 
     @property
     def limit(self) -> int:
@@ -193,44 +204,55 @@ class AdaptiveConcurrency:
             now: trio time of the sample (the algorithms here update on every sample and
                 do not depend on it; it is part of the protocol for ones that window).
         """
-        if self.algorithm == "aimd":
+        if self._aimd:
             limit = self._limit
             if dropped:
-                new = min(limit - 1, int(limit * self.backoff_ratio))
+                new = int(limit * self.backoff_ratio)
+                if new > limit - 1:
+                    new = limit - 1
             elif inflight * 2 >= limit:
                 new = limit + 1
             else:
                 return limit
-            new = max(self.min_limit, min(self.max_limit, new))
+            if new < self.min_limit:
+                new = self.min_limit
+            elif new > self.max_limit:
+                new = self.max_limit
             self._estimate = float(new)
         else:
-            estimate = self._gradient2(rtt_s, inflight, dropped)
-            if estimate is None:
-                return self._limit
-            estimate = max(float(self.min_limit), min(float(self.max_limit), estimate))
+            estimate = self._estimate
+            if dropped:
+                estimate *= self._drop
+            else:
+                estimate = self._gradient2(estimate, rtt_s, inflight)
+                if estimate < 0:
+                    return self._limit  # app-limited: the callers set the pace
+            if estimate < self._low:
+                estimate = self._low
+            elif estimate > self._high:
+                estimate = self._high
             self._estimate = estimate
             new = int(estimate)
         self._limit = new
         return new
 
-    def _gradient2(self, rtt_s: float, inflight: int, dropped: bool) -> float | None:
-        """gradient2's new estimate, or None when the sample changes nothing."""
-        estimate = self._estimate
-        smoothing = self.smoothing
-        if dropped:
-            return estimate * (1 - smoothing / 2)
+    def _gradient2(self, estimate: float, rtt_s: float, inflight: int) -> float:
+        """gradient2's new estimate after a sample that was not dropped (-1: app-limited)."""
         rtt = rtt_s if rtt_s > _MIN_RTT else _MIN_RTT
         n = self._samples
         if n < _WARMUP:
             self._samples = n + 1
             long_rtt = (self._long_rtt * n + rtt) / (n + 1)
         else:
-            long_rtt = self._long_rtt * (1 - self._decay) + rtt * self._decay
-        if long_rtt / rtt > 2:
+            decay = self._decay
+            long_rtt = self._long_rtt * (1 - decay) + rtt * decay
+        ratio = long_rtt / rtt
+        if ratio > 2:
             long_rtt *= 0.9  # back from a long slow period: forget it faster
+            ratio *= 0.9
         self._long_rtt = long_rtt
         if inflight < estimate / 2:
-            return None  # app-limited: the callers set the pace, not the service
-        gradient = max(0.5, min(1.0, long_rtt / rtt))
+            return -1.0
+        gradient = 0.5 if ratio < 0.5 else 1.0 if ratio > 1.0 else ratio
         target = estimate * gradient + self.queue_size
-        return estimate * (1 - smoothing) + target * smoothing
+        return estimate * self._keep + target * self.smoothing
