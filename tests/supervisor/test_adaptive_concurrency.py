@@ -278,3 +278,47 @@ async def test_calls_cut_by_their_deadline_are_drops(
         _adds_up(sup, "late")
     assert s.successes == 0 and s.timeouts == s.calls
     assert s.concurrency_limit == 1
+
+
+async def _handover_round() -> int:
+    """One round of the test below; the most calls of ``x`` that ran above the limit."""
+    shared = AdaptiveConcurrency(initial=4, max_limit=4, algorithm="aimd", backoff_ratio=0.5)
+    running = 0
+    excess = 0
+
+    async def x(args: dict[str, Any]) -> int:
+        nonlocal running, excess
+        running += 1
+        excess = max(excess, running - shared.limit)
+        try:
+            await trio.sleep({0: 0.1, 10: 0.4}.get(args["i"], 5.0))
+        finally:
+            running -= 1
+        return 0
+
+    async with open_supervisor(grace_s=0) as sup:
+        await sup.spawn(_spec("x", shared), x)
+        await sup.spawn(_spec("y", shared, timeout_s=1.0), Backend(10.0))
+        t0 = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):  # x's pool grows to 4 workers, then idles
+                nursery.start_soon(sup.submit, "x", {"i": 0})
+            for at in (0.5, 1.5, 2.0):  # y's timeouts at 1.5 (-> 2), 2.5 (-> 1), 3.0
+                await trio.sleep_until(t0 + at)
+                nursery.start_soon(sup.submit, "y", {"i": 0})
+            await trio.sleep_until(t0 + 2.6)
+            assert shared.limit == 1
+            for i in (10, 11, 12):  # one runs (ends at 3.0), two wait for a slot
+                nursery.start_soon(sup.submit, "x", {"i": i})
+            await trio.sleep(3)
+    return excess
+
+
+async def test_a_slot_handed_over_as_a_shared_limit_falls_is_not_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """At one instant a call of ``x`` ends (its slot goes to ``x``'s waiting calls) and a
+    timeout of ``y`` lowers the shared limit: whichever runs first, the waiting calls
+    start only within the limit (trio runs one instant's tasks in a random order)."""
+    for _ in range(20):
+        assert await _handover_round() <= 0
