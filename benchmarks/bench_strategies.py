@@ -13,6 +13,11 @@ Usage::
    send calls to a tool failing 30 % of its attempts (seeded), with
    ``FixedRetryPolicy(max_attempts=3)``, without and with ``RetryBudget(ratio=0.2)``;
    prints the tool's load (attempts that ran) per call sent.
+3. Adaptive concurrency, as paired ratios in one run: the same tool and policies with a
+   fixed bulkhead of 16 (A) and with ``AdaptiveConcurrency`` pinned at 16
+   (``min_limit = max_limit = 16``, so both run as many calls at once and the difference
+   is the gate and the per-call sample) (B), for each algorithm, at 1 and 100 callers;
+   alternating order, median of B / A in calls per CPU second.
 """
 
 from __future__ import annotations
@@ -110,6 +115,33 @@ async def storm(budget: tv.RetryBudget | None, calls: int = 20_000, callers: int
     return ran / calls
 
 
+def _bulkhead_spec(name: str, bulkhead: int | tv.AdaptiveConcurrency) -> tv.FunctionToolSpec:
+    spec = _spec(name, False)
+    spec.max_concurrency = bulkhead
+    return spec
+
+
+async def adaptive_overhead(rounds: int, calls: int) -> dict[tuple[str, int], list[float]]:
+    ratios: dict[tuple[str, int], list[float]] = {}
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(_bulkhead_spec("fixed", 16), instant)
+        for algorithm in ("gradient2", "aimd"):
+            pinned = tv.AdaptiveConcurrency(
+                initial=16, min_limit=16, max_limit=16, algorithm=algorithm
+            )
+            await sup.spawn(_bulkhead_spec(algorithm, pinned), instant)
+        for algorithm in ("gradient2", "aimd"):
+            for callers in (1, 100):
+                values = ratios[algorithm, callers] = []
+                await _throughput(sup, "fixed", callers, calls)  # warm-up
+                await _throughput(sup, algorithm, callers, calls)
+                for r in range(rounds):
+                    order = ["fixed", algorithm] if r % 2 == 0 else [algorithm, "fixed"]
+                    got = {tool: await _throughput(sup, tool, callers, calls) for tool in order}
+                    values.append(got[algorithm] / got["fixed"])
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
@@ -130,6 +162,14 @@ def main() -> None:
         "30 % failure storm, 100 callers, max_attempts=3: tool load per call sent "
         f"{without:.3f}x without a budget, {with_budget:.3f}x with RetryBudget(ratio=0.2)"
     )
+    for (algorithm, callers), values in trio.run(
+        adaptive_overhead, options.rounds, options.calls
+    ).items():
+        print(
+            f"{callers:>4} callers: AdaptiveConcurrency({algorithm}, pinned at 16) / fixed "
+            f"bulkhead of 16: paired ratio median {statistics.median(values):.3f} "
+            f"(range {min(values):.3f}-{max(values):.3f}, {len(values)} rounds)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .events import ActorRestarted as ActorRestarted
 from .events import BreakerTransition as BreakerTransition
 from .events import BudgetExhausted as BudgetExhausted
 from .events import CallFailed as CallFailed
+from .events import ConcurrencyLimitChanged as ConcurrencyLimitChanged
 from .events import Event as Event
 from .events import FallbackUsed as FallbackUsed
 from .events import RateLimited as RateLimited
@@ -37,6 +38,7 @@ from .events import ToolFailed as ToolFailed
 from .executor import FunctionToolExecutor as FunctionToolExecutor
 from .logs import log_events as log_events
 from .policies import AdaptiveCircuitBreakerPolicy as AdaptiveCircuitBreakerPolicy
+from .policies import AdaptiveConcurrency as AdaptiveConcurrency
 from .policies import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from .policies import CircuitState as CircuitState
 from .policies import CustomRetryPolicy as CustomRetryPolicy
@@ -90,6 +92,7 @@ __all__ = [
     "ActorCrashedError",
     "ActorRestarted",
     "AdaptiveCircuitBreakerPolicy",
+    "AdaptiveConcurrency",
     "ArrayParameter",
     "BooleanParameter",
     "BreakerTransition",
@@ -99,6 +102,7 @@ __all__ = [
     "CircuitBreakerPolicyFactory",
     "CircuitOpenError",
     "CircuitState",
+    "ConcurrencyLimitChanged",
     "CustomRetryPolicy",
     "DbToolSpec",
     "DeliveryFailedError",

@@ -14,6 +14,7 @@ __all__ = [
     "BreakerTransition",
     "BudgetExhausted",
     "CallFailed",
+    "ConcurrencyLimitChanged",
     "Event",
     "FallbackUsed",
     "RateLimited",
@@ -167,6 +168,22 @@ class FallbackUsed:
     at: float
 
 
+@attrs.frozen
+class ConcurrencyLimitChanged:
+    """The tool's adaptive concurrency limit moved (its ``spec.max_concurrency`` is an
+    ``AdaptiveConcurrency``), after the sample of a call that ended.
+
+    ``old`` and ``new`` are the limits before and after (``ToolStats.concurrency_limit``
+    reads the current one). With one instance shared by several specs, the event names the
+    tool whose call moved the limit.
+    """
+
+    tool: str
+    old: int
+    new: int
+    at: float
+
+
 Event = (
     RetryScheduled
     | BreakerTransition
@@ -177,4 +194,5 @@ Event = (
     | BudgetExhausted
     | RateLimited
     | FallbackUsed
+    | ConcurrencyLimitChanged
 )

@@ -48,6 +48,7 @@ from .policies.circuit_breaker import (
     NoOpCircuitBreakerPolicy,
     StandardCircuitBreakerPolicy,
 )
+from .policies.concurrency import AdaptiveConcurrency
 from .policies.fallback import FallbackPolicy
 from .policies.idempotency import (
     IIdempotencyKeyGenerator,
@@ -114,6 +115,22 @@ def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) 
 def _at_least_one(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+def check_bulkhead(value: object, name: str = "max_concurrency") -> None:
+    """Raise ValueError (naming ``name``) unless ``value`` is an int >= 1 or an
+    :class:`AdaptiveConcurrency`."""
+    if isinstance(value, AdaptiveConcurrency):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{name} must be an integer >= 1, got {value!r} (or a "
+            "toolvisor.AdaptiveConcurrency for a limit that adapts)"
+        )
+
+
+def _bulkhead(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_bulkhead(value, attribute.name)
 
 
 _TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -345,7 +362,9 @@ class ToolSpec:
         id: a stable identifier of this version of the tool.
         tool_name: the routing name, unique per supervisor.
         timeout_s: the budget of one attempt (``ToolTimeoutError`` past it; retryable).
-        max_concurrency: bulkhead: attempts of this tool running at once.
+        max_concurrency: bulkhead: attempts of this tool running at once; an int (fixed),
+            or an :class:`AdaptiveConcurrency` whose limit follows the tool's latency and
+            drops (one instance on several specs is one limit they share).
         queue_size: calls that may wait in the actor's inbox beyond those running.
         overflow: with a full inbox, ``"wait"`` (backpressure until the call's deadline)
             or ``"reject"`` (``ToolOverloadedError`` at once).
@@ -398,7 +417,7 @@ class ToolSpec:
     circuit_breaker: CircuitBreakerConfig | None = attrs.field(
         default=None, validator=_optional_instance(CircuitBreakerConfig)
     )
-    max_concurrency: int = attrs.field(default=16, validator=_at_least_one)
+    max_concurrency: int | AdaptiveConcurrency = attrs.field(default=16, validator=_bulkhead)
     queue_size: int = attrs.field(default=1024, validator=_optional_count)
     overflow: Literal["wait", "reject"] = attrs.field(default="wait", validator=_overflow)
     read_only: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
@@ -487,7 +506,7 @@ class ToolSpec:
             chaos=tuple(self.chaos),
             fallback=self.fallback,
             breaker=self.effective_circuit_breaker_policy(),
-            max_concurrency=self.max_concurrency,
+            concurrency=self.max_concurrency,
             queue_size=self.queue_size,
             overflow=self.overflow,
             idempotent=idem.enabled,
@@ -547,7 +566,9 @@ class CompiledSpec:
     chaos: tuple[ChaosStrategy, ...] = ()
     #: The spec's fallback (None: none); each call takes it when it is made.
     fallback: FallbackPolicy | None = attrs.field(default=None, eq=False)
-    max_concurrency: int
+    #: The bulkhead: a fixed number of workers, or the AdaptiveConcurrency (shared,
+    #: mutable: the one instance the spec names) whose limit the worker pool follows.
+    concurrency: int | AdaptiveConcurrency = attrs.field(default=16, eq=False)
     queue_size: int
     overflow: str
     idempotent: bool
@@ -569,10 +590,22 @@ class CompiledSpec:
     retry_after: Callable[[str], float | None] | None = attrs.field(
         default=None, repr=False, eq=False
     )
+    #: ``concurrency`` when it is an AdaptiveConcurrency, else None (derived).
+    adaptive_concurrency: AdaptiveConcurrency | None = attrs.field(
+        default=None, init=False, repr=False, eq=False
+    )
 
     def __attrs_post_init__(self) -> None:
+        if not isinstance(self.concurrency, int):
+            object.__setattr__(self, "adaptive_concurrency", self.concurrency)
         if self.retry_after is None:
             object.__setattr__(self, "retry_after", getattr(self.breaker, "retry_after", None))
+
+    @property
+    def max_concurrency(self) -> int:
+        """The bulkhead's size now: the fixed int, or the adaptive limit's current value."""
+        concurrency = self.concurrency
+        return concurrency if isinstance(concurrency, int) else concurrency.limit
 
     def with_policies(
         self,

@@ -139,7 +139,7 @@ class SearchApi:
         if self.state() != "normal":
             await trio.sleep(self.rng.uniform(0.6, 1.2))  # queued behind the overload
             return [f"{query}-result-{i}" for i in range(3)]
-        if self._tokens < 1.0:
+        if self._tokens < 1.0 - 1e-9:  # a float refill may land a hair below a token
             self.rate_limited += 1
             wait = (1.0 - self._tokens) / self.RATE
             raise RateLimitError("429 Too Many Requests", retry_after=round(wait, 3))
@@ -151,8 +151,10 @@ class SearchApi:
 class Database:
     """An orders database: 5-20 ms writes, a pool of 4 connections, a failover.
 
-    During the failover every write fails with ``ConnectionLostError``; the circuit breaker
-    should open and fail fast until the database is back.
+    During the failover the old primary is gone and a connection hangs until its connect
+    timeout (0.3-0.8 s, often past the tool's 0.5 s), then every write fails with
+    ``ConnectionLostError``: the adaptive limit falls at the timeouts and the circuit
+    breaker opens and fails fast until the database is back.
     """
 
     PHASES = (Phase("failover", 0.70, 0.82),)
@@ -172,8 +174,9 @@ class Database:
         """Insert one order; return its row id."""
         self.attempts += 1
         async with self._pool:
-            await trio.sleep(self.rng.uniform(0.005, 0.02))
             if self.state() != "normal":
+                await trio.sleep(self.rng.uniform(0.3, 0.8))  # the connect timeout
                 raise ConnectionLostError("server closed the connection unexpectedly")
+            await trio.sleep(self.rng.uniform(0.005, 0.02))
             self.written[order_id] += 1
             return 1000 + len(self.written)

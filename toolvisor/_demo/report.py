@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ..actors.stats import ToolStats
-from ..events import BreakerTransition, CallFailed, Event, RetryScheduled
+from ..events import BreakerTransition, CallFailed, ConcurrencyLimitChanged, Event, RetryScheduled
 
 __all__ = [
     "PAYMENT_RESEND_S",
@@ -81,6 +81,8 @@ class ToolSummary:
     latency_p99_s: float
     errors: Mapping[str, int]
     retry_errors: Mapping[str, int] = attrs.field(factory=dict)
+    concurrency_limit: int = 0  # the bulkhead's limit at the end
+    limit_changes: tuple[tuple[float, int], ...] = ()  # (seconds in, new limit), adaptive
 
     @property
     def consistent(self) -> bool:
@@ -157,6 +159,7 @@ class Tracker:
         self.retry_errors: dict[str, Counter[str]] = {t: Counter() for t in tools}
         self.errors: dict[str, Counter[str]] = {t: Counter() for t in tools}
         self.latencies: dict[str, list[float]] = {t: [] for t in tools}
+        self.limits: dict[str, list[tuple[float, int]]] = {t: [] for t in tools}
         # The views' event box: only what tells the story (breaker transitions, back-end
         # phases, adaptive thresholds); retries are summarised per tool instead.
         self.recent: deque[tuple[float, str, str]] = deque(maxlen=40)
@@ -186,6 +189,9 @@ class Tracker:
                 Transition(self.elapsed(), str(event.old), str(event.new))
             )
             self.note(event.tool, f"breaker {event.old} -> {event.new}")
+        elif isinstance(event, ConcurrencyLimitChanged):
+            self.limits.setdefault(event.tool, []).append((self.elapsed(), event.new))
+            self.note(event.tool, f"concurrency limit {event.old} -> {event.new}")
         elif isinstance(event, RetryScheduled):
             error = event.error.split("(", 1)[0]
             self.retry_errors.setdefault(event.tool, Counter())[error] += 1
@@ -240,6 +246,8 @@ class Tracker:
             latency_p99_s=percentile(latencies, 0.99),
             errors=dict(self.errors.get(stats.tool, {})),
             retry_errors=dict(self.retry_errors.get(stats.tool, {})),
+            concurrency_limit=stats.concurrency_limit,
+            limit_changes=tuple(self.limits.get(stats.tool, ())),
         )
 
     def payments(self, charged: Counter[str]) -> PaymentSummary:

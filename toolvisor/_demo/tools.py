@@ -16,9 +16,11 @@ import attrs
 from ..errors import RateLimitError
 from ..policies import (
     AdaptiveCircuitBreakerPolicy,
+    AdaptiveConcurrency,
     ExponentialBackoffRetryPolicy,
     FieldBasedIdempotencyKeyGenerator,
     FixedRetryPolicy,
+    RateLimit,
     StandardCircuitBreakerPolicy,
 )
 from ..spec import (
@@ -138,6 +140,9 @@ def search_spec() -> HttpToolSpec:
         max_delay=1.0,  # seed: 60.0
         rng=random.Random(2),
     )
+    # The partner's own token bucket, kept on this side: calls wait for a token (up to
+    # 1 s of their 2 s) instead of being answered 429.
+    spec.rate_limit = RateLimit(SearchApi.RATE, burst=SearchApi.BURST, max_wait_s=1.0)
     return spec
 
 
@@ -153,7 +158,11 @@ def orders_spec() -> DbToolSpec:
             IntegerParameter(name="quantity", required=True, minimum=1),
         ],
         timeout_s=0.5,
-        max_concurrency=4,
+        # The database's pool of 4 connections; each timeout halves the limit (a failover
+        # shows it), each success with half of it in use adds one back.
+        max_concurrency=AdaptiveConcurrency(
+            initial=4, min_limit=1, max_limit=8, algorithm="aimd", backoff_ratio=0.5
+        ),
     )
     spec.circuit_breaker_policy = StandardCircuitBreakerPolicy(
         failure_threshold=3,
@@ -228,9 +237,9 @@ def build_tools(backends: Backends, seed: int) -> list[DemoTool]:
             policies=(
                 "Adaptive breaker: opens after 8 failures in a row while healthy, down to 3 "
                 "at 30 % errors, 429s not counted; exponential retry: 4 attempts, waits at "
-                "least retry_after"
+                "least retry_after; rate limit: the API's own 6/s, bursts of 4"
             ),
-            policies_short="Adaptive(8 down to 3, 429 not counted); Exponential(4)",
+            policies_short="Adaptive(8 to 3); Exponential(4); RateLimit(6/s, burst 4)",
             rate=5.0,
             timeout=2.0,
             make_args=search_args,
@@ -244,9 +253,10 @@ def build_tools(backends: Backends, seed: int) -> list[DemoTool]:
             fn=record_order,
             policies=(
                 "idempotent on order_id (memory); Standard breaker: opens after 3 failures in "
-                "a row, trial call after 1 s; fixed retry: 2 attempts, 50 ms apart"
+                "a row, trial call after 1 s; fixed retry: 2 attempts, 50 ms apart; adaptive "
+                "concurrency (aimd): 4, halved at each timeout, within 1-8"
             ),
-            policies_short="idempotent (memory); Standard(3, 1 s); Fixed(2, 50 ms)",
+            policies_short="idempotent; Standard(3, 1 s); Fixed(2, 50 ms); AIMD(4 in 1-8)",
             rate=5.0,
             timeout=1.0,
             make_args=order_args,

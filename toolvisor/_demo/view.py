@@ -75,6 +75,7 @@ class ToolRow:
     in_flight: int
     p50_ms: float
     p99_ms: float
+    concurrency_limit: int = 0  # the bulkhead's limit now (ToolStats.concurrency_limit)
 
 
 @attrs.frozen
@@ -117,6 +118,7 @@ def snapshot(
                 in_flight=s.in_flight,
                 p50_ms=percentile(latencies, 0.5) * 1000,
                 p99_ms=percentile(latencies, 0.99) * 1000,
+                concurrency_limit=s.concurrency_limit,
             )
         )
     return Snapshot(
@@ -149,18 +151,21 @@ _FIGURES: tuple[tuple[str, str, str, str], ...] = (
     ("since", "since", "since", ""),
     ("opens", "opens after", "opens", "opens: consecutive failures that open it now"),
     ("in_flight", "in flight", "now", "now: calls in flight"),
+    ("limit", "limit", "limit", "limit: calls it may run at once now"),
+    ("load", "now/limit", "in/lim", "in/lim: calls in flight / calls it may run at once"),
     ("p50", "p50 ms", "p50", "p50/p99: ms over every call, cache hits and failures included"),
     ("p99", "p99 ms", "p99", ""),
+    ("latency", "p50/p99 ms", "p50/p99", ""),
 )
 
 # Which figures each layout shows (the narrow one must fit 24 rows).
 _LAYOUT_FIGURES = {
     "wide": ("backend", "calls", "ok", "failed", "rejected", "retries", "timeouts", "hits",
-             "breaker", "since", "opens", "in_flight", "p50", "p99"),
+             "breaker", "since", "opens", "load", "p50", "p99"),
     "medium": ("backend", "calls", "ok", "failed", "rejected", "retries", "timeouts", "hits",
-               "breaker", "opens", "in_flight", "p50", "p99"),
+               "breaker", "opens", "load", "p50", "p99"),
     "narrow": ("backend", "calls", "ok", "failed", "rejected", "retries", "timeouts", "hits",
-               "breaker", "opens", "p50", "p99"),
+               "breaker", "opens", "limit", "latency"),
 }  # fmt: skip
 
 # Row labels of the narrow layout, where there is room for words.
@@ -168,6 +173,8 @@ _NARROW_LABELS = {
     "breaker": "breaker, since",
     "p50": "p50 ms, all calls",
     "p99": "p99 ms, all calls",
+    "latency": "p50/p99 ms, all",
+    "limit": "concurrency limit",
 }
 
 
@@ -196,6 +203,12 @@ def _cell(row: ToolRow, key: str, *, with_since: bool) -> str:
         return f"{row.p50_ms:.0f}"
     if key == "p99":
         return f"{row.p99_ms:.0f}"
+    if key == "latency":
+        return f"{row.p50_ms:.0f}/{row.p99_ms:.0f}"
+    if key == "limit":
+        return str(row.concurrency_limit)
+    if key == "load":
+        return f"{row.in_flight}/{row.concurrency_limit}"
     value: int = getattr(row, key)
     return str(value)
 
@@ -258,8 +271,9 @@ def _legend(snap: Snapshot, layout: str) -> list[str]:
     else:
         lines.append(
             "[dim]since: the breaker's last transition (s into the demo); opens after: "
-            "consecutive failures that open it now; p50/p99 ms: every call, cache hits "
-            "and failures included[/dim]"
+            "consecutive failures that open it now; now/limit: calls in flight / calls it "
+            "may run at once (the bulkhead, adaptive or fixed); "
+            "p50/p99 ms: every call, cache hits and failures included[/dim]"
         )
     return lines
 
@@ -347,6 +361,7 @@ _SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
     ("breaker at the end", "breaker"),
     ("  in that state", "since"),
     ("back-end attempts", "backend_attempts"),
+    ("concurrency limit (end)", "concurrency_limit"),
     ("p50 ms (every call)", "p50"),
     ("p99 ms (every call)", "p99"),
 )
@@ -387,6 +402,14 @@ def _closing_lines(report: DemoReport) -> list[str]:
             lines.append(f"breaker of {t.tool}: {more}{story}")
         else:
             lines.append(f"breaker of {t.tool}: {t.breaker_state} throughout")
+    for t in report.tools:
+        if t.limit_changes:
+            story = ", ".join(f"{n} at {at:.1f} s" for at, n in t.limit_changes[-8:])
+            more = "" if len(t.limit_changes) <= 8 else "..., "
+            lines.append(
+                f"adaptive concurrency limit of {t.tool}: {more}{story} "
+                f"({t.concurrency_limit} at the end)"
+            )
     lines.append(
         f"payments: {plural(len(p.sent), 'transaction id')} in {plural(p.sends, 'answered call')}; "
         f"{len(p.charged_now)} charged by the gateway in this run; "
@@ -491,7 +514,7 @@ def _status(row: ToolRow) -> str:
         f"calls={row.calls} ok={row.successes} failed={row.failures} "
         f"rejected={row.rejected} retries={row.retries} timeouts={row.timeouts} "
         f"cache_hits={row.cache_hits} breaker={row.breaker} in_flight={row.in_flight} "
-        f"backend={row.backend}"
+        f"limit={row.concurrency_limit} backend={row.backend}"
     )
 
 

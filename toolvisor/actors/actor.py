@@ -7,6 +7,15 @@ waiting on the inbox (no nursery, no pool); then the pool starts with that worke
 grows on demand up to ``max_concurrency``, and never more than ``max_concurrency``
 attempts of the tool run at once (the bulkhead).
 
+An adaptive bulkhead (``spec.max_concurrency`` an ``AdaptiveConcurrency``) is the same
+pool with a gate: a worker takes a slot of a ``trio.CapacityLimiter`` sized to the current
+limit before it starts a call (waiting, with the call it took, while ``limit`` calls run),
+and gives it back at the call's end, after the call's sample moved the limit. The pool
+grows up to the limit, and a worker that finishes a call while the pool is larger than
+the limit retires. A fixed bulkhead changed by ``Supervisor.reconfigure`` is gated the
+same way from then on (:meth:`ToolActor.resize`); one never changed pays two attribute
+checks per call for all this.
+
 Deadlines without a timer per call: each worker runs its calls inside one long-lived
 cancel scope and only *writes down* the deadline of the call it serves (the first
 attempt's ``now + timeout_s``, or the call's overall deadline if that comes first). One
@@ -26,8 +35,11 @@ from __future__ import annotations
 
 import math
 
+import outcome
 import trio
 
+from ..errors import ToolTimeoutError
+from ..events import ConcurrencyLimitChanged
 from .call import Call, CallState
 from .pipeline import ToolRunner
 
@@ -41,13 +53,16 @@ class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error calle
 class _Worker:
     """One worker as the watchdog sees it: its scope and the deadline it must keep."""
 
-    __slots__ = ("actor", "current", "deadline", "scope")
+    __slots__ = ("actor", "current", "deadline", "inflight", "scope", "since", "slot")
 
     def __init__(self, actor: ToolActor) -> None:
         self.actor = actor
         self.deadline = math.inf
         self.scope: trio.CancelScope | None = None
         self.current: Call | None = None  # the call being served (a cut settles it)
+        self.slot = False  # holds a slot of the actor's limiter (a gated bulkhead)
+        self.since = -1.0  # when the call it samples started (< 0: no sample to take)
+        self.inflight = 0  # the calls running when it started, itself included
 
     def watch(self, deadline: float) -> None:
         """Have the watchdog cut this worker's scope at ``deadline``."""
@@ -68,6 +83,7 @@ class ToolActor:
         "_alarm_at",
         "_clock",
         "_idle",
+        "_limiter",
         "_nursery",
         "_pool",
         "_waiting",
@@ -96,6 +112,10 @@ class ToolActor:
         self._alarm_at = math.inf  # when the watchdog wakes next (inf: not started)
         # self._clock() without its lookups (the run's clock is fixed for the run).
         self._clock = trio.lowlevel.current_clock().current_time
+        # The gate of an adaptive (or reconfigured) bulkhead; None: the pool is the gate.
+        self._limiter: trio.CapacityLimiter | None = None
+        if runner.spec.adaptive_concurrency is not None:
+            self._limiter = trio.CapacityLimiter(runner.spec.max_concurrency)
 
     async def run(self) -> None:
         """Serve the inbox until it is closed and drained (or the actor is killed).
@@ -138,6 +158,27 @@ class ToolActor:
         """Calls this incarnation holds now."""
         return len(self.held)
 
+    def resize(self) -> None:
+        """The spec's bulkhead changed (``reconfigure``): follow it from the next call on.
+
+        From now on every call takes a slot of the limiter, sized to the spec's
+        ``max_concurrency``; the calls running now hold one each, so a smaller bulkhead
+        starts no call until enough of them ended.
+        """
+        limit = self.runner.spec.max_concurrency
+        limiter = self._limiter
+        if limiter is None:
+            limiter = trio.CapacityLimiter(limit + len(self._pool))
+            for worker in self._pool:
+                call = worker.current
+                if call is not None and call.state != CallState.QUEUED and not worker.slot:
+                    limiter.acquire_on_behalf_of_nowait(worker)
+                    worker.slot = True
+            self._limiter = limiter
+        limiter.total_tokens = limit
+        if self._idle == 0:
+            self._grow()
+
     # ------------------------------------------------------------------ workers
 
     async def _worker(self, first: Call | None = None) -> None:
@@ -163,6 +204,8 @@ class ToolActor:
                 cut, me.current = me.current, None
                 if cut is not None:
                     await self._settle_cut(cut, me)
+                    if me.slot and self._release(cut, me):
+                        return  # the pool is larger than the bulkhead: retire
         finally:
             self._pool.remove(me)
             self._workers -= 1
@@ -200,6 +243,8 @@ class ToolActor:
         held = self.held
         clock = self._clock
         while True:
+            if self._limiter is not None:
+                await self._acquire(me)
             now = clock()
             if call.state != CallState.QUEUED:
                 pass  # the caller gave up while it was queued: drop it
@@ -209,16 +254,94 @@ class ToolActor:
                 runner = self.runner
                 self._watch(me, min(now + runner.spec.timeout_s, call.deadline))
                 call.start(scope)
+                if me.slot:
+                    me.since = now
+                    me.inflight = self._limiter.borrowed_tokens  # type: ignore[union-attr]
                 await runner.run(call, me)
                 me.deadline = math.inf
             held.pop(call, None)
             me.current = None
+            if me.slot and self._release(call, me):
+                return  # the pool is larger than the bulkhead: retire
             next_call = await self._next()
             if next_call is None:
                 return
             call = next_call
             held[call] = None
             me.current = call
+
+    # ------------------------------------------------------------------ gated bulkhead
+
+    async def _acquire(self, me: _Worker) -> None:
+        """Take a slot for the call ``me`` took; wait while the bulkhead is full."""
+        limiter = self._limiter
+        assert limiter is not None
+        while True:
+            limit = self.runner.spec.max_concurrency
+            if limiter.total_tokens != limit:
+                limiter.total_tokens = limit  # a shared limit moved, or a reconfigure
+            try:
+                limiter.acquire_on_behalf_of_nowait(me)
+                break
+            except trio.WouldBlock:
+                await limiter.acquire_on_behalf_of(me)
+            # Handed a slot at a release; the limit may have fallen since.
+            limit = self.runner.spec.max_concurrency
+            if limiter.borrowed_tokens <= limit:
+                if limiter.total_tokens != limit:
+                    limiter.total_tokens = limit
+                break
+            limiter.release_on_behalf_of(me)
+        me.slot = True
+
+    def _release(self, call: Call, me: _Worker) -> bool:
+        """``call`` is over for ``me``: sample it, then give its slot back.
+
+        Returns True when the pool is larger than the bulkhead now (``me`` retires).
+        """
+        limiter = self._limiter
+        assert limiter is not None
+        if me.since >= 0:
+            self._sample(call, me)
+        limit = self.runner.spec.max_concurrency
+        if limiter.total_tokens != limit:
+            limiter.total_tokens = limit  # before the release: it may admit a waiter
+        limiter.release_on_behalf_of(me)
+        me.slot = False
+        return self._workers > limit
+
+    def _sample(self, call: Call, me: _Worker) -> None:
+        """Feed the call's latency (or its drop) to the adaptive limit; publish a change.
+
+        A drop: the call timed out (an attempt or the call itself), or no attempt of it
+        ran (refused in the actor, e.g. by the breaker). A call its caller cancelled says
+        nothing about the tool: no sample.
+        """
+        since, me.since = me.since, -1.0
+        adaptive = self.runner.spec.adaptive_concurrency
+        if adaptive is None:
+            return  # reconfigured to a fixed bulkhead while the call ran
+        now = self._clock()
+        kind = call.end_kind
+        if kind == "succeeded":
+            dropped = False
+        elif kind == "rejected":
+            dropped = True
+        elif kind == "failed":
+            result = call.outcome
+            error = result.error if isinstance(result, outcome.Error) else None
+            dropped = isinstance(error, ToolTimeoutError) or isinstance(
+                getattr(error, "__cause__", None), ToolTimeoutError
+            )
+        elif now >= call.deadline:
+            dropped = True  # cut by its deadline, its caller ends it as a timeout
+        else:
+            return
+        old = adaptive.limit
+        new = adaptive.on_sample(now - since, me.inflight, dropped, now)
+        publish = self.runner.publish
+        if new != old and publish is not None:
+            publish(ConcurrencyLimitChanged(self.runner.spec.tool_name, old, new, now))
 
     async def _settle_cut(self, call: Call, me: _Worker) -> None:
         """A worker's scope caught a cancellation while serving ``call``: settle it.

@@ -43,6 +43,9 @@ class ToolStats:
             ended with the tool's last error).
         fallbacks: calls the spec's ``fallback`` answered instead of their error (each
             is also counted in ``successes``).
+        concurrency_limit: the bulkhead now: the spec's ``max_concurrency`` itself when it
+            is an int, the current limit when it is an ``AdaptiveConcurrency`` (0 where no
+            bulkhead applies, as in ``FunctionToolExecutor``).
     """
 
     tool: str
@@ -63,6 +66,7 @@ class ToolStats:
     budget_exhausted: int = 0
     rate_limited: int = 0
     fallbacks: int = 0
+    concurrency_limit: int = 0
 
 
 class Counters:
@@ -114,8 +118,16 @@ class Counters:
             lat[self._lat_i] = seconds
             self._lat_i = (self._lat_i + 1) % _RING
 
-    def snapshot(self, tool: str, *, in_flight: int, queued: int, breaker_state: str) -> ToolStats:
-        """Freeze the counters into a :class:`ToolStats`."""
+    def snapshot(
+        self,
+        tool: str,
+        *,
+        in_flight: int,
+        queued: int,
+        breaker_state: str,
+        concurrency_limit: int = 0,
+    ) -> ToolStats:
+        """Freeze the counters into a :class:`ToolStats` (the bulkhead's limit given)."""
         lat = sorted(self._lat)
 
         def pct(q: float) -> float:
@@ -142,4 +154,5 @@ class Counters:
             budget_exhausted=self.budget_exhausted,
             rate_limited=self.rate_limited,
             fallbacks=self.fallbacks,
+            concurrency_limit=concurrency_limit,
         )

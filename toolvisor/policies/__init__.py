@@ -18,6 +18,7 @@ from toolvisor.policies.circuit_breaker import (
 from toolvisor.policies.circuit_breaker import (
     StandardCircuitBreakerPolicy as StandardCircuitBreakerPolicy,
 )
+from toolvisor.policies.concurrency import AdaptiveConcurrency as AdaptiveConcurrency
 from toolvisor.policies.factory import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from toolvisor.policies.factory import RetryPolicyFactory as RetryPolicyFactory
 from toolvisor.policies.factory import StrategyFactory as StrategyFactory
@@ -53,6 +54,7 @@ __all__ = [
     "NEVER_RETRIED",
     "PROGRAMMING_ERRORS",
     "AdaptiveCircuitBreakerPolicy",
+    "AdaptiveConcurrency",
     "CircuitBreakerPolicyFactory",
     "CircuitState",
     "CustomRetryFn",

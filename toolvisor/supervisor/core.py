@@ -32,10 +32,11 @@ from ..errors import (
 from ..events import Event
 from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
+from ..policies.concurrency import AdaptiveConcurrency
 from ..policies.fallback import FallbackPolicy
 from ..policies.rate_limit import RateLimit
 from ..policies.retry import IRetryPolicy
-from ..spec import CompiledSpec, ExecutionContext, ToolSpec, Unchanged
+from ..spec import CompiledSpec, ExecutionContext, ToolSpec, Unchanged, check_bulkhead
 from .calls import CallSpec, refuse, run_many, send, send_and_wait
 from .hub import EventHub, Publish
 from .idempotency import IdempotencyCache
@@ -120,6 +121,7 @@ class Supervisor:
             in_flight=actor.in_flight if actor is not None else 0,
             queued=route.inbox_receive.statistics().current_buffer_used,
             breaker_state=state_name(route.spec.breaker.get_state(tool)),
+            concurrency_limit=route.spec.max_concurrency,
         )
 
     async def reconfigure(
@@ -131,6 +133,7 @@ class Supervisor:
         retry_budget: RetryBudget | Unchanged | None = Unchanged.UNCHANGED,
         rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
         fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
+        max_concurrency: int | AdaptiveConcurrency | None = None,
     ) -> None:
         """Swap ``tool``'s policies; calls already running finish with the old ones.
 
@@ -139,7 +142,10 @@ class Supervisor:
         (``retry_budget``, ``rate_limit``, ``fallback``) are kept unless given; None
         removes one. A new ``RetryBudget`` or ``RateLimit`` starts with its own state
         (a full bucket, the floor's credits); calls made from now on take the new
-        ``fallback``, calls already made keep the one they took.
+        ``fallback``, calls already made keep the one they took. ``max_concurrency`` (an
+        int or an :class:`~toolvisor.AdaptiveConcurrency`; None keeps it) resizes the
+        bulkhead: a larger one starts more calls at once, a smaller one starts none until
+        fewer than it run.
 
         Raises:
             TypeError: an argument of the wrong kind (naming it); nothing is swapped.
@@ -167,6 +173,8 @@ class Supervisor:
                 f"circuit_breaker_policy must be an ICircuitBreakerPolicy, got "
                 f"{circuit_breaker_policy!r}"
             )
+        if max_concurrency is not None:
+            check_bulkhead(max_concurrency)
         route.spec = route.spec.with_policies(
             retry_policy=retry_policy,
             circuit_breaker_policy=circuit_breaker_policy,
@@ -174,7 +182,11 @@ class Supervisor:
             rate_limit=rate_limit,
             fallback=fallback,
         )
+        if max_concurrency is not None:
+            route.spec = attrs.evolve(route.spec, concurrency=max_concurrency)
         route.runner.spec = route.spec
+        if max_concurrency is not None and route.actor is not None:
+            route.actor.resize()
         await trio.lowlevel.checkpoint()
 
     async def stop(self, tool: str, *, grace_s: float | None = None) -> None:
