@@ -27,6 +27,7 @@ from .errors import ValidationError as ValidationError
 from .events import ActorRestarted as ActorRestarted
 from .events import BreakerTransition as BreakerTransition
 from .events import Event as Event
+from .events import HedgeLaunched as HedgeLaunched
 from .events import ResultNotStored as ResultNotStored
 from .events import RetryScheduled as RetryScheduled
 from .events import ToolFailed as ToolFailed
@@ -39,6 +40,7 @@ from .policies import ExponentialBackoffRetryPolicy as ExponentialBackoffRetryPo
 from .policies import FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator
 from .policies import FixedRetryPolicy as FixedRetryPolicy
 from .policies import HashIdempotencyKeyGenerator as HashIdempotencyKeyGenerator
+from .policies import HedgingPolicy as HedgingPolicy
 from .policies import ICircuitBreakerPolicy as ICircuitBreakerPolicy
 from .policies import IIdempotencyKeyGenerator as IIdempotencyKeyGenerator
 from .policies import IRetryPolicy as IRetryPolicy
@@ -103,6 +105,8 @@ __all__ = [
     "FunctionToolExecutor",
     "FunctionToolSpec",
     "HashIdempotencyKeyGenerator",
+    "HedgeLaunched",
+    "HedgingPolicy",
     "HttpToolSpec",
     "ICircuitBreakerPolicy",
     "IIdempotencyKeyGenerator",

@@ -13,6 +13,7 @@ __all__ = [
     "ActorRestarted",
     "BreakerTransition",
     "Event",
+    "HedgeLaunched",
     "ResultNotStored",
     "RetryScheduled",
     "ToolFailed",
@@ -90,4 +91,26 @@ class ResultNotStored:
     at: float
 
 
-Event = RetryScheduled | BreakerTransition | ActorRestarted | ToolFailed | ResultNotStored
+@attrs.frozen
+class HedgeLaunched:
+    """A hedged call started another attempt beside (or after) its first (``spec.hedging``).
+
+    Attributes:
+        tool: the tool's name.
+        attempt: the 1-based number of the attempt that started (``ctx.attempt``).
+        at: trio time it started.
+    """
+
+    tool: str
+    attempt: int
+    at: float
+
+
+Event = (
+    RetryScheduled
+    | BreakerTransition
+    | ActorRestarted
+    | ToolFailed
+    | ResultNotStored
+    | HedgeLaunched
+)

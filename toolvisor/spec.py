@@ -48,6 +48,7 @@ from .policies.circuit_breaker import (
     NoOpCircuitBreakerPolicy,
     StandardCircuitBreakerPolicy,
 )
+from .policies.hedging import HedgingPolicy
 from .policies.idempotency import (
     IIdempotencyKeyGenerator,
     default_key_generator,
@@ -354,6 +355,9 @@ class ToolSpec:
             from before they reach its inbox; None: no limit.
         chaos: ``toolvisor.testing.chaos`` strategies wrapping each attempt (faults,
             latency, made-up outcomes; the first outermost); empty: none.
+        hedging: a :class:`HedgingPolicy` racing more attempts of a slow or failed call
+            (the first that returns wins); only for ``read_only`` or idempotent tools
+            (compiling, hence spawning, refuses others); None: one attempt at a time.
 
     ``tool_name`` is what LLM providers see, so it follows their rule:
     ``^[a-zA-Z0-9_-]{1,64}$``. ``idempotency.key_fields`` must name parameters (checked
@@ -401,6 +405,9 @@ class ToolSpec:
         default=None, validator=_optional_instance(RateLimit, " (a toolvisor.RateLimit)")
     )
     chaos: list[ChaosStrategy] = attrs.field(factory=list, validator=_chaos)
+    hedging: HedgingPolicy | None = attrs.field(
+        default=None, validator=_optional_instance(HedgingPolicy, " (a toolvisor.HedgingPolicy)")
+    )
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
         default=None, init=False, repr=False, eq=False
@@ -483,6 +490,7 @@ class ToolSpec:
             key_generator=generator,
             key_generator_takes_ctx=generator_takes_ctx(generator),
             read_only=self.read_only,
+            hedging=self.hedging,
             key_for_fingerprint=getattr(generator, "key_for_fingerprint", None),
             function_schema={  # shares the validator's schema: no second copy per tool
                 "name": self.tool_name,
@@ -551,10 +559,14 @@ class CompiledSpec:
     retry_after: Callable[[str], float | None] | None = attrs.field(
         default=None, repr=False, eq=False
     )
+    #: The spec's hedging policy (None: one attempt at a time).
+    hedging: HedgingPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.retry_after is None:
             object.__setattr__(self, "retry_after", getattr(self.breaker, "retry_after", None))
+        if self.hedging is not None:
+            _check_hedged(self)
 
     def with_policies(
         self,
@@ -568,6 +580,18 @@ class CompiledSpec:
             retry_policy=retry_policy if retry_policy is not None else self.retry_policy,
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
             retry_after=None,
+        )
+
+
+def _check_hedged(spec: CompiledSpec) -> None:
+    """Hedging runs attempts of one call side by side: only for tools that may run twice."""
+    if not (spec.read_only or spec.idempotent):
+        raise ValueError(
+            f"tool {spec.tool_name!r} has spec.hedging but is neither read-only nor "
+            "idempotent, and hedging runs several attempts of one call at once; set "
+            "spec.read_only = True if the tool only reads, or spec.idempotency.enabled = "
+            "True if its service deduplicates on ctx.idempotency_key, or set "
+            "spec.hedging = None"
         )
 
 

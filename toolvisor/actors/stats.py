@@ -37,6 +37,11 @@ class ToolStats:
             also counted in ``rejected``).
         budget_exhausted: retries the spec's ``retry_budget`` refused (each such call
             ended with the tool's last error).
+        hedged: hedged attempts that ran (``spec.hedging``): attempts a race started
+            beside or after the first attempt of a retry, not counted in ``retries``
+            (a hedge the breaker refused did not run). So, over the calls that ran, the
+            sum of their ``ToolResult.attempts`` is their number plus ``retries`` plus
+            ``hedged``.
     """
 
     tool: str
@@ -56,6 +61,7 @@ class ToolStats:
     latency_p99_s: float
     budget_exhausted: int = 0
     rate_limited: int = 0
+    hedged: int = 0
 
 
 class Counters:
@@ -69,6 +75,7 @@ class Counters:
         "calls",
         "cancelled",
         "failures",
+        "hedged",
         "rate_limited",
         "rejected",
         "restarts",
@@ -89,6 +96,7 @@ class Counters:
         self.restarts = 0
         self.budget_exhausted = 0
         self.rate_limited = 0
+        self.hedged = 0
         self._lat: list[float] = []
         self._lat_i = 0
 
@@ -128,4 +136,5 @@ class Counters:
             latency_p99_s=pct(0.99),
             budget_exhausted=self.budget_exhausted,
             rate_limited=self.rate_limited,
+            hedged=self.hedged,
         )

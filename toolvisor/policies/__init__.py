@@ -1,4 +1,5 @@
-"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, factories.
+"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, factories,
+and the strategies beyond them (retry budgets, rate limits, hedging).
 
 Policies are configuration plus behaviour, free of I/O and actors; all timing is on
 trio's clock.
@@ -19,6 +20,8 @@ from toolvisor.policies.circuit_breaker import (
 )
 from toolvisor.policies.factory import CircuitBreakerPolicyFactory as CircuitBreakerPolicyFactory
 from toolvisor.policies.factory import RetryPolicyFactory as RetryPolicyFactory
+from toolvisor.policies.hedging import HedgeSchedule as HedgeSchedule
+from toolvisor.policies.hedging import HedgingPolicy as HedgingPolicy
 from toolvisor.policies.idempotency import (
     FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator,
 )
@@ -59,6 +62,8 @@ __all__ = [
     "FieldBasedIdempotencyKeyGenerator",
     "FixedRetryPolicy",
     "HashIdempotencyKeyGenerator",
+    "HedgeSchedule",
+    "HedgingPolicy",
     "ICircuitBreakerPolicy",
     "IIdempotencyKeyGenerator",
     "IRetryPolicy",
