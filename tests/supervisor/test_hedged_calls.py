@@ -15,6 +15,8 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import toolvisor as tv
 from toolvisor.supervisor.stores.base import ClaimOutcome
@@ -533,3 +535,84 @@ async def test_hedge_events_are_published_only_while_someone_listens(
         stats = sup.stats("search")
     assert stats.hedged == 3
     assert [e.attempt for e in events if isinstance(e, tv.HedgeLaunched)] == [2]
+
+
+# --------------------------------------------------------------------------- many calls
+
+LATENCIES = [0.01, 0.1, 0.4, 1.5, 10.0, math.inf]
+
+
+@st.composite
+def call_plans(draw: st.DrawFn) -> tuple[list[list[Step]], list[float | None], list[float | None]]:
+    """For each call: what each of its attempts does, its timeout=, when its caller quits."""
+    n = draw(st.integers(1, 25))
+    step = st.builds(
+        Step,
+        after=st.sampled_from(LATENCIES),
+        value=st.just("ok"),
+        error=st.sampled_from([None, None, FlakyError("503"), TypeError("bug")]),
+    )
+    plans = [draw(st.lists(step, min_size=12, max_size=12)) for _ in range(n)]
+    timeouts = [draw(st.sampled_from([None, None, 0.5, 3.0])) for _ in range(n)]
+    quits = [draw(st.sampled_from([None, None, None, 0.2, 2.0])) for _ in range(n)]
+    return plans, timeouts, quits
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    plan=call_plans(),
+    hedges=st.integers(1, 3),
+    delay=st.sampled_from([-1.0, 0.0, 0.05, 0.3]),
+    retries=st.sampled_from([1, 2]),
+)
+def test_many_hedged_calls_get_one_reply_each_and_the_counters_add_up(
+    plan: tuple[list[list[Step]], list[float | None], list[float | None]],
+    hedges: int,
+    delay: float,
+    retries: int,
+) -> None:
+    steps, timeouts, quits = plan
+    tool = Planned(lambda q, attempt: steps[int(q)][attempt - 1])
+    spec = make_spec(
+        hedging=tv.HedgingPolicy(max_hedged_attempts=hedges, delay=delay),
+        retry_policy=tv.FixedRetryPolicy(max_attempts=retries, delay_seconds=0.2),
+        timeout_s=1.0,
+        max_concurrency=4,
+    )
+    replies: dict[int, list[Any]] = {i: [] for i in range(len(steps))}
+
+    async def caller(sup: tv.Supervisor, i: int) -> None:
+        with trio.move_on_after(quits[i] or math.inf):
+            [result] = await sup.execute_many([("search", {"q": str(i)})], timeout=timeouts[i])
+            replies[i].append(result)
+            return
+        replies[i].append("quit")
+
+    async def main() -> tv.ToolStats:
+        async with tv.open_supervisor() as sup:
+            await sup.spawn(spec, tool)
+            async with trio.open_nursery() as nursery:
+                for i in range(len(steps)):
+                    nursery.start_soon(caller, sup, i)
+            return sup.stats("search")
+
+    stats = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert all(len(r) == 1 for r in replies.values())  # exactly one reply per call
+    results = [r for [r] in replies.values() if r != "quit"]
+    assert stats.calls == len(steps) and invariant(stats)
+    assert stats.successes == sum(r.ok for r in results)
+    assert stats.failures >= sum(not r.ok for r in results)  # quitters may have failed first
+    # every attempt that ran is counted once: the first of each call, retries, hedges
+    ran = {r.call for r in tool.runs}
+    assert len(tool.runs) == len(ran) + stats.retries + stats.hedged
+    assert all(r.ended is not None for r in tool.runs)  # nothing runs on after its call
+    assert stats.hedged <= hedges * (len(ran) + stats.retries)
+    for i, [reply] in replies.items():
+        if reply == "quit":
+            continue
+        runs = [r for r in tool.runs if r.call == str(i)]
+        assert reply.attempts == len(runs)  # ToolResult.attempts: the attempts that ran
+        if reply.ok:  # the value of an attempt of this call that returned, not cut
+            assert any(not r.cancelled and steps[i][r.attempt - 1].error is None for r in runs)
+        else:
+            assert not isinstance(reply.error, trio.Cancelled)
