@@ -25,7 +25,8 @@ class ToolStats:
             Every call ends in exactly one of successes, failures, rejected and
             cancelled: ``calls == successes + failures + rejected + cancelled`` whenever
             no call is in flight.
-        retries: attempts after the first that ran (a retry the breaker refused did not).
+        retries: attempts after the first that ran (a retry the breaker refused did not);
+            with ``spec.hedging``, the first attempt of every race after the first.
         timeouts: attempts that ran past ``timeout_s``, and calls past their deadline.
         cache_hits: calls answered by the idempotency cache (no execution).
         in_flight / queued: calls running now / waiting in the inbox now.
