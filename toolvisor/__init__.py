@@ -31,6 +31,7 @@ from .events import CallFailed as CallFailed
 from .events import ConcurrencyLimitChanged as ConcurrencyLimitChanged
 from .events import Event as Event
 from .events import FallbackUsed as FallbackUsed
+from .events import HedgeLaunched as HedgeLaunched
 from .events import RateLimited as RateLimited
 from .events import ResultNotStored as ResultNotStored
 from .events import RetryScheduled as RetryScheduled
@@ -47,6 +48,7 @@ from .policies import FallbackPolicy as FallbackPolicy
 from .policies import FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator
 from .policies import FixedRetryPolicy as FixedRetryPolicy
 from .policies import HashIdempotencyKeyGenerator as HashIdempotencyKeyGenerator
+from .policies import HedgingPolicy as HedgingPolicy
 from .policies import ICircuitBreakerPolicy as ICircuitBreakerPolicy
 from .policies import IIdempotencyKeyGenerator as IIdempotencyKeyGenerator
 from .policies import IRetryPolicy as IRetryPolicy
@@ -118,6 +120,8 @@ __all__ = [
     "FunctionToolExecutor",
     "FunctionToolSpec",
     "HashIdempotencyKeyGenerator",
+    "HedgeLaunched",
+    "HedgingPolicy",
     "HttpToolSpec",
     "ICircuitBreakerPolicy",
     "IIdempotencyKeyGenerator",

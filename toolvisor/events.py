@@ -17,6 +17,7 @@ __all__ = [
     "ConcurrencyLimitChanged",
     "Event",
     "FallbackUsed",
+    "HedgeLaunched",
     "RateLimited",
     "ResultNotStored",
     "RetryScheduled",
@@ -184,6 +185,21 @@ class ConcurrencyLimitChanged:
     at: float
 
 
+@attrs.frozen
+class HedgeLaunched:
+    """A hedged call started another attempt beside (or after) its first (``spec.hedging``).
+
+    Attributes:
+        tool: the tool's name.
+        attempt: the 1-based number of the attempt that started (``ctx.attempt``).
+        at: trio time it started.
+    """
+
+    tool: str
+    attempt: int
+    at: float
+
+
 Event = (
     RetryScheduled
     | BreakerTransition
@@ -195,4 +211,5 @@ Event = (
     | RateLimited
     | FallbackUsed
     | ConcurrencyLimitChanged
+    | HedgeLaunched
 )

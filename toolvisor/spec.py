@@ -50,6 +50,7 @@ from .policies.circuit_breaker import (
 )
 from .policies.concurrency import AdaptiveConcurrency
 from .policies.fallback import FallbackPolicy
+from .policies.hedging import HedgingPolicy
 from .policies.idempotency import (
     IIdempotencyKeyGenerator,
     default_key_generator,
@@ -384,6 +385,9 @@ class ToolSpec:
         fallback: a :class:`FallbackPolicy` answering, with its value, the calls that
             would end with an error it replaces (outermost: after retries, budget,
             breaker, rate limit, bulkhead and deadline); None: callers get the error.
+        hedging: a :class:`HedgingPolicy` racing more attempts of a slow or failed call
+            (the first that returns wins); only for ``read_only`` or idempotent tools
+            (compiling, hence spawning, refuses others); None: one attempt at a time.
 
     ``tool_name`` is what LLM providers see, so it follows their rule:
     ``^[a-zA-Z0-9_-]{1,64}$``. ``idempotency.key_fields`` must name parameters (checked
@@ -434,6 +438,9 @@ class ToolSpec:
     fallback: FallbackPolicy | None = attrs.field(
         default=None,
         validator=_optional_instance(FallbackPolicy, " (a toolvisor.FallbackPolicy)"),
+    )
+    hedging: HedgingPolicy | None = attrs.field(
+        default=None, validator=_optional_instance(HedgingPolicy, " (a toolvisor.HedgingPolicy)")
     )
 
     _validator_cache: tuple[tuple[Parameter, ...], ArgumentValidator] | None = attrs.field(
@@ -518,6 +525,7 @@ class ToolSpec:
             key_generator=generator,
             key_generator_takes_ctx=generator_takes_ctx(generator),
             read_only=self.read_only,
+            hedging=self.hedging,
             key_for_fingerprint=getattr(generator, "key_for_fingerprint", None),
             function_schema={  # shares the validator's schema: no second copy per tool
                 "name": self.tool_name,
@@ -594,12 +602,16 @@ class CompiledSpec:
     adaptive_concurrency: AdaptiveConcurrency | None = attrs.field(
         default=None, init=False, repr=False, eq=False
     )
+    #: The spec's hedging policy (None: one attempt at a time).
+    hedging: HedgingPolicy | None = None
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.concurrency, int):
             object.__setattr__(self, "adaptive_concurrency", self.concurrency)
         if self.retry_after is None:
             object.__setattr__(self, "retry_after", getattr(self.breaker, "retry_after", None))
+        if self.hedging is not None:
+            _check_hedged(self)
 
     @property
     def max_concurrency(self) -> int:
@@ -635,6 +647,18 @@ class CompiledSpec:
             breaker=circuit_breaker_policy if circuit_breaker_policy is not None else self.breaker,
             retry_after=None,
             **strategies,
+        )
+
+
+def _check_hedged(spec: CompiledSpec) -> None:
+    """Hedging runs attempts of one call side by side: only for tools that may run twice."""
+    if not (spec.read_only or spec.idempotent):
+        raise ValueError(
+            f"tool {spec.tool_name!r} has spec.hedging but is neither read-only nor "
+            "idempotent, and hedging runs several attempts of one call at once; set "
+            "spec.read_only = True if the tool only reads, or spec.idempotency.enabled = "
+            "True if its service deduplicates on ctx.idempotency_key, or set "
+            "spec.hedging = None"
         )
 
 

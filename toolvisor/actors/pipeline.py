@@ -20,6 +20,18 @@ if any: an injected fault is that attempt's failure). The loop ends the call:
   ``asyncio.CancelledError`` leaked by a client library...): ``fail`` with
   ``ActorCrashedError`` caused by it; it stays inside this call.
 
+With ``spec.hedging``, each attempt of the retry loop is a *race* (``ToolRunner._race``):
+up to ``1 + max_hedged_attempts`` attempts of the tool, started as the policy's
+:class:`~toolvisor.policies.hedging.HedgeSchedule` says, each through
+``execute_with_breaker`` and under its own ``timeout_s`` scope. The first that returns is
+the race's value and the others are cancelled (a cancellation: the breaker abandons them,
+they are not failures, and the call's outcome is the winner's, known). A race that every
+attempt lost fails with one of their errors: an ``IdempotencyOutcomeUnknownError`` if an
+attempt's outcome is unknown, else a ``CircuitOpenError`` if the breaker refused or
+opened (the loop then ends as above), else the latest failure; the retry policy decides
+on it as on any attempt's. ``retries`` counts the first attempt of every race after the
+first; ``hedged`` counts the others that ran. The observer sees a race as one attempt.
+
 Cancellation (``trio.Cancelled``) and ``KeyboardInterrupt`` are never counted nor retried:
 they propagate, and whoever cancelled ends the call.
 """
@@ -27,11 +39,13 @@ they propagate, and whoever cancelled ends the call.
 from __future__ import annotations
 
 import inspect
+import math
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import CoroutineType
 from typing import Any, Protocol
 
+import outcome
 import trio
 
 from .._chaos import run_with_chaos
@@ -41,7 +55,8 @@ from ..errors import (
     IdempotencyOutcomeUnknownError,
     ToolTimeoutError,
 )
-from ..events import BreakerTransition, BudgetExhausted, Event, RetryScheduled
+from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, RetryScheduled
+from ..policies.hedging import HedgingPolicy
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
 from .observer import CallObserver
@@ -172,6 +187,8 @@ class ToolRunner:
                 (``min(now + timeout_s, call.deadline)``) is written down already, and it
                 cuts the worker's scope when it passes. Later attempts run under their own
                 ``timeout_s`` scope. None (the executor): every attempt has its own scope.
+                A hedged call's attempts run side by side in the worker's scope, so each
+                has its own scope and the watchdog keeps only the call's deadline.
             replay: the first attempt ran already and was cut at its ``timeout_s`` by the
                 watchdog: the loop starts again with this failure as attempt 1's outcome,
                 so the breaker records it and the retry policy decides.
@@ -185,6 +202,10 @@ class ToolRunner:
         observer = self.observer
         budget = spec.retry_budget
         chaos = spec.chaos
+        hedging = spec.hedging
+        if hedging is not None and watchdog is not None:
+            watchdog.watch(call.deadline)  # no cut at timeout_s: it would cut every attempt
+            watchdog = None
         if budget is not None:
             budget.deposit(trio.current_time())
         if observer is not None:
@@ -198,6 +219,8 @@ class ToolRunner:
                 error, replay = replay, None
                 call.last_error = error  # the tool's, even if the breaker now refuses it
                 return breaker.execute_with_breaker(_raiser(error), name)
+            if hedging is not None:
+                return self._race(call, hedging, once)
             return breaker.execute_with_breaker(once, name)
 
         def once() -> Awaitable[Any]:
@@ -287,6 +310,98 @@ class ToolRunner:
             return await self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
         raise self.attempt_timed_out(call)
 
+    async def _race(
+        self, call: Call, hedging: HedgingPolicy, first: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """One attempt of the loop, hedged: race ``first`` and then hedged attempts (each
+        through the breaker) as ``hedging`` schedules them; the winner's value, or the
+        error of a lost race (see the module docstring)."""
+        schedule = hedging.schedule(trio.current_time())
+
+        def hedge() -> Awaitable[Any]:
+            n = call.attempts = call.attempts + 1
+            call.in_attempt = True
+            self.counters.hedged += 1
+            if self.publish is not None:
+                self.publish(HedgeLaunched(tool=call.tool, attempt=n, at=trio.current_time()))
+            return self._timed(call)
+
+        send, receive = trio.open_memory_channel[outcome.Outcome[Any]](math.inf)
+        scopes: list[trio.CancelScope] = []
+        errors: list[Exception] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    while True:
+                        now = trio.current_time()
+                        while schedule.next_at() <= now:
+                            scope = trio.CancelScope()
+                            scopes.append(scope)
+                            run = first if schedule.launch(now) == 0 else hedge
+                            # Returns once the attempt began (or was refused): attempts
+                            # get their numbers in the order they were launched.
+                            await nursery.start(self._contend, scope, run, send)
+                        if schedule.over:
+                            break
+                        with trio.move_on_at(schedule.next_at()):
+                            result = await receive.receive()
+                            if not isinstance(result, outcome.Error):
+                                return result.unwrap()  # the others are cancelled (finally)
+                            error = result.error
+                            if not isinstance(error, Exception):
+                                raise error  # from the tool: it ends the call (crash)
+                            errors.append(error)
+                            schedule.failed(error)
+                            if not isinstance(error, CircuitOpenError):
+                                call.last_error = error
+                            elif isinstance(error.__cause__, Exception):
+                                call.last_error = error.__cause__  # its failure opened it
+                            if not schedule.running:
+                                call.in_attempt = False
+                finally:
+                    for scope in scopes:
+                        scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _one_of(group) from None
+        raise _race_lost(errors)
+
+    async def _contend(
+        self,
+        scope: trio.CancelScope,
+        run: Callable[[], Awaitable[Any]],
+        send: trio.MemorySendChannel[outcome.Outcome[Any]],
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """One attempt of a race, in its own task; its outcome goes to the race.
+
+        Started (``task_status``) as soon as the breaker let the attempt begin, or
+        refused it.
+        """
+        began = False
+
+        def begin() -> Awaitable[Any]:
+            nonlocal began
+            attempt = run()
+            began = True
+            task_status.started()
+            return attempt
+
+        result: outcome.Outcome[Any]
+        with scope:
+            try:
+                value = await self.spec.breaker.execute_with_breaker(begin, self.spec.tool_name)
+            except (trio.Cancelled, KeyboardInterrupt):
+                raise  # a loser (its scope), or the whole race cut
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                result = outcome.Error(exc)
+            else:
+                result = outcome.Value(value)
+            if not began:
+                task_status.started()  # refused, or answered without running the tool
+            send.send_nowait(result)
+
     def _chaotic(self, call: Call) -> Awaitable[Any]:
         """One attempt inside the spec's chaos strategies (an injected fault is its failure)."""
 
@@ -367,6 +482,34 @@ def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:
         raise error
 
     return replayed
+
+
+def _race_lost(errors: list[Exception]) -> Exception:
+    """The error of a race every attempt of which failed (``errors``, in order)."""
+    for error in errors:
+        if isinstance(error, IdempotencyOutcomeUnknownError):
+            return error  # an attempt may have had its effect: the call's outcome is unknown
+    for error in reversed(errors):
+        if isinstance(error, CircuitOpenError):
+            return error  # the breaker refused or opened: no retry either
+    return errors[-1]
+
+
+def _one_of(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a race's nursery raised, out of its group: the tool's BaseException (a crash)
+    or a Ctrl-C if there is one, else the cancellation of the whole race."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            pending.extend(reversed(exc.exceptions))
+        else:
+            leaves.append(exc)
+    for exc in leaves:
+        if not isinstance(exc, trio.Cancelled):
+            return exc
+    return leaves[0]
 
 
 def is_cancellation(exc: BaseException) -> bool:

@@ -29,7 +29,8 @@ class ToolStats:
             Every call ends in exactly one of successes, failures, rejected and
             cancelled: ``calls == successes + failures + rejected + cancelled`` whenever
             no call is in flight.
-        retries: attempts after the first that ran (a retry the breaker refused did not).
+        retries: attempts after the first that ran (a retry the breaker refused did not);
+            with ``spec.hedging``, the first attempt of every race after the first.
         timeouts: attempts that ran past ``timeout_s``, and calls past their deadline.
         cache_hits: calls answered by the idempotency cache (no execution).
         in_flight / queued: calls running now / waiting in the inbox now.
@@ -46,6 +47,11 @@ class ToolStats:
         concurrency_limit: the bulkhead now: the spec's ``max_concurrency`` itself when it
             is an int, the current limit when it is an ``AdaptiveConcurrency`` (0 where no
             bulkhead applies, as in ``FunctionToolExecutor``).
+        hedged: hedged attempts that ran (``spec.hedging``): attempts a race started
+            beside or after the first attempt of a retry, not counted in ``retries``
+            (a hedge the breaker refused did not run). So, over the calls that ran, the
+            sum of their ``ToolResult.attempts`` is their number plus ``retries`` plus
+            ``hedged``.
     """
 
     tool: str
@@ -67,6 +73,7 @@ class ToolStats:
     rate_limited: int = 0
     fallbacks: int = 0
     concurrency_limit: int = 0
+    hedged: int = 0
 
 
 class Counters:
@@ -81,6 +88,7 @@ class Counters:
         "cancelled",
         "failures",
         "fallbacks",
+        "hedged",
         "publish",
         "rate_limited",
         "rejected",
@@ -106,6 +114,7 @@ class Counters:
         #: hub while anyone listens, else None (and no event is built).
         self.publish: Callable[[Any], None] | None = None
         self.fallbacks = 0
+        self.hedged = 0
         self._lat: list[float] = []
         self._lat_i = 0
 
@@ -155,4 +164,5 @@ class Counters:
             rate_limited=self.rate_limited,
             fallbacks=self.fallbacks,
             concurrency_limit=concurrency_limit,
+            hedged=self.hedged,
         )

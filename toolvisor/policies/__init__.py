@@ -1,5 +1,6 @@
-"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, strategies
-(retry budgets, rate limits, fallbacks), factories.
+"""Pluggable resilience policies: circuit breakers, retries, idempotency keys, factories,
+and the strategies beyond them (retry budgets, rate limits, fallbacks, adaptive
+concurrency, hedging).
 
 Policies are configuration plus behaviour, free of I/O and actors; all timing is on
 trio's clock.
@@ -23,6 +24,8 @@ from toolvisor.policies.factory import CircuitBreakerPolicyFactory as CircuitBre
 from toolvisor.policies.factory import RetryPolicyFactory as RetryPolicyFactory
 from toolvisor.policies.factory import StrategyFactory as StrategyFactory
 from toolvisor.policies.fallback import FallbackPolicy as FallbackPolicy
+from toolvisor.policies.hedging import HedgeSchedule as HedgeSchedule
+from toolvisor.policies.hedging import HedgingPolicy as HedgingPolicy
 from toolvisor.policies.idempotency import (
     FieldBasedIdempotencyKeyGenerator as FieldBasedIdempotencyKeyGenerator,
 )
@@ -65,6 +68,8 @@ __all__ = [
     "FieldBasedIdempotencyKeyGenerator",
     "FixedRetryPolicy",
     "HashIdempotencyKeyGenerator",
+    "HedgeSchedule",
+    "HedgingPolicy",
     "ICircuitBreakerPolicy",
     "IIdempotencyKeyGenerator",
     "IRetryPolicy",
