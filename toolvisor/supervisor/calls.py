@@ -105,10 +105,20 @@ async def send(route: Route, call: Call) -> None:
         await _wait_for_room(route, call)
 
 
-async def send_and_wait(route: Route, call: Call) -> Any:
-    """Send ``call`` and wait for its end; its value, or its error raised."""
-    if not post(route, call):  # the common case sends without a coroutine of its own
-        await _wait_for_room(route, call)
+def send_and_wait(route: Route, call: Call) -> Awaitable[Any]:
+    """Send ``call``; the awaitable of its end (its value, or its error raised).
+
+    Not a coroutine of its own: in the common case (room in the inbox) the call is sent
+    here and the caller awaits ``call.wait()`` directly, one frame less per call in
+    flight (100,000 calls in flight hold 100,000 of them).
+    """
+    if post(route, call):
+        return call.wait()
+    return _send_then_wait(route, call)
+
+
+async def _send_then_wait(route: Route, call: Call) -> Any:
+    await _wait_for_room(route, call)
     return await call.wait()
 
 
