@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import trio
 
+from ..actors.call import Call
 from ..actors.stats import ToolStats
 from ..events import Event
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
@@ -135,9 +136,17 @@ class Supervisor:
         timeout: float | None = None,
     ) -> Any:
         """Run ``tool`` with ``args``; return its value or raise (as the trio ``execute``)."""
-        return await self._call(
-            functools.partial(self._sup.execute, tool, args, ctx, timeout=timeout)
-        )
+        # The trio Supervisor.execute, made in this asyncio task: the same route, Call and
+        # send path, the reply from the call's end (no trio task of the caller's).
+        self._guest.check_running()
+        sup = self._sup
+        route = sup._route(tool)
+        if route.spec.idempotent:  # the idempotency cache's claims wait in trio
+            return await self._call(
+                functools.partial(sup.execute, tool, args, ctx, timeout=timeout)
+            )
+        call = Call.new(route.spec, route.counters, args, ctx, timeout, sup._observer)
+        return await self._guest.send_and_wait(route, call, nursery=self._calls)
 
     async def submit(
         self,
