@@ -49,49 +49,61 @@ __all__ = ["Guest", "wait_through_cancellation"]
 
 T = TypeVar("T")
 
-#: How long the guest run keeps polling the host loop after a crossing, before it parks
-#: in its I/O thread, when crossings come at least that often (see HostClock).
+#: Crossings between asyncio and trio closer than this on average (seconds) keep the guest
+#: run polling the host loop after each one, instead of parking in its I/O thread.
 SPIN_S = 0.0005
+
+#: How many idle scheduler passes the guest run polls for after such a crossing.
+SPIN_PASSES = 64
 
 
 class HostClock(trio.abc.Clock):
-    """trio's clock for the guest run: ``perf_counter``, with a short spin after crossings.
+    """trio's clock for the guest run: ``perf_counter``, with short spins after crossings.
 
     An idle trio guest parks in a worker thread (its I/O wait), and waking it from the
-    host loop then costs two thread hand-offs, about 100 us here: more than the rest of a
-    call. When crossings between asyncio and trio come in quick succession (their average
-    gap below ``SPIN_S``), this clock tells trio for ``SPIN_S`` after each one that it has
-    no time to sleep, so trio polls from the host loop's callbacks instead of parking and
-    the next crossing costs no hand-off. When crossings are rarer (tools that wait on the
-    network), it never spins: polling would then cost more CPU than the hand-offs.
+    host loop then costs two thread hand-offs (about 100 us here, more on a busy
+    machine): more than the rest of a call. When crossings between asyncio and trio come
+    in quick succession (their average gap below ``SPIN_S``), this clock tells trio, for
+    the next ``SPIN_PASSES`` idle scheduler passes after each crossing, that it has no
+    time to sleep: trio polls from the host loop's callbacks instead of parking, and the
+    next crossing costs no hand-off. The spin is counted in passes, not seconds, so a
+    process that is preempted mid-spin does not find it expired on return, and what a
+    spin costs is bounded (one guest tick per pass, whatever the time between them).
+    When crossings are rarer (tools that wait on the network), it never spins: polling
+    would then cost more CPU than the hand-offs.
     """
 
-    def __init__(self) -> None:
-        self.hot_until = 0.0
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self.now = now
+        self.spins = 0  # idle passes left to poll for
         self._last = 0.0
         self._gap = 1.0  # moving average of the seconds between crossings
 
     def touch(self) -> None:
         """A crossing happened."""
-        now = time.perf_counter()
-        self._gap = 0.8 * self._gap + 0.2 * (now - self._last)
+        now = self.now()
+        # one long pause (a preempted process) weighs no more than a few short gaps
+        self._gap = 0.8 * self._gap + 0.2 * min(now - self._last, 4 * SPIN_S)
         self._last = now
         if self._gap < SPIN_S:
-            self.hot_until = now + SPIN_S
+            self.spins = SPIN_PASSES
 
     def start_clock(self) -> None:
         """Nothing to start: the clock is ``time.perf_counter``."""
 
     def current_time(self) -> float:
         """Seconds on ``time.perf_counter``."""
-        return time.perf_counter()
+        return self.now()
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        """How long trio may sleep until ``deadline``: 0 while spinning."""
-        now = time.perf_counter()
-        if now < self.hot_until:
+        """How long trio may sleep until ``deadline``: 0 while spinning.
+
+        trio asks this once per scheduler pass that finds no task runnable.
+        """
+        if self.spins > 0:
+            self.spins -= 1
             return 0.0
-        return deadline - now
+        return deadline - self.now()
 
 
 async def wait_through_cancellation(fut: asyncio.Future[T]) -> tuple[T, BaseException | None]:
