@@ -1,8 +1,10 @@
 """The asyncio face of the supervisor: ``toolvisor.aio.open_supervisor``.
 
 The trio :class:`toolvisor.Supervisor` runs unchanged, as a task of the loop's trio guest
-run (see ``_guest``). This class forwards each coroutine of its API into that run and
-hands the outcome back to the asyncio caller; its plain methods (``stats``, ``tools``,
+run (see ``_guest``). ``execute`` makes its call in the asyncio caller's task and sends
+it through the trio supervisor's own send path (``Guest.send_and_wait``); this class
+forwards each other coroutine of its API into that run and hands the outcome back to
+the asyncio caller; its plain methods (``stats``, ``tools``,
 ``function_schemas``, ``subscribe``) read the trio supervisor directly, which is safe
 because both sides run in the same thread and never at the same time.
 """
