@@ -9,20 +9,29 @@ Crossing between the two needs no thread: both run in the loop's thread and neve
 same time (a trio scheduler pass is one asyncio callback), so
 
 - asyncio code spawns, reschedules and cancels trio tasks directly (``start_soon``,
-  ``trio.lowlevel.reschedule``, ``CancelScope.cancel``); in guest mode trio then makes
-  sure a scheduler pass follows (waking its I/O wait if it was parked there);
+  ``trio.lowlevel.reschedule``, ``CancelScope.cancel``), and reads trio's clock; in guest
+  mode trio then makes sure a scheduler pass follows (waking its I/O wait if it was
+  parked there);
 - trio code sets asyncio futures and creates asyncio tasks directly.
 
-:meth:`Guest.call` runs a trio coroutine function for an asyncio caller with *exactly one*
-outcome: the function's value or exception, or the caller's own ``CancelledError``. An
-asyncio caller cancelled while its trio side runs cancels that side (a trio cancel scope)
-and waits until it has ended, so whatever the trio side counts (a cancelled call) is
-counted before the caller sees its ``CancelledError``.
+:meth:`Guest.send_and_wait` is a tool call's path: the asyncio caller makes its
+:class:`~toolvisor.actors.call.Call` and puts it into the tool's inbox itself (the one
+send path, ``supervisor.calls.post``), and the call's end (``Call.on_end``) resolves the
+caller's asyncio future: no trio task of the caller's, no crossing but the actor's own
+scheduler pass. Only a call that must wait (for a rate-limit token, or for room in a full
+inbox) waits in a trio task.
+
+:meth:`Guest.call` runs any other trio coroutine function for an asyncio caller with
+*exactly one* outcome: the function's value or exception, or the caller's own
+``CancelledError``. An asyncio caller cancelled while its trio side runs cancels that
+side (a trio cancel scope) and waits until it has ended, so whatever the trio side counts
+(a cancelled call) is counted before the caller sees its ``CancelledError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -31,55 +40,70 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from ..actors.call import Call, CallState
 from ..errors import SupervisorClosedError
+from ..supervisor.calls import _wait_for_room, post
+from ..supervisor.restarts import Route
 
 __all__ = ["Guest", "wait_through_cancellation"]
 
 T = TypeVar("T")
 
-#: How long the guest run keeps polling the host loop after a crossing, before it parks
-#: in its I/O thread, when crossings come at least that often (see HostClock).
+#: Crossings between asyncio and trio closer than this on average (seconds) keep the guest
+#: run polling the host loop after each one, instead of parking in its I/O thread.
 SPIN_S = 0.0005
+
+#: How many idle scheduler passes the guest run polls for after such a crossing.
+SPIN_PASSES = 64
 
 
 class HostClock(trio.abc.Clock):
-    """trio's clock for the guest run: ``perf_counter``, with a short spin after crossings.
+    """trio's clock for the guest run: ``perf_counter``, with short spins after crossings.
 
     An idle trio guest parks in a worker thread (its I/O wait), and waking it from the
-    host loop then costs two thread hand-offs, about 100 us here: more than the rest of a
-    call. When crossings between asyncio and trio come in quick succession (their average
-    gap below ``SPIN_S``), this clock tells trio for ``SPIN_S`` after each one that it has
-    no time to sleep, so trio polls from the host loop's callbacks instead of parking and
-    the next crossing costs no hand-off. When crossings are rarer (tools that wait on the
-    network), it never spins: polling would then cost more CPU than the hand-offs.
+    host loop then costs two thread hand-offs (about 100 us here, more on a busy
+    machine): more than the rest of a call. When crossings between asyncio and trio come
+    in quick succession (their average gap below ``SPIN_S``), this clock tells trio, for
+    the next ``SPIN_PASSES`` idle scheduler passes after each crossing, that it has no
+    time to sleep: trio polls from the host loop's callbacks instead of parking, and the
+    next crossing costs no hand-off. The spin is counted in passes, not seconds, so a
+    process that is preempted mid-spin does not find it expired on return, and what a
+    spin costs is bounded (one guest tick per pass, whatever the time between them).
+    When crossings are rarer (tools that wait on the network), it never spins: polling
+    would then cost more CPU than the hand-offs.
     """
 
-    def __init__(self) -> None:
-        self.hot_until = 0.0
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
+        self.now = now
+        self.spins = 0  # idle passes left to poll for
         self._last = 0.0
         self._gap = 1.0  # moving average of the seconds between crossings
 
     def touch(self) -> None:
         """A crossing happened."""
-        now = time.perf_counter()
-        self._gap = 0.8 * self._gap + 0.2 * (now - self._last)
+        now = self.now()
+        # one long pause (a preempted process) weighs no more than a few short gaps
+        self._gap = 0.8 * self._gap + 0.2 * min(now - self._last, 4 * SPIN_S)
         self._last = now
         if self._gap < SPIN_S:
-            self.hot_until = now + SPIN_S
+            self.spins = SPIN_PASSES
 
     def start_clock(self) -> None:
         """Nothing to start: the clock is ``time.perf_counter``."""
 
     def current_time(self) -> float:
         """Seconds on ``time.perf_counter``."""
-        return time.perf_counter()
+        return self.now()
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        """How long trio may sleep until ``deadline``: 0 while spinning."""
-        now = time.perf_counter()
-        if now < self.hot_until:
+        """How long trio may sleep until ``deadline``: 0 while spinning.
+
+        trio asks this once per scheduler pass that finds no task runnable.
+        """
+        if self.spins > 0:
+            self.spins -= 1
             return 0.0
-        return deadline - now
+        return deadline - self.now()
 
 
 async def wait_through_cancellation(fut: asyncio.Future[T]) -> tuple[T, BaseException | None]:
@@ -129,6 +153,35 @@ class _Call:
             self.waiter.set_result(None)
 
 
+class _Reply:
+    """An asyncio caller's wait for the end of the Call it sent (see ``send_and_wait``).
+
+    Chained to the call's end (``Call.on_end``, after an observer's hook if the call has
+    one): the end resolves ``future`` with None (the reply is the call's own outcome), or
+    the guest run ending under the call resolves it with ``SupervisorClosedError``.
+    """
+
+    __slots__ = ("chained", "future")
+
+    def __init__(self, future: asyncio.Future[outcome.Outcome[Any] | None], call: Call) -> None:
+        self.future = future
+        self.chained = call.on_end
+        call.on_end = self.ended
+
+    def ended(self, call: Call) -> None:
+        chained = self.chained
+        if chained is not None:
+            self.chained = None
+            chained(call)
+        if not self.future.done():
+            self.future.set_result(None)
+
+    def finish(self, result: outcome.Outcome[Any]) -> None:
+        """The guest run ended before the call did."""
+        if not self.future.done():
+            self.future.set_result(result)
+
+
 class Guest:
     """The trio guest run hosted by one asyncio loop (see the module docstring)."""
 
@@ -144,7 +197,7 @@ class Guest:
         self.ended: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
         self._nursery: trio.Nursery | None = None
         self._stop: trio.Event | None = None
-        self._calls: set[_Call] = set()
+        self._calls: set[_Call | _Reply] = set()
         self.clock = HostClock()
         try:
             trio.lowlevel.start_guest_run(
@@ -230,6 +283,47 @@ class Guest:
         assert self._nursery is not None  # ready is set only once the nursery is open
         self._nursery.start_soon(fn, *args)
 
+    def check_running(self) -> None:
+        """Raise SupervisorClosedError once the guest run has ended."""
+        if self.ended.done():
+            raise SupervisorClosedError()
+
+    async def send_and_wait(
+        self, route: Route, call: Call, *, nursery: trio.Nursery | None = None
+    ) -> Any:
+        """``supervisor.calls.send_and_wait`` for an asyncio caller, in its own task.
+
+        ``call`` (made here, with ``Call.new``) goes into ``route``'s inbox now; a call
+        that must wait for a rate-limit token or for room waits in a trio task (of
+        ``nursery``). The call's end answers the caller; past the call's deadline it times
+        out (``ToolTimeoutError``, its running attempt cancelled), and an asyncio caller
+        cancelled meanwhile ends it as cancelled (counted, its running attempt cancelled)
+        before its ``CancelledError`` comes out. Returns the call's value or raises its
+        error, as the trio ``send_and_wait``.
+        """
+        loop = self.loop
+        reply = _Reply(loop.create_future(), call)
+        self.clock.touch()
+        if not post(route, call):  # raises what post() raises, the call ended with it
+            await self.call(_wait_for_room, route, call, nursery=nursery)
+        timer = None
+        if call.deadline != math.inf and call.state != CallState.DONE:
+            delay = call.deadline - trio.current_time()
+            timer = loop.call_at(loop.time() + delay, call.time_out)
+        self._calls.add(reply)
+        try:
+            result = await reply.future
+        except asyncio.CancelledError:
+            call.cancel()  # a no-op if it ended already
+            raise
+        finally:
+            self._calls.discard(reply)
+            if timer is not None:
+                timer.cancel()
+        if result is not None:
+            return result.unwrap()
+        return call.result()
+
     async def call(
         self, fn: Callable[..., Awaitable[T]], *args: Any, nursery: trio.Nursery | None = None
     ) -> T:
@@ -238,8 +332,7 @@ class Guest:
         Returns its value or raises its exception. Cancelling the asyncio caller cancels
         the trio task, and the caller's ``CancelledError`` comes out once it has ended.
         """
-        if self.ended.done():
-            raise SupervisorClosedError()
+        self.check_running()
         call = _Call(self.loop.create_future())
         self._calls.add(call)
         self.clock.touch()

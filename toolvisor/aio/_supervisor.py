@@ -1,8 +1,10 @@
 """The asyncio face of the supervisor: ``toolvisor.aio.open_supervisor``.
 
 The trio :class:`toolvisor.Supervisor` runs unchanged, as a task of the loop's trio guest
-run (see ``_guest``). This class forwards each coroutine of its API into that run and
-hands the outcome back to the asyncio caller; its plain methods (``stats``, ``tools``,
+run (see ``_guest``). ``execute`` makes its call in the asyncio caller's task and sends
+it through the trio supervisor's own send path (``Guest.send_and_wait``); this class
+forwards each other coroutine of its API into that run and hands the outcome back to
+the asyncio caller; its plain methods (``stats``, ``tools``,
 ``function_schemas``, ``subscribe``) read the trio supervisor directly, which is safe
 because both sides run in the same thread and never at the same time.
 """
@@ -19,6 +21,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import trio
 
+from ..actors.call import Call
 from ..actors.stats import ToolStats
 from ..events import Event
 from ..policies.budget import RetryBudget
@@ -144,9 +147,17 @@ class Supervisor:
         timeout: float | None = None,
     ) -> Any:
         """Run ``tool`` with ``args``; return its value or raise (as the trio ``execute``)."""
-        return await self._call(
-            functools.partial(self._sup.execute, tool, args, ctx, timeout=timeout)
-        )
+        # The trio Supervisor.execute, made in this asyncio task: the same route, Call and
+        # send path, the reply from the call's end (no trio task of the caller's).
+        self._guest.check_running()
+        sup = self._sup
+        route = sup._route(tool)
+        if route.spec.idempotent:  # the idempotency cache's claims wait in trio
+            return await self._call(
+                functools.partial(sup.execute, tool, args, ctx, timeout=timeout)
+            )
+        call = Call.new(route.spec, route.counters, args, ctx, timeout, sup._observer)
+        return await self._guest.send_and_wait(route, call, nursery=self._calls)
 
     async def submit(
         self,

@@ -14,7 +14,6 @@ import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-import outcome
 import trio
 
 from ..actors.pipeline import make_invoker
@@ -25,23 +24,31 @@ __all__ = ["on_asyncio"]
 TrioTool = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
 
 
-class _Waker:
-    """Wakes the parked attempt exactly once, when its asyncio task has ended."""
+class _Attempt:
+    """One attempt: its asyncio task, and the trio task parked until that task has ended."""
 
-    __slots__ = ("task", "touch", "woken")
+    __slots__ = ("parked", "task", "touch", "woken")
 
-    def __init__(self, task: trio.lowlevel.Task, touch: Callable[[], None]) -> None:
-        self.task = task
+    def __init__(self, parked: trio.lowlevel.Task, touch: Callable[[], None]) -> None:
+        self.parked = parked
         self.touch = touch
         self.woken = False
+        self.task: asyncio.Task[Any] | None = None
 
     def wake(self, _: object = None) -> None:
+        """The asyncio task has ended: reschedule the parked trio task, exactly once."""
         # Runs in the loop's thread between trio's scheduler passes: rescheduling is
         # safe, and trio makes sure a pass follows.
         if not self.woken:
             self.woken = True
             self.touch()
-            trio.lowlevel.reschedule(self.task, outcome.Value(None))
+            trio.lowlevel.reschedule(self.parked)
+
+    def abort(self, _: object) -> trio.lowlevel.Abort:
+        """trio cancels the attempt: cancel the asyncio task, and keep waiting for it."""
+        assert self.task is not None
+        self.task.cancel()
+        return trio.lowlevel.Abort.FAILED  # wake() reschedules once the task has ended
 
 
 def on_asyncio(
@@ -60,7 +67,7 @@ def on_asyncio(
     """
     invoke = make_invoker(fn, tool_name)
 
-    async def body(args: Mapping[str, Any], ctx: ExecutionContext, waker: _Waker) -> Any:
+    async def body(args: Mapping[str, Any], ctx: ExecutionContext, attempt: _Attempt) -> Any:
         try:
             return await invoke(args, ctx)
         except RuntimeError as exc:
@@ -74,35 +81,26 @@ def on_asyncio(
         finally:
             # The task's last step: it is done before trio's next pass runs the attempt
             # (one loop iteration sooner than a done callback would wake it).
-            waker.wake()
+            attempt.wake()
 
     async def run_as_asyncio_task(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
-        waker = _Waker(trio.lowlevel.current_task(), touch)
-        task = loop.create_task(body(args, ctx, waker), context=context.copy())
+        attempt = _Attempt(trio.lowlevel.current_task(), touch)
+        task = attempt.task = loop.create_task(body(args, ctx, attempt), context=context.copy())
         # A task cancelled before its first step never runs body's finally.
-        task.add_done_callback(waker.wake)
-        return await _until_done(task, tool_name)
+        task.add_done_callback(attempt.wake)
+        # Parked until the task has ended; trio's cancellation cancels the task.
+        await trio.lowlevel.wait_task_rescheduled(attempt.abort)
+        # Whatever the task returned, an attempt cancelled meanwhile ends with trio's
+        # Cancelled: by the abort above, or (when the caller gave up in the same loop
+        # pass as the task ended, after its wake-up) now; its call then counts as
+        # cancelled only, never also as a success nobody received.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if task.cancelled():
+            raise RuntimeError(
+                f"tool {tool_name!r}: its asyncio task was cancelled from outside "
+                "toolvisor (Task.cancel() by other code, or the event loop shutting down)"
+            )
+        return task.result()
 
     run_as_asyncio_task.__qualname__ = f"on_asyncio({getattr(fn, '__qualname__', fn)!r})"
     return run_as_asyncio_task
-
-
-async def _until_done(task: asyncio.Task[Any], tool_name: str) -> Any:
-    """Park this trio task until ``task`` has ended; trio's cancellation cancels it."""
-
-    def abort(_: object) -> trio.lowlevel.Abort:
-        task.cancel()
-        return trio.lowlevel.Abort.FAILED  # keep waiting: the waker reschedules
-
-    await trio.lowlevel.wait_task_rescheduled(abort)
-    # The task has ended. Whatever it returned, an attempt cancelled meanwhile ends with
-    # trio's Cancelled: by the abort above, or (when the caller gave up in the same loop
-    # pass as the task ended, after its wake-up) now; its call then counts as cancelled
-    # only, never also as a success nobody received.
-    await trio.lowlevel.checkpoint_if_cancelled()
-    if task.cancelled():
-        raise RuntimeError(
-            f"tool {tool_name!r}: its asyncio task was cancelled from outside toolvisor "
-            "(Task.cancel() by other code, or the event loop shutting down)"
-        )
-    return task.result()
