@@ -126,6 +126,11 @@ def test_every_event_type_has_its_record_fields() -> None:
         tv.ToolFailed("t", 4, "E()", 4.0, "E"),
         tv.ResultNotStored("t", "k", "not JSON", 5.0),
         tv.CallFailed("t", "rejected", "CircuitOpenError", "CircuitOpenError()", 0, 6.0),
+        tv.BudgetExhausted("t", 7.0),
+        tv.RateLimited("t", 0.25, 8.0),
+        tv.FallbackUsed("t", "E()", 9.0),
+        tv.HedgeLaunched("t", 2, 10.0),
+        tv.ConcurrencyLimitChanged("t", 8, 4, 11.0),
     ]
     reserved = set(logging.LogRecord("n", 0, "", 0, "", None, None).__dict__) | {"message"}
     for event in events:
@@ -141,6 +146,11 @@ def test_every_event_type_has_its_record_fields() -> None:
         "tool_failed",
         "result_not_stored",
         "call_failed",
+        "budget_exhausted",
+        "rate_limited",
+        "fallback_used",
+        "hedge_launched",
+        "concurrency_limit_changed",
     ]
 
 

@@ -19,8 +19,13 @@ from typing import Any, Protocol
 from .events import (
     ActorRestarted,
     BreakerTransition,
+    BudgetExhausted,
     CallFailed,
+    ConcurrencyLimitChanged,
     Event,
+    FallbackUsed,
+    HedgeLaunched,
+    RateLimited,
     ResultNotStored,
     RetryScheduled,
     ToolFailed,
@@ -47,7 +52,12 @@ def event_record(event: Event) -> tuple[int, str, dict[str, Any]]:
       ``restarts``, ``error_type``, ``error``;
     * ``call_failed`` (INFO): ``outcome`` (``failed`` or ``rejected``), ``attempts``,
       ``error_type``, ``error``;
-    * ``result_not_stored`` (ERROR): ``key``, ``reason``.
+    * ``result_not_stored`` (ERROR): ``key``, ``reason``;
+    * ``budget_exhausted`` (WARNING: a retry was skipped);
+    * ``rate_limited`` (INFO): ``retry_after_s``;
+    * ``fallback_used`` (INFO): ``error`` (the error replaced);
+    * ``hedge_launched`` (INFO): ``attempt``;
+    * ``concurrency_limit_changed`` (INFO): ``old_limit``, ``new_limit``.
     """
     fields: dict[str, Any] = {"tool": event.tool, "at": event.at}
     if isinstance(event, RetryScheduled):
@@ -96,6 +106,24 @@ def event_record(event: Event) -> tuple[int, str, dict[str, Any]]:
     if isinstance(event, ResultNotStored):
         fields.update(event="result_not_stored", key=event.key, reason=event.reason)
         return logging.ERROR, f"tool {event.tool!r}: result not stored: {event.reason}", fields
+    if isinstance(event, BudgetExhausted):
+        fields["event"] = "budget_exhausted"
+        message = f"tool {event.tool!r}: retry budget exhausted; the retry was skipped"
+        return logging.WARNING, message, fields
+    if isinstance(event, RateLimited):
+        fields.update(event="rate_limited", retry_after_s=event.retry_after)
+        message = f"tool {event.tool!r}: rate limited (a token in {event.retry_after:.3g} s)"
+        return logging.INFO, message, fields
+    if isinstance(event, FallbackUsed):
+        fields.update(event="fallback_used", error=event.error)
+        return logging.INFO, f"tool {event.tool!r}: fallback answered {event.error}", fields
+    if isinstance(event, HedgeLaunched):
+        fields.update(event="hedge_launched", attempt=event.attempt)
+        return logging.INFO, f"tool {event.tool!r}: hedged attempt {event.attempt}", fields
+    if isinstance(event, ConcurrencyLimitChanged):
+        fields.update(event="concurrency_limit_changed", old_limit=event.old, new_limit=event.new)
+        message = f"tool {event.tool!r}: concurrency limit {event.old} -> {event.new}"
+        return logging.INFO, message, fields
     fields["event"] = type(event).__name__  # an event type added later: still one record
     return logging.INFO, f"tool {event.tool!r}: {type(event).__name__}", fields
 
