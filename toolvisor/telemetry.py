@@ -32,6 +32,7 @@ try:
     from opentelemetry import metrics, propagate, trace
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - the extra is not installed
     raise ImportError(
         "toolvisor.telemetry needs opentelemetry-api: pip install 'toolvisor[otel]'"
@@ -59,6 +60,9 @@ __all__ = [
     "extract_context",
     "inject_context",
     "instrument",
+    "is_instrumented",
+    "remote_context",
+    "remote_fields",
     "require_prometheus",
     "serve_prometheus",
     "uninstrument",
@@ -614,6 +618,44 @@ def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
     if not isinstance(carrier, Mapping):
         raise TypeError(f"carrier must be a mapping of str to str, got {type(carrier).__name__}")
     return propagate.extract(dict(carrier))
+
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def remote_fields() -> dict[str, str]:
+    """The caller's current span as W3C ``traceparent`` and ``tracestate`` fields.
+
+    What ``toolvisor.open_remote`` puts in a call's message; empty when no span is
+    current (nothing to join). Always W3C trace context, whatever propagator the
+    application set globally (the message's fields are named after it).
+    """
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier
+
+
+def remote_context(traceparent: str, tracestate: str = "") -> otel_context.Context | None:
+    """The context a worker runs a remote call under, from its message's W3C fields.
+
+    None when ``traceparent`` is empty or malformed (the call starts a trace of its own).
+    """
+    if not traceparent:
+        return None
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    context = _W3C.extract(carrier)
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def is_instrumented(sup: Supervisor) -> bool:
+    """Whether ``sup`` is instrumented now (by :func:`instrument` or :func:`serve_prometheus`)."""
+    ref = _INSTRUMENTED.get(sup)
+    instrumentation = None if ref is None else ref()
+    return instrumentation is not None and instrumentation.active
 
 
 # ---------------------------------------------------------------------- Prometheus
