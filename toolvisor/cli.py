@@ -275,6 +275,14 @@ def _build_parser() -> _Parser:
         metavar="S",
         help="on SIGTERM, how long held calls may take before they are handed back (default 10)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve the worker's tool metrics for Prometheus on http://127.0.0.1:PORT/metrics "
+        "(0: any free port; needs toolvisor[prometheus]; see docs/telemetry.md)",
+    )
 
     commands.add_parser(
         "bench",
@@ -523,6 +531,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from ._target import TargetError, load_target
     from .remote import WorkerOptions, run_worker
     from .remote._redis import redact, redis_errors
+    from .remote._run import MetricsPortError
     from .remote._wire import check_namespace
 
     try:
@@ -537,6 +546,13 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         import coredis  # noqa: F401
     except ImportError:
         raise UsageError("the worker needs coredis: pip install 'toolvisor[remote]'") from None
+    if args.metrics_port is not None:
+        try:
+            from .telemetry import require_prometheus
+
+            require_prometheus()
+        except ImportError as exc:
+            raise UsageError(f"--metrics-port: {exc}") from None
     try:
         target = load_target(args.target)
     except TargetError as exc:
@@ -558,12 +574,21 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if worker.metrics_url is not None:
+            print(
+                f"toolvisor worker {worker.worker_id}: metrics on {worker.metrics_url}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
-        serve = functools.partial(run_worker, on_ready=ready)
+        serve = functools.partial(run_worker, on_ready=ready, metrics_port=args.metrics_port)
         worker = trio.run(serve, target, args.redis, options)
     except TargetError as exc:
         raise UsageError(str(exc)) from None
+    except MetricsPortError as exc:  # an OSError, but not Redis's
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except redis_errors() as exc:
         print(f"{_PROG}: error: Redis at {redact(args.redis)}: {exc}", file=sys.stderr)
         return 1

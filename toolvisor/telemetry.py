@@ -17,6 +17,8 @@ the program. The table of names, units and attributes is in docs/telemetry.md.
 from __future__ import annotations
 
 import importlib
+import itertools
+import math
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -30,12 +32,14 @@ try:
     from opentelemetry import metrics, propagate, trace
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - the extra is not installed
     raise ImportError(
         "toolvisor.telemetry needs opentelemetry-api: pip install 'toolvisor[otel]'"
     ) from exc
 
 from .actors.call import Call
+from .actors.stats import ToolStats
 from .errors import ToolvisorError
 from .events import (
     ActorRestarted,
@@ -57,6 +61,9 @@ __all__ = [
     "extract_context",
     "inject_context",
     "instrument",
+    "is_instrumented",
+    "remote_context",
+    "remote_fields",
     "require_prometheus",
     "serve_prometheus",
     "uninstrument",
@@ -92,6 +99,10 @@ _KEYS: Mapping[int, tuple[str, ...]] = {
     4: ("tool", "attempt.number", "attempt.handled", "error.type"),
 }
 _BREAKER_STATES = ("closed", "half_open", "open")
+_EventKey = tuple[str, str, str | None]  # (tool, event name, breaker state or None)
+_SERIALS = itertools.count()
+#: How long a no-op tracer is believed before it is asked again (seconds).
+_NO_SPANS_S = 1.0
 _EVENT_NAMES: Mapping[type, str] = {
     RetryScheduled: "retry_scheduled",
     BreakerTransition: "breaker_transition",
@@ -101,8 +112,11 @@ _EVENT_NAMES: Mapping[type, str] = {
     CallFailed: "call_failed",
 }
 
-# The supervisors instrumented now, and their instrumentation.
-_INSTRUMENTED: weakref.WeakKeyDictionary[Supervisor, Instrumentation] = weakref.WeakKeyDictionary()
+# The supervisors instrumented now, and their instrumentation (weakly: the supervisor
+# holds its instrumentation, which holds the supervisor through its subscription).
+_INSTRUMENTED: weakref.WeakKeyDictionary[Supervisor, weakref.ref[Instrumentation]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def error_type(error: BaseException) -> str:
@@ -116,14 +130,14 @@ def error_type(error: BaseException) -> str:
 class _Trace:
     """What the instrumentation keeps on one call (``Call.trace``)."""
 
-    __slots__ = ("attempt", "attempt_started", "recording", "span")
+    __slots__ = ("attempt", "attempt_started", "span")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span | None) -> None:
+        #: The call's span; None when the tracer records nothing (then no attempt spans).
         self.span = span
-        # A no-op tracer's span: no attempt spans are made (they would be no-ops too).
-        self.recording = span.is_recording()
-        self.attempt: Span | None = None  # the running attempt's span (None: none runs)
-        self.attempt_started = 0.0
+        self.attempt: Span | None = None  # the running attempt's span
+        #: trio time the running attempt started; None while no attempt runs.
+        self.attempt_started: float | None = None
 
 
 class Instrumentation:
@@ -131,8 +145,13 @@ class Instrumentation:
 
     It is the supervisor's call observer (the hooks of
     ``toolvisor.actors.observer.CallObserver``) and an event subscriber. Its hooks run
-    in trio's thread; the gauges' callbacks in the metric reader's (they read
-    ``Supervisor.stats``, and report nothing for a tool that goes away meanwhile).
+    in trio's thread; the observable instruments' callbacks in the metric reader's (they
+    read ``Supervisor.stats`` and the instrumentation's own event counts, and report
+    nothing for a tool that goes away meanwhile).
+
+    What a call costs: two synchronous histogram records (the call's duration and its
+    attempt's) and, when the tracer records, its spans. Everything counted (the events)
+    is counted in plain integers here and read by the SDK when it collects.
     """
 
     def __init__(
@@ -148,45 +167,19 @@ class Instrumentation:
         self._active = True
         self._current: Call | None = None  # the call the actor works on (span events)
         self._cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-        meter = metrics.get_meter(_SCOPE, __version__, meter_provider)
+        self._names: dict[str, tuple[str, str]] = {}  # tool -> its span names
+        #: Events seen, by (tool, event name, breaker state or None): the counter's values.
+        self.events: dict[_EventKey, int] = {}
+        self.serial = next(_SERIALS)
+        #: While the tracer is a no-op, call spans are not started until this trio time
+        #: (the tracer is asked again once a second: a global provider may be set later).
+        self._no_spans_until = -math.inf
+        self._on_end = self._call_ended  # one bound method, not one per call
         self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider)
-        self._call_duration = meter.create_histogram(
-            "toolvisor.call.duration",
-            unit="s",
-            description="Duration of tool calls, from the call to its end (queue wait, "
-            "every attempt and the waits between them).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
-        )
-        self._attempt_duration = meter.create_histogram(
-            "toolvisor.attempt.duration",
-            unit="s",
-            description="Duration of the attempts that ran a tool.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
-        )
-        self._events = meter.create_counter(
-            "toolvisor.events",
-            unit="{event}",
-            description="Supervisor events: retries, breaker transitions, restarts, "
-            "results not stored.",
-        )
-        meter.create_observable_gauge(
-            "toolvisor.breaker.state",
-            callbacks=[self._observe_breakers],
-            unit="1",
-            description="1 for each tool's current circuit breaker state, 0 for the others.",
-        )
-        meter.create_observable_gauge(
-            "toolvisor.in_flight",
-            callbacks=[self._observe_in_flight],
-            unit="{call}",
-            description="Calls each tool's actor holds now.",
-        )
-        meter.create_observable_gauge(
-            "toolvisor.queued",
-            callbacks=[self._observe_queued],
-            unit="{call}",
-            description="Calls waiting in each tool's inbox now.",
-        )
+        self._instruments = _Instruments.of(meter_provider)
+        self._call_duration = self._instruments.call_duration
+        self._attempt_duration = self._instruments.attempt_duration
+        self._instruments.join(self)
         self._unsubscribe = sup.subscribe(self._on_event)
         self._previous = sup.observe(self)
 
@@ -195,81 +188,115 @@ class Instrumentation:
         """True until :meth:`uninstrument`."""
         return self._active
 
+    @property
+    def alive(self) -> bool:
+        """True while the supervisor exists (the instrumentation holds it weakly)."""
+        return self._sup() is not None
+
     def uninstrument(self) -> None:
         """Stop observing: later calls and events are not recorded (idempotent).
 
-        Calls already made still end their spans and record their durations. The gauges
-        stay registered with the meter (OpenTelemetry cannot remove an instrument) and
-        report nothing from now on.
+        Calls already made still end their spans and record their durations. The
+        instruments stay registered with the meter (OpenTelemetry cannot remove an
+        instrument); the observable ones report nothing from now on.
         """
         if not self._active:
             return
         self._active = False
         self._unsubscribe()
+        self._instruments.leave(self)
         sup = self._sup()
         if sup is not None:
             sup.observe(self._previous)
-            if _INSTRUMENTED.get(sup) is self:
+            ref = _INSTRUMENTED.get(sup)
+            if ref is not None and ref() is self:
                 del _INSTRUMENTED[sup]
 
     # ------------------------------------------------------------------ call hooks
 
     def call_started(self, call: Call) -> None:
         """Open the call's span (child of the caller's current span)."""
-        tool = call.tool
-        span = self._tracer.start_span(
-            f"call {tool}", kind=SpanKind.INTERNAL, attributes=self._attributes(tool)
-        )
+        span = None
+        if call.started >= self._no_spans_until:
+            tool = call.tool
+            started = self._tracer.start_span(
+                self._span_names(tool)[0], None, SpanKind.INTERNAL, self._attributes(tool)
+            )
+            if started.is_recording():
+                span = started
+            elif started is trace.INVALID_SPAN:  # a no-op tracer (no SDK configured)
+                self._no_spans_until = call.started + _NO_SPANS_S
         call.trace = _Trace(span)
-        call.on_end = self._call_ended
+        call.on_end = self._on_end
 
     def call_running(self, call: Call) -> None:
         """The actor works on ``call``: breaker transitions go on its span."""
         self._current = call
 
     def attempt_started(self, call: Call) -> None:
-        """Open a child span of the call's for this attempt."""
+        """Note the attempt's start; open a child span of the call's for it."""
         self._current = call
         record: _Trace | None = call.trace
         if record is None:
             return  # made before instrument()
-        if record.recording:
+        span = record.span
+        if span is not None:
             record.attempt = self._tracer.start_span(
-                f"attempt {call.tool}",
-                context=trace.set_span_in_context(record.span),
-                kind=SpanKind.INTERNAL,
-                attributes={"tool": call.tool, "attempt.number": call.attempts},
+                self._span_names(call.tool)[1],
+                trace.set_span_in_context(span),
+                SpanKind.INTERNAL,
+                {"tool": call.tool, "attempt.number": call.attempts},
             )
-        else:
-            record.attempt = trace.INVALID_SPAN
         record.attempt_started = trio.current_time()
 
     def attempt_ended(
         self, call: Call, error: BaseException | None, retry_in: float | None
     ) -> None:
-        """Close the running attempt (if any); a retry becomes an event of the call."""
+        """Record the running attempt (if any); a retry becomes an event of the call."""
         self._current = call
         record: _Trace | None = call.trace
         if record is None:
             return
-        etype = None if error is None else error_type(error)
-        if retry_in is not None and record.recording:
-            record.span.add_event(
+        started = record.attempt_started
+        span = record.span
+        if error is None:
+            if started is None:
+                return
+            record.attempt_started = None
+            attributes = self._attributes(call.tool, call.attempts, False, None)
+            self._attempt_duration.record(trio.current_time() - started, attributes)
+            if span is not None:
+                self._end_attempt(record, attributes, failed=False)
+            return
+        etype = error_type(error)
+        if retry_in is not None and span is not None:
+            span.add_event(
                 "toolvisor.retry",
                 {"attempt.number": call.attempts, "retry.delay": retry_in, "error.type": etype},
             )
-        span = record.attempt
-        if span is None:
+        if started is None:
             return  # no attempt ran since the last one ended (a refused retry)
-        record.attempt = None
-        handled = error is not None and (retry_in is not None or self._retryable(call, error))
+        record.attempt_started = None
+        handled = retry_in is not None or self._retryable(call, error)
         attributes = self._attributes(call.tool, call.attempts, handled, etype)
-        self._attempt_duration.record(trio.current_time() - record.attempt_started, attributes)
-        if record.recording:
-            span.set_attributes(attributes)
-            if error is not None:
-                span.set_status(_ERROR)
-            span.end()
+        self._attempt_duration.record(trio.current_time() - started, attributes)
+        if span is not None:
+            self._end_attempt(record, attributes, failed=True)
+
+    @staticmethod
+    def _end_attempt(record: _Trace, attributes: dict[str, Any], *, failed: bool) -> None:
+        attempt, record.attempt = record.attempt, None
+        if attempt is not None:
+            attempt.set_attributes(attributes)
+            if failed:
+                attempt.set_status(_ERROR)
+            attempt.end()
+
+    def _span_names(self, tool: str) -> tuple[str, str]:
+        names = self._names.get(tool)
+        if names is None:
+            names = self._names[tool] = (f"call {tool}", f"attempt {tool}")
+        return names
 
     def _attributes(self, *key: Any) -> dict[str, Any]:
         """The attribute set of ``(tool)``, ``(tool, outcome, error type)`` or ``(tool,
@@ -310,20 +337,18 @@ class Instrumentation:
         result = call.outcome
         etype = error_type(result.error) if isinstance(result, outcome.Error) else None
         now = trio.current_time()
-        attempt = record.attempt
-        if attempt is not None:  # cut by the call's end: its deadline, caller, or crash
-            record.attempt = None
+        started = record.attempt_started
+        if started is not None:  # cut by the call's end: its deadline, caller, or crash
+            record.attempt_started = None
             cut = self._attributes(call.tool, call.attempts, False, etype or "cancelled")
-            self._attempt_duration.record(now - record.attempt_started, cut)
-            if record.recording:
-                attempt.set_attributes(cut)
-                attempt.set_status(_ERROR)
-                attempt.end()
+            self._attempt_duration.record(now - started, cut)
+            if record.span is not None:
+                self._end_attempt(record, cut, failed=True)
         attributes = self._attributes(call.tool, kind, etype)
         self._call_duration.record(now - call.started, attributes)
-        if not record.recording:
-            return
         span = record.span
+        if span is None:
+            return
         span.set_attributes(attributes)
         span.set_attribute("toolvisor.attempts", call.attempts)
         if call.cached:
@@ -338,22 +363,24 @@ class Instrumentation:
 
     def _on_event(self, event: Event) -> None:
         name = _EVENT_NAMES.get(type(event), type(event).__name__)
-        attributes: dict[str, Any] = {"tool": event.tool, "event.name": name}
+        state = None
         if isinstance(event, BreakerTransition):
-            attributes["breaker.state"] = event.new
+            state = event.new
             current = self._current
             if current is not None and current.tool == event.tool:
                 record = current.trace
-                if isinstance(record, _Trace):
+                if isinstance(record, _Trace) and record.span is not None:
                     record.span.add_event(
                         "toolvisor.breaker_transition",
                         {"breaker.from": event.old, "breaker.to": event.new},
                     )
-        self._events.add(1, attributes)
+        key = (event.tool, name, state)
+        self.events[key] = self.events.get(key, 0) + 1
 
-    # ------------------------------------------------------------------ gauges
+    # ------------------------------------------------------------------ readings
 
-    def _stats(self) -> Iterable[Any]:
+    def tool_stats(self) -> list[ToolStats]:
+        """A snapshot of every tool's stats (none once uninstrumented)."""
         sup = self._sup()
         if sup is None or not self._active:
             return []
@@ -369,22 +396,145 @@ class Instrumentation:
                 continue  # stopped meanwhile
         return stats
 
-    def _observe_breakers(self, _options: CallbackOptions) -> Iterable[Observation]:
+
+class _Instruments:
+    """The instruments of one meter provider, shared by the supervisors instrumented on it.
+
+    The SDK keeps one instrument per name and meter, with the callbacks given when it
+    was first created only: so each provider gets its instruments once, and the
+    observable ones read every supervisor instrumented on it, adding up what two
+    supervisors report under the same attributes (two tools of the same name). The
+    events of a supervisor uninstrumented or gone stay counted (a counter never goes
+    down).
+    """
+
+    _lock = threading.Lock()
+    _by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, meter_provider: metrics.MeterProvider | None) -> _Instruments:
+        provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+        with cls._lock:
+            instruments = cls._by_provider.get(provider)
+            if instruments is None:
+                instruments = cls._by_provider[provider] = cls(provider)
+            return instruments
+
+    def __init__(self, provider: metrics.MeterProvider) -> None:
+        from . import __version__
+
+        #: By serial: each member (weakly) and its event counts (kept when it goes).
+        self._members: dict[int, tuple[weakref.ref[Instrumentation], dict[_EventKey, int]]] = {}
+        self._retired: dict[_EventKey, int] = {}
+        meter = provider.get_meter(_SCOPE, __version__)
+        self.call_duration = meter.create_histogram(
+            "toolvisor.call.duration",
+            unit="s",
+            description="Duration of tool calls, from the call to its end (queue wait, "
+            "every attempt and the waits between them).",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self.attempt_duration = meter.create_histogram(
+            "toolvisor.attempt.duration",
+            unit="s",
+            description="Duration of the attempts that ran a tool.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        meter.create_observable_counter(
+            "toolvisor.events",
+            callbacks=[self._observe_events],
+            unit="{event}",
+            description="Supervisor events: retries, breaker transitions, restarts, "
+            "results not stored.",
+        )
+        meter.create_observable_gauge(
+            "toolvisor.breaker.state",
+            callbacks=[self._observe_breakers],
+            unit="1",
+            description="1 for each tool's current circuit breaker state, 0 for the others.",
+        )
+        meter.create_observable_gauge(
+            "toolvisor.in_flight",
+            callbacks=[self._observe_in_flight],
+            unit="{call}",
+            description="Calls each tool's actor holds now.",
+        )
+        meter.create_observable_gauge(
+            "toolvisor.queued",
+            callbacks=[self._observe_queued],
+            unit="{call}",
+            description="Calls waiting in each tool's inbox now.",
+        )
+
+    def join(self, member: Instrumentation) -> None:
+        with self._lock:
+            self._members[member.serial] = (weakref.ref(member), member.events)
+
+    def leave(self, member: Instrumentation) -> None:
+        with self._lock:
+            self._retire(member.serial)
+
+    def _retire(self, serial: int) -> None:
+        """Keep a member's event counts and forget it (the lock is held)."""
+        entry = self._members.pop(serial, None)
+        if entry is not None:
+            for key, count in entry[1].copy().items():
+                self._retired[key] = self._retired.get(key, 0) + count
+
+    def _snapshot(self) -> tuple[list[Instrumentation], dict[_EventKey, int]]:
+        """The live members (those gone are retired) and every event count: the retired
+        members' and the live ones'."""
+        with self._lock:
+            live = []
+            for serial, (ref, _events) in list(self._members.items()):
+                member = ref()
+                if member is None or not member.alive:
+                    self._retire(serial)
+                else:
+                    live.append(member)
+            counts = dict(self._retired)
+            for _ref, events in self._members.values():
+                for key, count in events.copy().items():  # one step: safe from any thread
+                    counts[key] = counts.get(key, 0) + count
+            return live, counts
+
+    def _observe_events(self, _options: CallbackOptions) -> Iterable[Observation]:
+        _members, counts = self._snapshot()
         observations = []
+        for (tool, name, state), count in counts.items():
+            attributes = {"tool": tool, "event.name": name}
+            if state is not None:
+                attributes["breaker.state"] = state
+            observations.append(Observation(count, attributes))
+        return observations
+
+    def _stats(self) -> list[ToolStats]:
+        members, _ = self._snapshot()
+        return [stats for member in members for stats in member.tool_stats()]
+
+    def _observe_breakers(self, _options: CallbackOptions) -> Iterable[Observation]:
+        values: dict[tuple[str, str], int] = {}
         for stats in self._stats():
             states: tuple[str, ...] = _BREAKER_STATES
             if stats.breaker_state not in states:
                 states = (*states, stats.breaker_state)
             for state in states:
-                value = 1 if state == stats.breaker_state else 0
-                observations.append(Observation(value, {"tool": stats.tool, "state": state}))
-        return observations
+                key = (stats.tool, state)
+                values[key] = values.get(key, 0) + (state == stats.breaker_state)
+        return [Observation(v, {"tool": t, "state": s}) for (t, s), v in values.items()]
 
     def _observe_in_flight(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.in_flight, {"tool": s.tool}) for s in self._stats()]
+        return self._by_tool((s.tool, s.in_flight) for s in self._stats())
 
     def _observe_queued(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(s.queued, {"tool": s.tool}) for s in self._stats()]
+        return self._by_tool((s.tool, s.queued) for s in self._stats())
+
+    @staticmethod
+    def _by_tool(pairs: Iterable[tuple[str, int]]) -> list[Observation]:
+        values: dict[str, int] = {}
+        for tool, value in pairs:
+            values[tool] = values.get(tool, 0) + value
+        return [Observation(v, {"tool": t}) for t, v in values.items()]
 
 
 def instrument(
@@ -412,7 +562,8 @@ def instrument(
 
     if not isinstance(sup, Supervisor):
         raise TypeError(f"instrument() takes a Supervisor, got {type(sup).__name__}")
-    if sup in _INSTRUMENTED:
+    ref = _INSTRUMENTED.get(sup)
+    if ref is not None and ref() is not None:
         raise ValueError(
             "this supervisor is instrumented already; call uninstrument(sup) before "
             "instrumenting it again"
@@ -420,13 +571,14 @@ def instrument(
     instrumentation = Instrumentation(
         sup, meter_provider=meter_provider, tracer_provider=tracer_provider
     )
-    _INSTRUMENTED[sup] = instrumentation
+    _INSTRUMENTED[sup] = weakref.ref(instrumentation)
     return instrumentation
 
 
 def uninstrument(sup: Supervisor) -> bool:
     """Stop recording ``sup``'s calls; False if it was not instrumented."""
-    instrumentation = _INSTRUMENTED.get(sup)
+    ref = _INSTRUMENTED.get(sup)
+    instrumentation = None if ref is None else ref()
     if instrumentation is None:
         return False
     instrumentation.uninstrument()
@@ -468,6 +620,44 @@ def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
     if not isinstance(carrier, Mapping):
         raise TypeError(f"carrier must be a mapping of str to str, got {type(carrier).__name__}")
     return propagate.extract(dict(carrier))
+
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def remote_fields() -> dict[str, str]:
+    """The caller's current span as W3C ``traceparent`` and ``tracestate`` fields.
+
+    What ``toolvisor.open_remote`` puts in a call's message; empty when no span is
+    current (nothing to join). Always W3C trace context, whatever propagator the
+    application set globally (the message's fields are named after it).
+    """
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier
+
+
+def remote_context(traceparent: str, tracestate: str = "") -> otel_context.Context | None:
+    """The context a worker runs a remote call under, from its message's W3C fields.
+
+    None when ``traceparent`` is empty or malformed (the call starts a trace of its own).
+    """
+    if not traceparent:
+        return None
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    context = _W3C.extract(carrier)
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def is_instrumented(sup: Supervisor) -> bool:
+    """Whether ``sup`` is instrumented now (by :func:`instrument` or :func:`serve_prometheus`)."""
+    ref = _INSTRUMENTED.get(sup)
+    instrumentation = None if ref is None else ref()
+    return instrumentation is not None and instrumentation.active
 
 
 # ---------------------------------------------------------------------- Prometheus

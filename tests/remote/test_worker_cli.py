@@ -22,6 +22,8 @@ OK = ["worker", "remote_tools:TOOLS", "--redis", "redis://h"]
         ([*OK, "--concurrency", "0"], "at least 1"),
         ([*OK, "--claim-idle-s", "-1"], "> 0"),
         ([*OK, "--max-deliveries", "x"], "whole number"),
+        ([*OK, "--metrics-port", "70000"], "must be a TCP port in 0-65535, got '70000'"),
+        ([*OK, "--metrics-port", "http"], "expected a TCP port number, got 'http'"),
     ],
 )  # fmt: skip
 def test_bad_input_names_the_problem(
@@ -45,5 +47,12 @@ def test_help_lists_the_worker(capsys: pytest.CaptureFixture[str]) -> None:
     assert "worker" in capsys.readouterr().out
     assert main(["worker", "--help"]) == 0
     out = capsys.readouterr().out
-    for option in ("--redis", "--namespace", "--concurrency", "--claim-idle-s", "--max-deliveries"):
+    for option in (
+        "--redis",
+        "--namespace",
+        "--concurrency",
+        "--claim-idle-s",
+        "--max-deliveries",
+        "--metrics-port",
+    ):
         assert option in out

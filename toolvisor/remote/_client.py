@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -228,7 +229,10 @@ class Remote:
             "deadline": "" if timeout is None else repr(time.time() + timeout),
             "timeout": "" if timeout is None else repr(float(timeout)),
             "traceparent": "",
+            "tracestate": "",
         }
+        if "opentelemetry.trace" in sys.modules:  # else no span can be current here
+            fields.update(_trace_fields())
         slot = _Slot(tool)
         self._pending[call_id] = slot
         try:
@@ -368,6 +372,13 @@ class Remote:
         self._pending.clear()
         with contextlib.suppress(*self._errors):
             await self._client.delete([self._reply_key])
+
+
+def _trace_fields() -> dict[str, str]:
+    """The caller's current span in W3C fields (empty without one)."""
+    from ..telemetry import remote_fields
+
+    return remote_fields()
 
 
 def _token(name: str) -> Any:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -15,7 +17,11 @@ from ._redis import open_client, redact, single_error
 from ._wire import Keys
 from ._worker import Worker, WorkerOptions
 
-__all__ = ["run_worker"]
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+    from ..telemetry import MetricsServer
+
+__all__ = ["MetricsPortError", "run_worker"]
 
 log = logging.getLogger("toolvisor.remote")
 
@@ -35,6 +41,11 @@ def _module_store(target: Target) -> IdempotencyStore | None:
     return store  # type: ignore[no-any-return]
 
 
+class MetricsPortError(OSError):
+    """The worker's metrics port cannot be listened on (in use, or not allowed): the
+    caller's choice of port."""
+
+
 async def run_worker(
     target: Target,
     url: str,
@@ -42,15 +53,24 @@ async def run_worker(
     *,
     on_ready: Callable[[Worker], None] | None = None,
     handle_signals: bool = True,
+    metrics_port: int | None = None,
 ) -> Worker:
     """Serve ``target``'s tools from the Redis at ``url`` until SIGTERM/SIGINT; return the worker.
 
     The supervisor's idempotency store is a :class:`~toolvisor.RedisStore` on the same
     URL, under the namespace's prefix, so every worker of the fleet shares it; a module
     that defines ``idempotency_store`` next to its tools gives its own instead.
+
+    ``metrics_port`` (the ``prometheus`` extra): serve the supervisor's metrics on
+    ``http://127.0.0.1:PORT/metrics`` while the worker runs (0: any free port; the
+    worker's ``metrics_url`` says which), as ``toolvisor.telemetry.serve_prometheus``.
+
+    Raises:
+        MetricsPortError: ``metrics_port`` cannot be listened on.
+        ImportError: ``metrics_port`` is given without the ``prometheus`` extra.
     """
     try:
-        return await _run(target, url, options, on_ready, handle_signals)
+        return await _run(target, url, options, on_ready, handle_signals, metrics_port)
     except BaseExceptionGroup as group:
         one = single_error(group)
         if one is not None:
@@ -64,6 +84,7 @@ async def _run(
     options: WorkerOptions,
     on_ready: Callable[[Worker], None] | None,
     handle_signals: bool,
+    metrics_port: int | None,
 ) -> Worker:
     keys = Keys(options.namespace)
     own = _module_store(target)
@@ -72,24 +93,56 @@ async def _run(
         async with open_client(url) as client, open_supervisor(idempotency_store=store) as sup:
             await spawn_target(sup, target)
             worker = Worker(client, sup, options)
-            async with trio.open_nursery() as nursery:
-                await nursery.start(worker.serve)
-                if handle_signals:
-                    nursery.start_soon(_stop_on_signal, worker)
-                log.info(
-                    "worker %s serving %s from %s (namespace %r)",
-                    worker.worker_id,
-                    ", ".join(worker.tools),
-                    redact(url),
-                    options.namespace,
-                )
-                if on_ready is not None:
-                    on_ready(worker)
-                await _wait_stopped(worker, nursery)
+            with _metrics(sup, metrics_port) as metrics:
+                worker.metrics_url = None if metrics is None else metrics.url
+                await _serve(worker, on_ready, handle_signals, url, options)
     finally:
         if own is None:
             await store.aclose()
     return worker
+
+
+@contextlib.contextmanager
+def _metrics(sup: Supervisor, port: int | None) -> Iterator[MetricsServer | None]:
+    """The ``metrics_port`` endpoint while the worker runs (None without a port)."""
+    if port is None:
+        yield None
+        return
+    from ..telemetry import serve_prometheus
+
+    try:
+        server = serve_prometheus(sup, port)
+    except OSError as exc:
+        raise MetricsPortError(
+            f"--metrics-port {port}: cannot listen on it: {exc.strerror or exc}"
+        ) from exc
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def _serve(
+    worker: Worker,
+    on_ready: Callable[[Worker], None] | None,
+    handle_signals: bool,
+    url: str,
+    options: WorkerOptions,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.serve)
+        if handle_signals:
+            nursery.start_soon(_stop_on_signal, worker)
+        log.info(
+            "worker %s serving %s from %s (namespace %r)",
+            worker.worker_id,
+            ", ".join(worker.tools),
+            redact(url),
+            options.namespace,
+        )
+        if on_ready is not None:
+            on_ready(worker)
+        await _wait_stopped(worker, nursery)
 
 
 async def _stop_on_signal(worker: Worker) -> None:

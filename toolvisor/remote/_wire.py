@@ -12,8 +12,10 @@ A **call** (``XADD {ns}:call:{tool}``), fields:
 ``ctx``        ``{"tenant_id", "request_id", "metadata", "idempotency_key"}``, JSON
 ``deadline``   wall-clock deadline (seconds since the epoch), ``""`` for none
 ``timeout``    the caller's ``timeout=`` in seconds (for the error message), ``""`` for none
-``traceparent``  W3C trace context of the caller's span (``""`` when there is none);
-               carried for tracing, not read by toolvisor itself
+``traceparent``  W3C trace context of the caller's current span (``""`` when there is
+               none, or opentelemetry is not in use in the caller's process)
+``tracestate`` W3C ``tracestate`` of that span (``""`` when empty); an instrumented
+               worker's call span is a child of the caller's span
 
 A **reply** (``XADD {ns}:reply:{caller}``), fields: ``id`` (the call's), ``ok`` (``"1"``
 or ``"0"``), ``value`` (JSON, when ok) or ``error`` (JSON, see :func:`encode_error`),
@@ -219,7 +221,17 @@ def decode_error(text: str, *, tool: str) -> Exception:
 class IncomingCall:
     """A call as a worker reads it from its tool's stream (see the module docstring)."""
 
-    __slots__ = ("args", "call_id", "ctx", "deadline", "fields", "reply", "timeout", "traceparent")
+    __slots__ = (
+        "args",
+        "call_id",
+        "ctx",
+        "deadline",
+        "fields",
+        "reply",
+        "timeout",
+        "traceparent",
+        "tracestate",
+    )
 
     def __init__(self, fields: Mapping[str, str]) -> None:
         """Parse ``fields``; ValueError naming the first problem."""
@@ -242,6 +254,7 @@ class IncomingCall:
         self.deadline = _number(fields.get("deadline", ""), "deadline")
         self.timeout = _number(fields.get("timeout", ""), "timeout")
         self.traceparent = fields.get("traceparent", "")
+        self.tracestate = fields.get("tracestate", "")
 
 
 def _number(text: str, name: str) -> float | None:

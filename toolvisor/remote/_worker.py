@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -39,7 +40,7 @@ import attrs
 import trio
 
 from ..errors import DeliveryFailedError, ToolTimeoutError
-from ..supervisor import Supervisor, ToolResult
+from ..supervisor import PendingCall, Supervisor, ToolResult
 from . import _lua
 from ._redis import Redis, redis_errors
 from ._wire import IncomingCall, Keys, dumps, encode_error
@@ -180,6 +181,8 @@ class Worker:
         self._keep = client.register_script(_lua.KEEP)
         self._errors = redis_errors()
         self.answered = 0
+        #: Where the worker's metrics are served (``run_worker(metrics_port=...)``), or None.
+        self.metrics_url: str | None = None
         #: Set once ``serve()`` has drained, handed back and unregistered.
         self.stopped = trio.Event()
 
@@ -297,9 +300,7 @@ class Worker:
                 if held.cancelled:
                     scope.cancel()
                 try:
-                    pending = await self._sup.submit(
-                        held.tool, call.args, call.ctx, timeout=remaining
-                    )
+                    pending = await self._submit(held, call, remaining)
                     result = await pending.result()
                 except Exception as exc:
                     result = ToolResult(tool=held.tool, ok=False, error=exc)
@@ -314,6 +315,25 @@ class Worker:
             if self._held.get(held.entry_id) is held:
                 del self._held[held.entry_id]
             self._room.set()
+
+    async def _submit(self, held: _Held, call: IncomingCall, timeout: float | None) -> PendingCall:
+        """Submit ``call`` to the supervisor; its span joins the caller's trace when the
+        message carries one and the supervisor is instrumented."""
+        # toolvisor.telemetry is imported once anything is instrumented: without it,
+        # nothing here costs more than this look-up.
+        telemetry = sys.modules.get("toolvisor.telemetry") if call.traceparent else None
+        if telemetry is None or not telemetry.is_instrumented(self._sup):
+            return await self._sup.submit(held.tool, call.args, call.ctx, timeout=timeout)
+        context = telemetry.remote_context(call.traceparent, call.tracestate)
+        if context is None:
+            return await self._sup.submit(held.tool, call.args, call.ctx, timeout=timeout)
+        from opentelemetry import context as otel_context
+
+        token = otel_context.attach(context)
+        try:  # the call's span starts in submit(), under the caller's context
+            return await self._sup.submit(held.tool, call.args, call.ctx, timeout=timeout)
+        finally:
+            otel_context.detach(token)
 
     def _reply(self, held: _Held, result: ToolResult) -> dict[str, str]:
         fields = {
