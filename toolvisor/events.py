@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 
 __all__ = [
+    "EVENT_NAMES",
     "ActorRestarted",
     "BreakerTransition",
     "BudgetExhausted",
@@ -213,3 +214,19 @@ Event = (
     | ConcurrencyLimitChanged
     | HedgeLaunched
 )
+
+#: Each event's name in snake case: telemetry's ``event.name`` attribute and the
+#: ``event`` field of :func:`toolvisor.log_events`'s records.
+EVENT_NAMES: dict[type, str] = {
+    RetryScheduled: "retry_scheduled",
+    BreakerTransition: "breaker_transition",
+    ActorRestarted: "actor_restarted",
+    ToolFailed: "tool_failed",
+    ResultNotStored: "result_not_stored",
+    CallFailed: "call_failed",
+    BudgetExhausted: "budget_exhausted",
+    RateLimited: "rate_limited",
+    FallbackUsed: "fallback_used",
+    ConcurrencyLimitChanged: "concurrency_limit_changed",
+    HedgeLaunched: "hedge_launched",
+}

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .events import (
+    EVENT_NAMES,
     ActorRestarted,
     BreakerTransition,
     BudgetExhausted,
@@ -59,10 +60,13 @@ def event_record(event: Event) -> tuple[int, str, dict[str, Any]]:
     * ``hedge_launched`` (INFO): ``attempt``;
     * ``concurrency_limit_changed`` (INFO): ``old_limit``, ``new_limit``.
     """
-    fields: dict[str, Any] = {"tool": event.tool, "at": event.at}
+    fields: dict[str, Any] = {
+        "event": EVENT_NAMES.get(type(event), type(event).__name__),
+        "tool": event.tool,
+        "at": event.at,
+    }
     if isinstance(event, RetryScheduled):
         fields.update(
-            event="retry_scheduled",
             attempt=event.attempt,
             wait_s=event.delay,
             error_type=event.error_type,
@@ -74,13 +78,11 @@ def event_record(event: Event) -> tuple[int, str, dict[str, Any]]:
         )
         return logging.INFO, message, fields
     if isinstance(event, BreakerTransition):
-        fields.update(event="breaker_transition", old_state=event.old, new_state=event.new)
+        fields.update(old_state=event.old, new_state=event.new)
         level = logging.WARNING if event.new == "open" else logging.INFO
         return level, f"tool {event.tool!r}: breaker {event.old} -> {event.new}", fields
     if isinstance(event, ActorRestarted | ToolFailed):
-        name = "actor_restarted" if isinstance(event, ActorRestarted) else "tool_failed"
         fields.update(
-            event=name,
             restarts=event.restarts,
             error_type=event.error_type,
             error=event.error,
@@ -92,7 +94,6 @@ def event_record(event: Event) -> tuple[int, str, dict[str, Any]]:
         return logging.ERROR, message, fields
     if isinstance(event, CallFailed):
         fields.update(
-            event="call_failed",
             outcome=event.outcome,
             attempts=event.attempts,
             error_type=event.error_type,
@@ -104,27 +105,25 @@ def event_record(event: Event) -> tuple[int, str, dict[str, Any]]:
         )
         return logging.INFO, message, fields
     if isinstance(event, ResultNotStored):
-        fields.update(event="result_not_stored", key=event.key, reason=event.reason)
+        fields.update(key=event.key, reason=event.reason)
         return logging.ERROR, f"tool {event.tool!r}: result not stored: {event.reason}", fields
     if isinstance(event, BudgetExhausted):
-        fields["event"] = "budget_exhausted"
         message = f"tool {event.tool!r}: retry budget exhausted; the retry was skipped"
         return logging.WARNING, message, fields
     if isinstance(event, RateLimited):
-        fields.update(event="rate_limited", retry_after_s=event.retry_after)
+        fields.update(retry_after_s=event.retry_after)
         message = f"tool {event.tool!r}: rate limited (a token in {event.retry_after:.3g} s)"
         return logging.INFO, message, fields
     if isinstance(event, FallbackUsed):
-        fields.update(event="fallback_used", error=event.error)
+        fields.update(error=event.error)
         return logging.INFO, f"tool {event.tool!r}: fallback answered {event.error}", fields
     if isinstance(event, HedgeLaunched):
-        fields.update(event="hedge_launched", attempt=event.attempt)
+        fields.update(attempt=event.attempt)
         return logging.INFO, f"tool {event.tool!r}: hedged attempt {event.attempt}", fields
     if isinstance(event, ConcurrencyLimitChanged):
-        fields.update(event="concurrency_limit_changed", old_limit=event.old, new_limit=event.new)
+        fields.update(old_limit=event.old, new_limit=event.new)
         message = f"tool {event.tool!r}: concurrency limit {event.old} -> {event.new}"
         return logging.INFO, message, fields
-    fields["event"] = type(event).__name__  # an event type added later: still one record
     return logging.INFO, f"tool {event.tool!r}: {type(event).__name__}", fields
 
 

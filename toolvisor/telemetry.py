@@ -42,13 +42,9 @@ from .actors.call import Call
 from .actors.stats import ToolStats
 from .errors import ToolvisorError
 from .events import (
-    ActorRestarted,
+    EVENT_NAMES,
     BreakerTransition,
-    CallFailed,
     Event,
-    ResultNotStored,
-    RetryScheduled,
-    ToolFailed,
 )
 
 if TYPE_CHECKING:
@@ -103,14 +99,7 @@ _EventKey = tuple[str, str, str | None]  # (tool, event name, breaker state or N
 _SERIALS = itertools.count()
 #: How long a no-op tracer is believed before it is asked again (seconds).
 _NO_SPANS_S = 1.0
-_EVENT_NAMES: Mapping[type, str] = {
-    RetryScheduled: "retry_scheduled",
-    BreakerTransition: "breaker_transition",
-    ActorRestarted: "actor_restarted",
-    ResultNotStored: "result_not_stored",
-    ToolFailed: "tool_failed",
-    CallFailed: "call_failed",
-}
+_EVENT_NAMES: Mapping[type, str] = EVENT_NAMES
 
 # The supervisors instrumented now, and their instrumentation (weakly: the supervisor
 # holds its instrumentation, which holds the supervisor through its subscription).
