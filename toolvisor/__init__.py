@@ -51,6 +51,7 @@ from .policies import StandardCircuitBreakerPolicy as StandardCircuitBreakerPoli
 from .remote import Remote as Remote
 from .remote import RemotePendingCall as RemotePendingCall
 from .remote import open_remote as open_remote
+from .shared import RedisShared as RedisShared
 from .spec import ArrayParameter as ArrayParameter
 from .spec import BooleanParameter as BooleanParameter
 from .spec import CircuitBreakerConfig as CircuitBreakerConfig
@@ -125,6 +126,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimitedError",
+    "RedisShared",
     "RedisStore",
     "Remote",
     "RemotePendingCall",

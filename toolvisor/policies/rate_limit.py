@@ -15,13 +15,23 @@ admitted are at most ``burst + d * rate / per_s``.
 
 Pure: every method takes ``now`` (trio time); the supervisor does the waiting. One
 instance on several specs is one bucket they share.
+
+With ``shared=RedisShared(url, name)`` the bucket is the fleet's: it lives in Redis, and
+every process using that Redis and name takes its calls' tokens from it, through a lease
+of tokens refreshed in the background (no round trip per call; see ``toolvisor.shared``).
+The fleet then admits at most ``burst + d * rate / per_s`` calls in ``d`` seconds. While
+Redis cannot be reached each process falls back to its own local bucket.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from toolvisor.shared._redis import RedisShared, _RateMember
 
 __all__ = ["RateLimit"]
 
@@ -52,6 +62,17 @@ def _max_wait(_instance: object, attribute: attrs.Attribute[float], value: float
         )
 
 
+def _shared(
+    _instance: object, attribute: attrs.Attribute[RedisShared | None], value: RedisShared | None
+) -> None:
+    from toolvisor.shared import RedisShared
+
+    if value is not None and not isinstance(value, RedisShared):
+        raise TypeError(
+            f"RateLimit: {attribute.name!r} must be a RedisShared or None, got {value!r}"
+        )
+
+
 _EPS = 1e-9  # seconds and tokens below what any clock or rate here can mean
 
 
@@ -64,6 +85,7 @@ class RateLimit:
         per_s: the period of ``rate`` (``RateLimit(100, per_s=60)``: 100 calls a minute).
         burst: the bucket's size (None: ``rate``); calls that may go at once.
         max_wait_s: how long a call may wait for a token (0: refused at once).
+        shared: a :class:`~toolvisor.RedisShared`: one bucket for every process using it.
 
     Example::
 
@@ -79,6 +101,10 @@ class RateLimit:
     max_wait_s: float = attrs.field(
         default=0.0, validator=_max_wait, on_setattr=attrs.setters.frozen
     )
+    shared: RedisShared | None = attrs.field(
+        default=None, kw_only=True, validator=_shared, on_setattr=attrs.setters.frozen, repr=False
+    )
+    _fleet: _RateMember | None = attrs.field(default=None, init=False, repr=False)
     _capacity: float = attrs.field(init=False, repr=False)
     _per_second: float = attrs.field(init=False, repr=False)
     _tokens: float = attrs.field(init=False, repr=False)
@@ -88,6 +114,15 @@ class RateLimit:
         self._capacity = float(self.rate if self.burst is None else self.burst)
         self._per_second = self.rate / self.per_s
         self._tokens = self._capacity
+        if self.shared is not None:
+            self._fleet = self.shared._rate(self._per_second, self._capacity, self.max_wait_s, self)
+
+    def __repr__(self) -> str:
+        shared = "" if self.shared is None else f", shared={self.shared!r}"
+        return (
+            f"RateLimit(rate={self.rate!r}, per_s={self.per_s!r}, burst={self.burst!r}, "
+            f"max_wait_s={self.max_wait_s!r}{shared})"
+        )
 
     @property
     def capacity(self) -> float:
@@ -101,7 +136,13 @@ class RateLimit:
             0 when a token is there; else the delay until the reserved one comes, at most
             ``max_wait_s`` and ending before ``deadline``; else ``-delay`` (negative or
             ``-0.0`` never happens: a refusal's delay is always > 0), taking nothing.
+
+        Shared and connected, the token comes from this process's lease of the fleet's
+        bucket; with none left the call is refused (and a new lease asked for at once).
         """
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            return fleet.reserve(now, deadline)
         tokens = self._refill(now) if now > self._at else self._tokens
         # Within _EPS a token is there (or a deadline is met): refills and clocks are
         # floats, and 0.1 * 5 * 2 may land a hair below 1.
@@ -115,7 +156,13 @@ class RateLimit:
         return delay
 
     def available(self, now: float) -> float:
-        """The tokens in the bucket at ``now`` (negative while calls wait for theirs)."""
+        """The tokens in the bucket at ``now`` (negative while calls wait for theirs).
+
+        Shared and connected: the tokens this process's lease holds.
+        """
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            return float(fleet.lease.held())
         return self._refill(now)
 
     def _refill(self, now: float) -> float:
