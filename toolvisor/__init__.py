@@ -62,6 +62,7 @@ from .policies import StrategyFactory as StrategyFactory
 from .remote import Remote as Remote
 from .remote import RemotePendingCall as RemotePendingCall
 from .remote import open_remote as open_remote
+from .shared import RedisShared as RedisShared
 from .spec import ArrayParameter as ArrayParameter
 from .spec import BooleanParameter as BooleanParameter
 from .spec import CircuitBreakerConfig as CircuitBreakerConfig
@@ -145,6 +146,7 @@ __all__ = [
     "RateLimitError",
     "RateLimited",
     "RateLimitedError",
+    "RedisShared",
     "RedisStore",
     "Remote",
     "RemotePendingCall",

@@ -51,6 +51,7 @@ from toolvisor.policies.retry import IRetryPolicy as IRetryPolicy
 from toolvisor.policies.retry import NoRetryPolicy as NoRetryPolicy
 from toolvisor.policies.retry import OnRetry as OnRetry
 from toolvisor.policies.retry import RetryOn as RetryOn
+from toolvisor.shared import RedisShared as RedisShared
 
 __all__ = [
     "DEFAULT_RNG",
@@ -77,6 +78,7 @@ __all__ = [
     "NoRetryPolicy",
     "OnRetry",
     "RateLimit",
+    "RedisShared",
     "RetryBudget",
     "RetryOn",
     "RetryPolicyFactory",

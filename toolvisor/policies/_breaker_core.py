@@ -29,13 +29,17 @@ import enum
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import pybreaker
 import trio
 
 from toolvisor.errors import CircuitOpenError
+
+if TYPE_CHECKING:
+    from toolvisor.shared._leases import FleetCounts
+    from toolvisor.shared._redis import RedisShared, _BreakerMember
 
 __all__ = ["CircuitState", "ExcludeRule", "ICircuitBreakerPolicy"]
 
@@ -143,6 +147,27 @@ def _finite_ge_0(_instance: object, attribute: attrs.Attribute[Any], value: floa
         raise ValueError(f"{attribute.name!r} must be >= 0 seconds, got {value!r}")
 
 
+def _check_shared(
+    _instance: object, attribute: attrs.Attribute[Any], value: RedisShared | None
+) -> None:
+    from toolvisor.shared import RedisShared
+
+    if value is not None and not isinstance(value, RedisShared):
+        raise TypeError(f"{attribute.name!r} must be a RedisShared or None, got {value!r}")
+
+
+def _check_fleet_rate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ValueError(f"{attribute.name!r} must be a number in (0, 1], got {value!r}")
+
+
+def _check_fleet_window(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.01 <= value <= 3600:
+        raise ValueError(
+            f"{attribute.name!r} must be a number of seconds in [0.01, 3600], got {value!r}"
+        )
+
+
 def _raise(exc: Exception) -> None:
     raise exc
 
@@ -176,6 +201,8 @@ class _Circuit:
     # many of them are failures.
     window: deque[bool] | None = None
     window_failures: int = 0
+    # Shared policies only: this tool's outcomes for the fleet, and the fleet's totals.
+    fleet: FleetCounts | None = None
     _breaker: pybreaker.CircuitBreaker | None = attrs.field(default=None, init=False)
     _storage: pybreaker.CircuitMemoryStorage | None = attrs.field(default=None, init=False)
 
@@ -271,6 +298,8 @@ class _Circuit:
         policy = self.policy
         if policy._OBSERVES:
             policy._observe(self, None)
+        if self.fleet is not None:
+            self.fleet.count(failed=False)
         if state == pybreaker.STATE_HALF_OPEN:
             self.trials -= 1
         self.breaker.call(_succeed)
@@ -293,6 +322,8 @@ class _Circuit:
             self.trials -= 1
         if policy._OBSERVES:
             policy._observe(self, exc)
+        if self.fleet is not None:
+            self.fleet.count(failed=self.breaker.is_system_error(exc))
         traceback = exc.__traceback__
         try:
             self.breaker.call(_raise, exc)
@@ -325,11 +356,34 @@ class _Circuit:
         self._new_epoch()
         self.opened_at = -math.inf
         self.clean = self.quiet
+        if self.fleet is not None:
+            now = _now()
+            self.fleet.restart(-math.inf if now is None else now)
+
+    def consider_fleet(self, now: float) -> None:
+        """Open a closed breaker when the fleet's failure rate passes the threshold.
+
+        Called with fresh fleet totals (after an exchange with Redis). Each process
+        decides for its own breaker from the fleet's counts; none sets another's state.
+        """
+        fleet = self.fleet
+        policy = self.policy
+        if fleet is None or self.state != pybreaker.STATE_CLOSED:
+            return
+        calls = fleet.calls
+        if calls < policy.fleet_min_calls or fleet.failures < policy.fleet_error_rate * calls:
+            return
+        self.breaker.open()
+        self._transitioned(now)
+        self.clean = False
 
     def _transitioned(self, now: float | None) -> None:
         self._new_epoch()
-        if self.state == pybreaker.STATE_OPEN:
+        state = self.state
+        if state == pybreaker.STATE_OPEN:
             self.opened_at = trio.current_time() if now is None else now
+        elif state == pybreaker.STATE_CLOSED and self.fleet is not None:
+            self.fleet.restart(trio.current_time() if now is None else now)
 
     def _refresh(self) -> None:
         """Recompute ``clean`` after pybreaker's state or counter may have moved."""
@@ -353,9 +407,19 @@ class _PybreakerPolicy(abc.ABC):
     half_open_max_calls: int
     exclude: tuple[ExcludeRule, ...]
     listeners: tuple[pybreaker.CircuitBreakerListener, ...]
+    shared: RedisShared | None
+    fleet_error_rate: float
+    fleet_min_calls: int
+    fleet_window_s: float
     _circuits: dict[str, _Circuit]
+    _fleet: _BreakerMember | None
     # Whether _observe() must see every recorded outcome (Adaptive's window).
     _OBSERVES: ClassVar[bool] = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.shared is not None:
+            # The subclasses' slot (this base declares none of its own).
+            object.__setattr__(self, "_fleet", self.shared._breaker(self.fleet_window_s, self))
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -380,6 +444,8 @@ class _PybreakerPolicy(abc.ABC):
         circuit = self._circuits.get(tool_name)
         if circuit is None:
             circuit = self._circuit(tool_name)
+        if circuit.fleet is not None:
+            self._fleet.shared._use()  # type: ignore[union-attr] # fleet implies _fleet
         # A clean circuit is closed: admission would only return the epoch.
         epoch = circuit.epoch if circuit.clean else circuit.admit()
         try:
@@ -441,8 +507,11 @@ class _PybreakerPolicy(abc.ABC):
     def _circuit(self, tool_name: str) -> _Circuit:
         circuit = self._circuits.get(tool_name)
         if circuit is None:
-            quiet = not self.listeners and not self._OBSERVES
+            fleet = self._fleet
+            quiet = not self.listeners and not self._OBSERVES and fleet is None
             circuit = _Circuit(self, tool_name, quiet=quiet, clean=quiet)
+            if fleet is not None:
+                circuit.fleet = fleet.track(circuit)
             self._circuits[tool_name] = circuit
         return circuit
 

@@ -16,13 +16,23 @@ therefore at most ``ratio * calls + min_retries_per_s * ttl_s``.
 The budget is pure: every method takes ``now`` (trio time) and nothing sleeps. One
 instance attached to several specs is one budget shared by their calls (within one trio
 run: the times it is given must come from one clock).
+
+With ``shared=RedisShared(url, name)`` the calls and retries of every process using that
+Redis and name are counted together: the formula above holds for the fleet's totals, and
+this process spends credits Redis leased to it (no round trip per call; see
+``toolvisor.shared``). The local counts go on meanwhile, and decide alone while Redis
+cannot be reached.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from toolvisor.shared._redis import RedisShared, _BudgetMember
 
 __all__ = ["SLICES", "RetryBudget"]
 
@@ -56,6 +66,17 @@ def _ttl(_instance: object, attribute: attrs.Attribute[float], value: float) -> 
         )
 
 
+def _shared(
+    _instance: object, attribute: attrs.Attribute[RedisShared | None], value: RedisShared | None
+) -> None:
+    from toolvisor.shared import RedisShared
+
+    if value is not None and not isinstance(value, RedisShared):
+        raise TypeError(
+            f"RetryBudget: {attribute.name!r} must be a RedisShared or None, got {value!r}"
+        )
+
+
 class _Window:
     """The budget's mutable state: plain slots, so the hot path assigns them directly
     (an attrs class with a frozen field runs a Python ``__setattr__`` for every one)."""
@@ -80,6 +101,8 @@ class RetryBudget:
         min_retries_per_s: the floor: retries per second allowed whatever the calls, so
             a tool with little traffic can still retry.
         ttl_s: how long a deposit or a withdrawal counts.
+        shared: a :class:`~toolvisor.RedisShared` to count with every process that uses
+            it (the floor ``min_retries_per_s`` is then the fleet's).
 
     Example::
 
@@ -95,6 +118,10 @@ class RetryBudget:
     ratio: float = attrs.field(default=0.2, validator=_ratio)
     min_retries_per_s: float = attrs.field(default=10.0, validator=_finite_non_negative)
     ttl_s: float = attrs.field(default=10.0, validator=_ttl)
+    shared: RedisShared | None = attrs.field(
+        default=None, kw_only=True, validator=_shared, repr=False
+    )
+    _fleet: _BudgetMember | None = attrs.field(default=None, init=False, repr=False)
     _slices_per_s: float = attrs.field(init=False, repr=False)
     _reserve: float = attrs.field(init=False, repr=False)
     _window: _Window = attrs.field(init=False, repr=False)
@@ -103,6 +130,16 @@ class RetryBudget:
         object.__setattr__(self, "_slices_per_s", SLICES / self.ttl_s)
         object.__setattr__(self, "_reserve", self.min_retries_per_s * self.ttl_s)
         object.__setattr__(self, "_window", _Window())
+        if self.shared is not None:
+            fleet = self.shared._budget(self.ratio, self._reserve, self.ttl_s, self)
+            object.__setattr__(self, "_fleet", fleet)
+
+    def __repr__(self) -> str:
+        shared = "" if self.shared is None else f", shared={self.shared!r}"
+        return (
+            f"RetryBudget(ratio={self.ratio!r}, min_retries_per_s={self.min_retries_per_s!r}, "
+            f"ttl_s={self.ttl_s!r}{shared})"
+        )
 
     def deposit(self, now: float) -> None:
         """One call started at ``now``: deposit ``ratio`` credits."""
@@ -112,24 +149,42 @@ class RetryBudget:
             self._roll(current)
         window.calls[window.index] += 1
         window.total_calls += 1
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            fleet.ledger.deposit()
 
     def try_withdraw(self, now: float) -> bool:
-        """A retry wants to run at ``now``: withdraw one credit, or refuse (False)."""
+        """A retry wants to run at ``now``: withdraw one credit, or refuse (False).
+
+        Shared and connected, the fleet's credit decides (the local counts record the
+        retry either way); otherwise the local balance.
+        """
         window = self._window
         current = int(now * self._slices_per_s // 1)
         if current > window.slice:
             self._roll(current)
-        if self._balance() < 1 - _EPSILON:
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            if not fleet.ledger.try_spend():
+                return False
+        elif self._balance() < 1 - _EPSILON:
             return False
         window.retries[window.index] += 1
         window.total_retries += 1
         return True
 
     def balance(self, now: float) -> float:
-        """The credits available at ``now`` (a retry needs 1)."""
+        """The credits available at ``now`` (a retry needs 1).
+
+        Shared and connected: the credits this process may spend now (its lease and its
+        deposits not yet sent); otherwise the local balance.
+        """
         current = int(now * self._slices_per_s // 1)
         if current > self._window.slice:
             self._roll(current)
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            return fleet.ledger.credit()
         return self._balance()
 
     def _balance(self) -> float:

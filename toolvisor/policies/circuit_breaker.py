@@ -18,6 +18,14 @@ State machine of one tool's breaker (Standard and Adaptive)::
 * ``trio.Cancelled`` and other ``BaseException`` s are never counted.
 * An outcome arriving after the state moved on (the call was admitted before a
   transition or a ``reset()``) is not recorded.
+
+Fleet-wide (``shared=RedisShared(url, name)``): each process also publishes its
+outcomes per tool to Redis (successes and failures per tenth of ``fleet_window_s``) and
+reads back the fleet's totals over the window; a process's closed breaker opens when the
+fleet made at least ``fleet_min_calls`` calls there and at least ``fleet_error_rate`` of
+them failed (counted since this breaker last closed). Each process decides for itself
+from the counts: no process can set another's state, and with Redis unreachable each
+breaker goes on by its own rule alone.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import attrs
 import pybreaker
@@ -35,6 +43,9 @@ from toolvisor.policies._breaker_core import (
     CircuitState,
     ExcludeRule,
     ICircuitBreakerPolicy,
+    _check_fleet_rate,
+    _check_fleet_window,
+    _check_shared,
     _Circuit,
     _convert_exclude,
     _finite_ge_0,
@@ -42,6 +53,9 @@ from toolvisor.policies._breaker_core import (
     _validate_exclude,
 )
 from toolvisor.policies._keywords import suggest_keywords
+
+if TYPE_CHECKING:
+    from toolvisor.shared._redis import RedisShared, _BreakerMember
 
 __all__ = [
     "AdaptiveCircuitBreakerPolicy",
@@ -86,6 +100,11 @@ class StandardCircuitBreakerPolicy(_PybreakerPolicy):
         half_open_max_calls: trial calls admitted at once while half-open (>= 1).
         exclude: exception types or predicates counted as successes (and re-raised).
         listeners: ``pybreaker.CircuitBreakerListener`` s added to every tool's breaker.
+        shared: a :class:`~toolvisor.RedisShared`: also open on the fleet's failure rate
+            (see the module docstring).
+        fleet_error_rate: the fleet's failures over calls in the window that open it.
+        fleet_min_calls: the fleet's calls in the window below which its rate is ignored.
+        fleet_window_s: the window of the fleet's counts, in seconds.
 
     Example::
 
@@ -104,7 +123,19 @@ class StandardCircuitBreakerPolicy(_PybreakerPolicy):
     listeners: tuple[pybreaker.CircuitBreakerListener, ...] = attrs.field(
         default=(), converter=_to_listeners, kw_only=True, repr=False
     )
+    # Shown in the repr only when shared (see _with_fleet_repr).
+    shared: RedisShared | None = attrs.field(
+        default=None, kw_only=True, validator=_check_shared, repr=False
+    )
+    fleet_error_rate: float = attrs.field(
+        default=0.5, kw_only=True, validator=_check_fleet_rate, repr=False
+    )
+    fleet_min_calls: int = attrs.field(default=20, kw_only=True, validator=_at_least_1, repr=False)
+    fleet_window_s: float = attrs.field(
+        default=10.0, kw_only=True, validator=_check_fleet_window, repr=False
+    )
     _circuits: dict[str, _Circuit] = attrs.field(init=False, factory=dict, repr=False)
+    _fleet: _BreakerMember | None = attrs.field(init=False, default=None, repr=False)
 
     def _initial_fail_max(self) -> int:
         return self.failure_threshold
@@ -154,7 +185,19 @@ class AdaptiveCircuitBreakerPolicy(_PybreakerPolicy):
     listeners: tuple[pybreaker.CircuitBreakerListener, ...] = attrs.field(
         default=(), converter=_to_listeners, kw_only=True, repr=False
     )
+    # Shown in the repr only when shared (see _with_fleet_repr).
+    shared: RedisShared | None = attrs.field(
+        default=None, kw_only=True, validator=_check_shared, repr=False
+    )
+    fleet_error_rate: float = attrs.field(
+        default=0.5, kw_only=True, validator=_check_fleet_rate, repr=False
+    )
+    fleet_min_calls: int = attrs.field(default=20, kw_only=True, validator=_at_least_1, repr=False)
+    fleet_window_s: float = attrs.field(
+        default=10.0, kw_only=True, validator=_check_fleet_window, repr=False
+    )
     _circuits: dict[str, _Circuit] = attrs.field(init=False, factory=dict, repr=False)
+    _fleet: _BreakerMember | None = attrs.field(init=False, default=None, repr=False)
 
     @max_threshold.validator
     def _check_max(self, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -207,6 +250,26 @@ class AdaptiveCircuitBreakerPolicy(_PybreakerPolicy):
         circuit.window_failures += failed
         if failed:
             circuit.breaker.fail_max = self._threshold(circuit)
+
+
+def _with_fleet_repr(cls: type[_PybreakerPolicy]) -> None:
+    """Policies without ``shared`` keep their repr; shared ones add the fleet's fields."""
+    plain = cls.__repr__
+
+    def fleet_repr(self: _PybreakerPolicy) -> str:
+        text = plain(self)
+        if self.shared is None:
+            return text
+        return (
+            f"{text[:-1]}, shared={self.shared!r}, fleet_error_rate={self.fleet_error_rate!r}, "
+            f"fleet_min_calls={self.fleet_min_calls!r}, fleet_window_s={self.fleet_window_s!r})"
+        )
+
+    cls.__repr__ = fleet_repr  # type: ignore[method-assign,assignment]
+
+
+_with_fleet_repr(StandardCircuitBreakerPolicy)
+_with_fleet_repr(AdaptiveCircuitBreakerPolicy)
 
 
 @attrs.define(slots=True)

@@ -15,13 +15,23 @@ admitted are at most ``burst + d * rate / per_s``.
 
 Pure: every method takes ``now`` (trio time); the supervisor does the waiting. One
 instance on several specs is one bucket they share.
+
+With ``shared=RedisShared(url, name)`` the bucket is the fleet's: it lives in Redis, and
+every process using that Redis and name takes its calls' tokens from it, through a lease
+of tokens refreshed in the background (no round trip per call; see ``toolvisor.shared``).
+The fleet then admits at most ``burst + d * rate / per_s`` calls in ``d`` seconds. While
+Redis cannot be reached each process falls back to its own local bucket.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from toolvisor.shared._redis import RedisShared, _RateMember
 
 __all__ = ["RateLimit"]
 
@@ -52,6 +62,17 @@ def _max_wait(_instance: object, attribute: attrs.Attribute[float], value: float
         )
 
 
+def _shared(
+    _instance: object, attribute: attrs.Attribute[RedisShared | None], value: RedisShared | None
+) -> None:
+    from toolvisor.shared import RedisShared
+
+    if value is not None and not isinstance(value, RedisShared):
+        raise TypeError(
+            f"RateLimit: {attribute.name!r} must be a RedisShared or None, got {value!r}"
+        )
+
+
 _EPS = 1e-9  # seconds and tokens below what any clock or rate here can mean
 
 
@@ -75,6 +96,7 @@ class RateLimit:
         per_s: the period of ``rate`` (``RateLimit(100, per_s=60)``: 100 calls a minute).
         burst: the bucket's size (None: ``rate``); calls that may go at once.
         max_wait_s: how long a call may wait for a token (0: refused at once).
+        shared: a :class:`~toolvisor.RedisShared`: one bucket for every process using it.
 
     Example::
 
@@ -86,6 +108,10 @@ class RateLimit:
     per_s: float = attrs.field(default=1.0, validator=_positive)
     burst: float | None = attrs.field(default=None, validator=_burst)
     max_wait_s: float = attrs.field(default=0.0, validator=_max_wait)
+    shared: RedisShared | None = attrs.field(
+        default=None, kw_only=True, validator=_shared, repr=False
+    )
+    _fleet: _RateMember | None = attrs.field(default=None, init=False, repr=False)
     _capacity: float = attrs.field(init=False, repr=False)
     _per_second: float = attrs.field(init=False, repr=False)
     _bucket: _Bucket = attrs.field(init=False, repr=False)
@@ -95,6 +121,16 @@ class RateLimit:
         object.__setattr__(self, "_capacity", capacity)
         object.__setattr__(self, "_per_second", self.rate / self.per_s)
         object.__setattr__(self, "_bucket", _Bucket(capacity))
+        if self.shared is not None:
+            fleet = self.shared._rate(self._per_second, capacity, self.max_wait_s, self)
+            object.__setattr__(self, "_fleet", fleet)
+
+    def __repr__(self) -> str:
+        shared = "" if self.shared is None else f", shared={self.shared!r}"
+        return (
+            f"RateLimit(rate={self.rate!r}, per_s={self.per_s!r}, burst={self.burst!r}, "
+            f"max_wait_s={self.max_wait_s!r}{shared})"
+        )
 
     @property
     def capacity(self) -> float:
@@ -108,7 +144,13 @@ class RateLimit:
             0 when a token is there; else the delay until the reserved one comes, at most
             ``max_wait_s`` and ending before ``deadline``; else ``-delay`` (negative or
             ``-0.0`` never happens: a refusal's delay is always > 0), taking nothing.
+
+        Shared and connected, the token comes from this process's lease of the fleet's
+        bucket; with none left the call is refused (and a new lease asked for at once).
         """
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            return fleet.reserve(now, deadline)
         bucket = self._bucket
         tokens = bucket.tokens
         if now > bucket.at:
@@ -130,7 +172,13 @@ class RateLimit:
         return delay
 
     def available(self, now: float) -> float:
-        """The tokens in the bucket at ``now`` (negative while calls wait for theirs)."""
+        """The tokens in the bucket at ``now`` (negative while calls wait for theirs).
+
+        Shared and connected: the tokens this process's lease holds.
+        """
+        fleet = self._fleet
+        if fleet is not None and fleet.shared._use():
+            return float(fleet.lease.held())
         bucket = self._bucket
         if now > bucket.at:
             tokens = bucket.tokens + (now - bucket.at) * self._per_second
