@@ -627,12 +627,16 @@ class CompiledSpec:
         retry_budget: RetryBudget | Unchanged | None = Unchanged.UNCHANGED,
         rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
         fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
+        hedging: HedgingPolicy | Unchanged | None = Unchanged.UNCHANGED,
     ) -> CompiledSpec:
         """A copy with the given policies swapped in.
 
         For ``retry_policy`` and ``circuit_breaker_policy`` None keeps the current one;
-        the strategies (``retry_budget``, ``rate_limit``, ``fallback``) are kept unless
-        given, and None removes them.
+        the strategies (``retry_budget``, ``rate_limit``, ``fallback``, ``hedging``) are
+        kept unless given, and None removes them.
+
+        Raises:
+            ValueError: ``hedging`` on a tool neither read-only nor idempotent.
         """
         strategies: dict[str, Any] = {}
         if retry_budget is not Unchanged.UNCHANGED:
@@ -641,6 +645,8 @@ class CompiledSpec:
             strategies["rate_limit"] = rate_limit
         if fallback is not Unchanged.UNCHANGED:
             strategies["fallback"] = fallback
+        if hedging is not Unchanged.UNCHANGED:
+            strategies["hedging"] = hedging
         return attrs.evolve(
             self,
             retry_policy=retry_policy if retry_policy is not None else self.retry_policy,

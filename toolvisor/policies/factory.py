@@ -25,7 +25,9 @@ from toolvisor.policies.circuit_breaker import (
     NoOpCircuitBreakerPolicy,
     StandardCircuitBreakerPolicy,
 )
+from toolvisor.policies.concurrency import AdaptiveConcurrency
 from toolvisor.policies.fallback import FallbackPolicy
+from toolvisor.policies.hedging import HedgingPolicy
 from toolvisor.policies.rate_limit import RateLimit
 from toolvisor.policies.retry import (
     ExponentialBackoffRetryPolicy,
@@ -204,7 +206,8 @@ class RetryPolicyFactory(_PolicyFactory[IRetryPolicy]):
 
 class StrategyFactory(_PolicyFactory[Any]):
     """The spec's strategies by the field they go in: ``"retry_budget"``, ``"rate_limit"``,
-    ``"fallback"``, and yours.
+    ``"fallback"``, ``"hedging"``, ``"max_concurrency"`` (an ``AdaptiveConcurrency``), and
+    yours.
 
     A built-in name makes a new instance with the overrides as its options (a new budget
     or bucket, with its own state). A registered *instance* is returned itself: every
@@ -224,11 +227,14 @@ class StrategyFactory(_PolicyFactory[Any]):
     """
 
     _kind = "strategy"
-    _protocol = (RetryBudget, RateLimit, FallbackPolicy)
+    _protocol = (RetryBudget, RateLimit, FallbackPolicy, HedgingPolicy, AdaptiveConcurrency)
     _builtins = {
         "retry_budget": RetryBudget,
         "rate_limit": RateLimit,
         "fallback": FallbackPolicy,
+        "hedging": HedgingPolicy,
+        # spec.max_concurrency also takes a plain int (a fixed bulkhead): give it as such
+        "max_concurrency": AdaptiveConcurrency,
     }
 
     @classmethod

@@ -34,6 +34,7 @@ from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
 from ..policies.concurrency import AdaptiveConcurrency
 from ..policies.fallback import FallbackPolicy
+from ..policies.hedging import HedgingPolicy
 from ..policies.rate_limit import RateLimit
 from ..policies.retry import IRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext, ToolSpec, Unchanged, check_bulkhead
@@ -134,14 +135,16 @@ class Supervisor:
         rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
         fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
         max_concurrency: int | AdaptiveConcurrency | None = None,
+        hedging: HedgingPolicy | Unchanged | None = Unchanged.UNCHANGED,
     ) -> None:
         """Swap ``tool``'s policies; calls already running finish with the old ones.
 
         Queued and in-flight calls are kept. ``retry_policy`` and
         ``circuit_breaker_policy``: None keeps the current one. The strategies
-        (``retry_budget``, ``rate_limit``, ``fallback``) are kept unless given; None
-        removes one. A new ``RetryBudget`` or ``RateLimit`` starts with its own state
-        (a full bucket, the floor's credits); calls made from now on take the new
+        (``retry_budget``, ``rate_limit``, ``fallback``, ``hedging``) are kept unless
+        given; None removes one (hedging only on read-only or idempotent tools). A new
+        ``RetryBudget`` or ``RateLimit`` starts with its own state (a full bucket, the
+        floor's credits); calls made from now on take the new
         ``fallback``, calls already made keep the one they took. ``max_concurrency`` (an
         int or an :class:`~toolvisor.AdaptiveConcurrency`; None keeps it) resizes the
         bulkhead: a larger one starts more calls at once, a smaller one starts none until
@@ -149,12 +152,15 @@ class Supervisor:
 
         Raises:
             TypeError: an argument of the wrong kind (naming it); nothing is swapped.
+            ValueError: ``hedging`` for a tool neither read-only nor idempotent; nothing
+                is swapped.
         """
         route = self._route(tool)
         for field, value, kind in (
             ("retry_budget", retry_budget, RetryBudget),
             ("rate_limit", rate_limit, RateLimit),
             ("fallback", fallback, FallbackPolicy),
+            ("hedging", hedging, HedgingPolicy),
         ):
             if (
                 value is not None
@@ -181,6 +187,7 @@ class Supervisor:
             retry_budget=retry_budget,
             rate_limit=rate_limit,
             fallback=fallback,
+            hedging=hedging,
         )
         if max_concurrency is not None:
             route.spec = attrs.evolve(route.spec, concurrency=max_concurrency)
