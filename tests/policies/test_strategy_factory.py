@@ -25,7 +25,13 @@ def _clean_registry() -> Iterator[None]:
 
 
 def test_builtins_are_the_spec_fields_and_make_new_instances() -> None:
-    assert StrategyFactory.available()[:3] == ["fallback", "rate_limit", "retry_budget"]
+    assert StrategyFactory.available()[:5] == [
+        "fallback",
+        "hedging",
+        "max_concurrency",
+        "rate_limit",
+        "retry_budget",
+    ]
     budget = StrategyFactory.get_policy("retry_budget", ratio=0.1)
     assert isinstance(budget, RetryBudget) and budget.ratio == 0.1
     assert StrategyFactory.get_policy("retry_budget") is not StrategyFactory.get_policy(
@@ -105,7 +111,8 @@ def test_from_config_builds_the_spec_fields() -> None:
         (
             {"budget": {}},
             ValueError,
-            "'budget' is not a strategy field; the fields: fallback, rate_limit, retry_budget",
+            "'budget' is not a strategy field; the fields: fallback, hedging, max_concurrency, "
+            "rate_limit, retry_budget",
         ),
         ({"rate_limit": 10}, TypeError, "'rate_limit' must be a mapping of options"),
         ({"rate_limit": {"rate": 10, "size": 2}}, TypeError, "has no option 'size'"),
