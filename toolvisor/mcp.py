@@ -55,6 +55,7 @@ TOOLVISOR_ERROR_META = "toolvisor/error"
 
 _INVALID_PARAMS = -32602  # JSON-RPC's code, which MCP uses for an unknown tool
 
+
 def _hints(sup: Supervisor, tool: str) -> types.ToolAnnotations:
     spec = sup.spec(tool)
     idempotent = spec.idempotent
