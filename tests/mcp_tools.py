@@ -13,6 +13,7 @@ import trio
 
 from toolvisor import (
     ExecutionContext,
+    FixedRetryPolicy,
     FunctionToolSpec,
     IdempotencyConfig,
     IntegerParameter,
@@ -26,7 +27,12 @@ class CardDeclinedError(Exception):
     """A tool's own failure that trying again never fixes."""
 
 
-SEEN: dict[str, Any] = {"executions": 0, "slow_started": 0, "slow_cancelled": 0}
+SEEN: dict[str, Any] = {
+    "executions": 0,
+    "slow_started": 0,
+    "slow_cancelled": 0,
+    "flaky_attempts": 0,
+}
 
 ECHO = FunctionToolSpec(
     id="echo-v1",
@@ -57,6 +63,12 @@ DOWN = FunctionToolSpec(
     tool_name="down",
     description="Its back end is down",
     circuit_breaker_policy=StandardCircuitBreakerPolicy(failure_threshold=1, recovery_timeout=60),
+)
+FLAKY = FunctionToolSpec(
+    id="flaky-v1",
+    tool_name="flaky",
+    description="Fails every attempt, three of them",
+    retry_policy=FixedRetryPolicy(max_attempts=3, delay_seconds=0.01),
 )
 SLOW = FunctionToolSpec(id="slow-v1", tool_name="slow", description="Takes a minute")
 PROBE = FunctionToolSpec(
@@ -90,6 +102,11 @@ async def down(args: dict[str, Any]) -> None:
     raise ConnectionError("payment gateway unreachable")
 
 
+async def flaky(args: dict[str, Any]) -> None:
+    SEEN["flaky_attempts"] += 1
+    raise TimeoutError("the service did not answer")
+
+
 async def slow(args: dict[str, Any]) -> str:
     SEEN["slow_started"] += 1
     try:
@@ -109,7 +126,8 @@ async def setup(sup: Supervisor) -> None:
     DOWN.circuit_breaker_policy = StandardCircuitBreakerPolicy(
         failure_threshold=1, recovery_timeout=60
     )
-    for spec, fn in [*TOOLS, (SLOW, slow)]:
+    FLAKY.circuit_breaker_policy = StandardCircuitBreakerPolicy(failure_threshold=5)
+    for spec, fn in [*TOOLS, (FLAKY, flaky), (SLOW, slow)]:
         await sup.spawn(spec, fn)
 
     async def probe(args: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from toolvisor import (
     IntegerParameter,
     NumericParameter,
     ObjectParameter,
+    StandardCircuitBreakerPolicy,
     StringParameter,
     ToolResult,
     ToolTimeoutError,
@@ -307,6 +308,44 @@ def test_result_text_of_values_and_errors() -> None:
     assert "Do not call again before 30 s" in opened
     invalid = result_text(failed(ValidationError([FieldError("/a", "bad")], tool="pay")))
     assert "/a: bad" in invalid and invalid.endswith("Fix the arguments and call again.")
+
+
+async def test_tool_result_members_say_what_the_model_reads() -> None:
+    opened = StandardCircuitBreakerPolicy(failure_threshold=1, recovery_timeout=60)
+    async with open_supervisor() as sup:
+        await sup.spawn(spec(name="pay", circuit_breaker_policy=opened), declines)
+        await sup.spawn(spec(IntegerParameter(name="n", required=True), name="count"), counts)
+        done, invalid, declined = await sup.execute_many(
+            [("count", {"n": 2}), ("count", {}), ("pay", {})]
+        )
+        [refused] = await sup.execute_many([("pay", {})])  # the breaker opened
+    assert done.error_info is None
+    assert done.to_text() == '{"counted": 2}'
+    assert invalid.error_info is not None and invalid.error_info["type"] == "ValidationError"
+    assert invalid.to_text().endswith("Fix the arguments and call again.")
+    assert declined.error_info == {
+        "type": "DeclinedError",
+        "message": "card declined",
+        "retryable": False,
+        "retry_after": None,
+    }
+    assert declined.to_text() == result_text(declined)
+    assert refused.error_info is not None
+    assert refused.error_info["type"] == "CircuitOpenError"
+    assert refused.error_info["retryable"] is False
+    assert 0 < refused.error_info["retry_after"] <= 60
+    assert "Do not call again before" in refused.to_text()
+    for result in (done, invalid, declined, refused):
+        assert result.error_info == error_info(result.error)
+        assert result.to_text() == result_text(result)
+
+
+async def declines(args: Any) -> None:
+    raise DeclinedError("card declined")
+
+
+async def counts(args: Any) -> dict[str, int]:
+    return {"counted": args["n"]}
 
 
 def test_openai_tool_messages_match_the_sdk_types() -> None:

@@ -71,7 +71,7 @@ def _text(result: Any) -> str:
 async def test_list_gives_schemas_and_hints(transport: str) -> None:
     async with served(transport) as client:
         listed = {t.name: t for t in (await client.list_tools()).tools}
-    assert set(listed) == {"add", "charge", "decline", "down", "echo", "probe", "slow"}
+    assert set(listed) == {"add", "charge", "decline", "down", "echo", "flaky", "probe", "slow"}
     assert listed["add"].input_schema == mcp_tools.ADD.json_schema()
     assert listed["add"].description == "Add two integers"
     charge = listed["charge"].annotations
@@ -128,10 +128,30 @@ async def test_a_tool_error_is_an_error_result_with_its_own_type(transport: str)
         result = await client.call_tool("decline", {})
     assert result.is_error
     assert "card declined: insufficient funds" in _text(result)
-    meta = _meta(result)
-    assert meta["type"] == "CardDeclinedError"
-    assert meta["retryable"] is False
-    assert meta["retry_after"] is None
+    assert _meta(result) == {
+        "type": "CardDeclinedError",
+        "retryable": False,
+        "retry_after": None,
+        "attempts": 1,
+    }
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_tool_that_failed_its_retries_reports_the_attempts_that_ran(
+    transport: str,
+) -> None:
+    async with served(transport) as client:
+        result = await client.call_tool("flaky", {})
+        probe = await client.call_tool("probe", {"tool": "flaky"})
+    assert result.is_error
+    assert "the service did not answer" in _text(result)
+    assert _meta(result) == {
+        "type": "TimeoutError",
+        "retryable": True,
+        "retry_after": None,
+        "attempts": 3,
+    }
+    assert probe.structured_content["flaky_attempts"] == 3
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -142,6 +162,7 @@ async def test_open_breaker_says_not_now_with_retry_after(transport: str) -> Non
         probe = await client.call_tool("probe", {"tool": "down"})
     assert _meta(first)["type"] == "ConnectionError"  # the failure that opened it: the tool's own
     assert _meta(first)["retryable"] is True
+    assert _meta(first)["attempts"] == 1
     assert "payment gateway unreachable" in _text(first)
     meta = _meta(second)
     assert meta["type"] == "CircuitOpenError"
@@ -266,11 +287,21 @@ async def test_toolvisor_mcp_over_stdio_with_the_real_client() -> None:
         assert _text(await client.call_tool("add", {"a": 1, "b": 2})) == "3"
         invalid = await client.call_tool("add", {"a": 1})
         assert _meta(invalid)["type"] == "ValidationError"
+        assert invalid.is_error and _meta(invalid)["attempts"] == 0
         declined = await client.call_tool("decline", {})
-        assert _meta(declined)["type"] == "CardDeclinedError"
+        assert declined.is_error
+        assert _meta(declined) == {
+            "type": "CardDeclinedError",
+            "retryable": False,
+            "retry_after": None,
+            "attempts": 1,
+        }
+        flaky = _meta(await client.call_tool("flaky", {}))
+        assert (flaky["type"], flaky["attempts"]) == ("TimeoutError", 3)
         await client.call_tool("down", {})
         opened = _meta(await client.call_tool("down", {}))
         assert opened["type"] == "CircuitOpenError" and opened["retry_after"] > 0
+        assert (opened["retryable"], opened["attempts"]) == (False, 0)
         first = await client.call_tool("charge", {"cents": 9}, meta={"idempotencyKey": "s-1"})
         again = await client.call_tool("charge", {"cents": 9}, meta={"idempotencyKey": "s-1"})
         assert again.structured_content == first.structured_content

@@ -31,7 +31,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from ._json import compact_dumps
-from .errors import CircuitOpenError, FieldError, UnknownToolError, ValidationError
+from .errors import FieldError, UnknownToolError, ValidationError
 from .llm import error_info, error_text
 from .spec import ExecutionContext
 
@@ -54,9 +54,6 @@ IDEMPOTENCY_KEY_META = "idempotencyKey"
 TOOLVISOR_ERROR_META = "toolvisor/error"
 
 _INVALID_PARAMS = -32602  # JSON-RPC's code, which MCP uses for an unknown tool
-
-#: toolvisor's errors that mean the tool did not run for this call.
-_NOT_RUN: tuple[type[BaseException], ...] = (CircuitOpenError, ValidationError)
 
 
 def _hints(sup: Supervisor, tool: str) -> types.ToolAnnotations:
@@ -87,21 +84,16 @@ def _json_copy(value: Any) -> Any:
     return value
 
 
-def _attempts(exc: BaseException) -> int | None:
-    if isinstance(exc, _NOT_RUN):
-        return 0
-    attempts = getattr(exc, "attempts", None)
-    return attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else None
-
-
-def _error_result(exc: BaseException) -> types.CallToolResult:
+def _error_result(exc: BaseException, attempts: int) -> types.CallToolResult:
+    """``exc`` as a result the model reads: ``isError``, the text, and the details in
+    ``_meta`` (``attempts``: the attempts of this call that ran the tool)."""
     info = error_info(exc)
     assert info is not None
     meta = {
         "type": info["type"],
         "retryable": info["retryable"],
         "retry_after": info["retry_after"],
-        "attempts": _attempts(exc),
+        "attempts": attempts,
     }
     return types.CallToolResult(
         content=[types.TextContent(text=error_text(exc))],
@@ -166,17 +158,18 @@ def mcp_server(
         args = params.arguments if params.arguments is not None else {}
         try:
             call_ctx = _call_context(params.meta or ctx.meta, ctx.request_id)
-            value = await sup.execute(params.name, args, call_ctx, timeout=timeout)
+            pending = await sup.submit(params.name, args, call_ctx, timeout=timeout)
         except UnknownToolError as exc:
-            if exc.name != params.name:  # raised inside the tool: that tool's own failure
-                return _error_result(exc)
             listing = ", ".join(exc.known) or "none"
             raise MCPError(
                 _INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {listing}"
             ) from None
-        except Exception as exc:
-            return _error_result(exc)
-        return _value_result(value)
+        except Exception as exc:  # refused before sending: the tool did not run
+            return _error_result(exc, 0)
+        result = await pending.result()
+        if result.error is None:
+            return _value_result(result.value)
+        return _error_result(result.error, result.attempts)
 
     def input_schema(tool: str) -> Mapping[str, Any] | None:
         schema = sup.function_schemas().get(tool)

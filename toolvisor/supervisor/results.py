@@ -29,6 +29,11 @@ class ToolResult:
         cached: True when answered by the idempotency cache without executing.
         fallback: True when the spec's fallback answered the call instead of its error
             (``ok`` is True and ``value`` is the fallback's; ``error`` is None).
+
+    For an LLM agent loop, :attr:`error_info` says what the model needs to know about
+    the error (whether trying again can help, and when) and :meth:`to_text` is the text
+    the model reads; both are those of :mod:`toolvisor.llm` (``error_info``,
+    ``result_text``).
     """
 
     tool: str
@@ -53,6 +58,28 @@ class ToolResult:
             cached=call.cached,
             fallback=call.replaced is not None,
         )
+
+    @property
+    def error_info(self) -> dict[str, Any] | None:
+        """``{"type", "message", "retryable", "retry_after"}`` of the error, or None when ok.
+
+        ``retryable`` says whether calling again now, with the same arguments, can help;
+        ``retry_after`` the seconds to wait first when only waiting helps (an open circuit
+        breaker, a rate limit). See :func:`toolvisor.llm.error_info`.
+        """
+        from ..llm import error_info
+
+        return error_info(self.error)
+
+    def to_text(self) -> str:
+        """The outcome as the text a model reads (:func:`toolvisor.llm.result_text`).
+
+        A value as it is if a string, else as JSON; an error as its type, its message and
+        what to do next (fix the arguments, wait, try again or not).
+        """
+        from ..llm import result_text
+
+        return result_text(self)
 
     def unwrap(self) -> Any:
         """The value, or raise the error."""
