@@ -23,12 +23,24 @@ def python_blocks() -> list[str]:
 
 def test_every_python_block_is_the_quick_start_or_a_marked_fragment() -> None:
     blocks = python_blocks()
-    assert [b.splitlines()[0] for b in blocks] == ["# payments.py", "# caller.py"]
+    assert [b.splitlines()[0] for b in blocks] == [
+        "# payments.py",
+        "# caller.py",
+        "# in the module of a worker's tools (every process builds the same policies);",
+    ]
+
+
+def test_the_fleet_wide_policies_block_runs_as_written() -> None:
+    """It only builds policies: nothing connects to Redis until a call uses them."""
+    fleet = python_blocks()[2]
+    namespace: dict[str, object] = {}
+    exec(compile(fleet, "docs/remote.md (fleet-wide protection)", "exec"), namespace)
+    assert namespace["spec"].retry_budget.shared is not None  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow
 async def test_the_quick_start_runs_as_written(redis_url: str, tmp_path: Path) -> None:
-    payments, caller = python_blocks()
+    payments, caller, *_ = python_blocks()
     (tmp_path / "payments.py").write_text(payments)
     (tmp_path / "caller.py").write_text(caller)
     url = re.sub(r"/\d+$", f"/{DB}", redis_url)
