@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bench_strategies.py [--rounds N] [--calls N]
+    python benchmarks/bench_strategies.py [--rounds N] [--calls N] [--plot PATH.png]
 
 1. Overhead, as paired ratios in one run: ``execute()`` on a tool that returns at once,
    with a Standard breaker and exponential retry, alone (A) and with a RetryBudget and a
@@ -12,7 +12,9 @@ Usage::
 2. Load under a failure storm, on trio's MockClock (exact, no timing noise): 100 callers
    send calls to a tool failing 30 % of its attempts (seeded), with
    ``FixedRetryPolicy(max_attempts=3)``, without and with ``RetryBudget(ratio=0.2)``;
-   prints the tool's load (attempts that ran) per call sent.
+   prints the tool's load (attempts that ran) per call sent. ``--plot`` also sweeps the
+   failure rate from 10 % to 100 % (5,000 calls each) and draws the load per call sent
+   with and without the budget (matplotlib).
 3. Adaptive concurrency, as paired ratios in one run: the same tool and policies with a
    fixed bulkhead of 16 (A) and with ``AdaptiveConcurrency`` pinned at 16
    (``min_limit = max_limit = 16``, so both run as many calls at once and the difference
@@ -84,7 +86,12 @@ async def overhead(rounds: int, calls: int) -> dict[int, list[float]]:
     return ratios
 
 
-async def storm(budget: tv.RetryBudget | None, calls: int = 20_000, callers: int = 100) -> float:
+async def storm(
+    budget: tv.RetryBudget | None,
+    calls: int = 20_000,
+    callers: int = 100,
+    failure_rate: float = 0.3,
+) -> float:
     rng = random.Random(30)
     ran = 0
 
@@ -92,7 +99,7 @@ async def storm(budget: tv.RetryBudget | None, calls: int = 20_000, callers: int
         nonlocal ran
         ran += 1
         await trio.sleep(0.01)
-        if rng.random() < 0.3:
+        if rng.random() < failure_rate:
             raise ConnectionError("storm")
         return args["i"]
 
@@ -146,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--plot", default=None, metavar="PATH.png")
     options = parser.parse_args()
     ratios = trio.run(overhead, options.rounds, options.calls)
     for callers, values in ratios.items():
@@ -162,6 +170,8 @@ def main() -> None:
         "30 % failure storm, 100 callers, max_attempts=3: tool load per call sent "
         f"{without:.3f}x without a budget, {with_budget:.3f}x with RetryBudget(ratio=0.2)"
     )
+    if options.plot:
+        plot_storms(options.plot)
     for (algorithm, callers), values in trio.run(
         adaptive_overhead, options.rounds, options.calls
     ).items():
@@ -170,6 +180,40 @@ def main() -> None:
             f"bulkhead of 16: paired ratio median {statistics.median(values):.3f} "
             f"(range {min(values):.3f}-{max(values):.3f}, {len(values)} rounds)"
         )
+
+
+def storm_load(budget: tv.RetryBudget | None, failure_rate: float, calls: int) -> float:
+    """The storm's tool load per call sent, on a MockClock (exact and instant)."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    return trio.run(storm, budget, calls, 100, failure_rate, clock=clock)
+
+
+def plot_storms(path: str, calls: int = 5_000) -> None:
+    """Load per call sent against the failure rate, without and with the budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = [0.1, 0.3, 0.5, 0.7, 0.9, 1.0]
+    without = [storm_load(None, r, calls) for r in rates]
+    with_budget = [storm_load(tv.RetryBudget(ratio=0.2), r, calls) for r in rates]
+    for r, a, b in zip(rates, without, with_budget, strict=True):
+        print(f"  failure rate {r:.0%}: load {a:.3f}x without a budget, {b:.3f}x with")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(rates, without, marker="o", label="FixedRetryPolicy(max_attempts=3)")
+    ax.plot(rates, with_budget, marker="o", label="... + RetryBudget(ratio=0.2)")
+    ax.axhline(1.25, color="grey", ls="--", lw=0.8, label="1.25x of the calls sent")
+    ax.set_xlabel("share of attempts failing")
+    ax.set_ylabel("attempts per call sent")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Failure storm, 100 callers, {calls} calls (MockClock)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot written to {path}")
 
 
 if __name__ == "__main__":
