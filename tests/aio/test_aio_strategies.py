@@ -41,3 +41,26 @@ def test_fallback_and_reconfigure_from_asyncio() -> None:
         )
 
     asyncio.run(main())
+
+
+def test_reconfigure_resizes_the_bulkhead_and_hedges_from_asyncio() -> None:
+    async def read(args: dict[str, Any]) -> Any:
+        return "ok"
+
+    async def main() -> None:
+        spec = tv.FunctionToolSpec(id="r-v1", tool_name="r", read_only=True)
+        async with aio.open_supervisor() as sup:
+            await sup.spawn(spec, read)
+            await sup.reconfigure(
+                "r",
+                max_concurrency=tv.AdaptiveConcurrency(initial=4, algorithm="aimd"),
+                hedging=tv.HedgingPolicy(delay=0.5),
+            )
+            assert await sup.execute("r", {}) == "ok"
+            stats = sup.stats("r")
+            await sup.reconfigure("r", max_concurrency=3, hedging=None)
+            after = sup.stats("r")
+        assert 1 <= stats.concurrency_limit <= 5  # the adaptive limit near its initial 4
+        assert after.concurrency_limit == 3
+
+    asyncio.run(main())

@@ -26,7 +26,9 @@ from ..actors.stats import ToolStats
 from ..events import Event
 from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
+from ..policies.concurrency import AdaptiveConcurrency
 from ..policies.fallback import FallbackPolicy
+from ..policies.hedging import HedgingPolicy
 from ..policies.rate_limit import RateLimit
 from ..policies.retry import IRetryPolicy
 from ..spec import ExecutionContext, ToolSpec, Unchanged
@@ -114,6 +116,8 @@ class Supervisor:
         retry_budget: RetryBudget | Unchanged | None = Unchanged.UNCHANGED,
         rate_limit: RateLimit | Unchanged | None = Unchanged.UNCHANGED,
         fallback: FallbackPolicy | Unchanged | None = Unchanged.UNCHANGED,
+        max_concurrency: int | AdaptiveConcurrency | None = None,
+        hedging: HedgingPolicy | Unchanged | None = Unchanged.UNCHANGED,
     ) -> None:
         """Swap ``tool``'s policies between calls (see :meth:`toolvisor.Supervisor.reconfigure`)."""
         await self._call(
@@ -125,6 +129,8 @@ class Supervisor:
                 retry_budget=retry_budget,
                 rate_limit=rate_limit,
                 fallback=fallback,
+                max_concurrency=max_concurrency,
+                hedging=hedging,
             )
         )
 
