@@ -64,6 +64,9 @@ def check_context(ctx: object, limits: InputLimits = DEFAULT_LIMITS) -> Executio
         )
     _check_key("ctx.tenant_id", ctx.tenant_id, limits)
     _check_key("ctx.idempotency_key", ctx.idempotency_key, limits)
+    delivery = ctx.delivery
+    if type(delivery) is not int or delivery < 1:
+        raise ValueError(f"ctx.delivery must be an int >= 1, got {shown(delivery)}")
     return ctx
 
 

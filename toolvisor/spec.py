@@ -243,6 +243,11 @@ class ExecutionContext:
             sees the call's key here (the caller's or the generated one; None when the tool
             is not idempotent), to pass it to the service it calls.
         attempt: the 1-based number of the attempt the tool is running (0 outside one).
+        delivery: how many times this call was delivered to a process: 1, or more when a
+            remote worker died holding it and another worker claimed it. An idempotent
+            call delivered again may have run on the worker that died: with
+            ``on_unknown_outcome="fail"`` its key is recorded unknown instead of running
+            it blind (``IdempotencyOutcomeUnknownError``), unless it is done already.
     """
 
     tenant_id: str | None = None
@@ -250,6 +255,7 @@ class ExecutionContext:
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
     idempotency_key: str | None = None
     attempt: int = 0
+    delivery: int = 1
 
 
 # --------------------------------------------------------------------------- specs

@@ -110,6 +110,19 @@ _charge.idempotency.enabled = True
 _charge.idempotency.key_fields = ["key"]
 _charge.idempotency.claim_ttl_s = 2.5
 
+# The same charge, for a service that deduplicates on the key itself: a call delivered
+# again after its worker died runs again (on_unknown_outcome="retry").
+_charge_retry = _spec(
+    "charge_retry",
+    StringParameter(name="key", required=True),
+    NumericParameter(name="s", required=True, minimum=0),
+    max_concurrency=64,
+)
+_charge_retry.idempotency.enabled = True
+_charge_retry.idempotency.key_fields = ["key"]
+_charge_retry.idempotency.claim_ttl_s = 2.5
+_charge_retry.idempotency.on_unknown_outcome = "retry"
+
 _fragile = _spec("fragile")
 _fragile.circuit_breaker_policy = StandardCircuitBreakerPolicy(
     failure_threshold=1, recovery_timeout=60
@@ -127,6 +140,7 @@ TOOLS = [
         sleepy,
     ),
     (_charge, charge),
+    (_charge_retry, charge),
     (_spec("decline", StringParameter(name="card", required=True)), decline),
     (_fragile, fragile),
     (_spec("opaque"), opaque),

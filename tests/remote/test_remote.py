@@ -218,7 +218,8 @@ async def test_calls_of_a_killed_worker_are_claimed_by_another_and_answered_once
     doomed = await start_worker("--claim-idle-s", "1")
     async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
         calls = [
-            await remote.submit("charge", {"key": f"k{i}", "s": 2}, timeout=60) for i in range(50)
+            await remote.submit("charge_retry", {"key": f"k{i}", "s": 2}, timeout=60)
+            for i in range(50)
         ]
         started = trio.current_time()
         await eventually(lambda: len(read_trace(trace_log)) == 50)
@@ -232,13 +233,46 @@ async def test_calls_of_a_killed_worker_are_claimed_by_another_and_answered_once
         assert {r.value["pid"] for r in results} == {rescuer.pid}
         assert [r.value["charged"] for r in results] == [f"k{i}" for i in range(50)]
         # The same keys again: answered from the shared RedisStore, never run again.
-        again = await remote.execute_many([("charge", {"key": f"k{i}", "s": 2}) for i in range(50)])
+        again = await remote.execute_many(
+            [("charge_retry", {"key": f"k{i}", "s": 2}) for i in range(50)]
+        )
         assert all(r.ok and r.cached for r in again), again[:2]
         rescuer.signal(signal.SIGTERM)
         assert await rescuer.wait() == 0
     ends = [k for e, _t, k, _pid in read_trace(trace_log) if e == "end"]
     assert sorted(ends) == sorted(f"k{i}" for i in range(50))  # each key ran to its end once
     assert "100 calls answered" in rescuer.stderr()  # one reply per call, none twice
+
+
+@pytest.mark.slow
+async def test_idempotent_calls_of_a_killed_worker_are_unknown_and_never_run_again(
+    redis_url: str, namespace: str, start_worker: Any, trace_log: Path
+) -> None:
+    """on_unknown_outcome="fail" (the default): the worker that died may have charged."""
+    doomed = await start_worker("--claim-idle-s", "1")
+    async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
+        calls = [
+            await remote.submit("charge", {"key": f"u{i}", "s": 2}, timeout=60) for i in range(20)
+        ]
+        await eventually(lambda: len(read_trace(trace_log)) == 20)
+        doomed.signal(signal.SIGKILL)
+        assert await doomed.wait() == -signal.SIGKILL
+        rescuer = await start_worker("--claim-idle-s", "1")
+        with trio.fail_after(30):
+            results = [await c.result() for c in calls]
+        errors = [r.error for r in results]
+        assert all(isinstance(e, toolvisor.IdempotencyOutcomeUnknownError) for e in errors), errors
+        assert len({e.key for e in errors}) == 20  # type: ignore[union-attr]  # one per key
+        # Recorded unknown: the same keys again do not run either.
+        again = await remote.execute_many([("charge", {"key": f"u{i}", "s": 2}) for i in range(20)])
+        assert all(isinstance(r.error, toolvisor.IdempotencyOutcomeUnknownError) for r in again), [
+            r.error for r in again
+        ][:2]
+        rescuer.signal(signal.SIGTERM)
+        assert await rescuer.wait() == 0
+    runs = read_trace(trace_log)
+    assert {pid for _e, _t, _k, pid in runs} == {doomed.pid}  # nothing ran on the rescuer
+    assert [e for e, _t, _k, _pid in runs] == ["start"] * 20
 
 
 @pytest.mark.slow

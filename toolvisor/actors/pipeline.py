@@ -287,6 +287,7 @@ class ToolRunner:
             metadata=ctx.metadata,
             idempotency_key=call.key,
             attempt=call.attempts,
+            delivery=ctx.delivery,
         )
 
     def attempt_timed_out(self, call: Call) -> Exception:

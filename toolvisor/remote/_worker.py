@@ -110,6 +110,7 @@ class _Held:
     __slots__ = (
         "call_id",
         "cancelled",
+        "delivery",
         "entry_id",
         "fields",
         "hand_back",
@@ -127,6 +128,8 @@ class _Held:
         self.scope: trio.CancelScope | None = None
         self.hand_back = False
         self.cancelled = False
+        #: Times Redis delivered this call (more than 1: claimed from a worker that died).
+        self.delivery = 1
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -319,19 +322,22 @@ class Worker:
     async def _submit(self, held: _Held, call: IncomingCall, timeout: float | None) -> PendingCall:
         """Submit ``call`` to the supervisor; its span joins the caller's trace when the
         message carries one and the supervisor is instrumented."""
+        ctx = call.ctx
+        if held.delivery > 1:  # an idempotent call delivered again: on_unknown_outcome
+            ctx = attrs.evolve(ctx, delivery=held.delivery)
         # toolvisor.telemetry is imported once anything is instrumented: without it,
         # nothing here costs more than this look-up.
         telemetry = sys.modules.get("toolvisor.telemetry") if call.traceparent else None
         if telemetry is None or not telemetry.is_instrumented(self._sup):
-            return await self._sup.submit(held.tool, call.args, call.ctx, timeout=timeout)
+            return await self._sup.submit(held.tool, call.args, ctx, timeout=timeout)
         context = telemetry.remote_context(call.traceparent, call.tracestate)
         if context is None:
-            return await self._sup.submit(held.tool, call.args, call.ctx, timeout=timeout)
+            return await self._sup.submit(held.tool, call.args, ctx, timeout=timeout)
         from opentelemetry import context as otel_context
 
         token = otel_context.attach(context)
         try:  # the call's span starts in submit(), under the caller's context
-            return await self._sup.submit(held.tool, call.args, call.ctx, timeout=timeout)
+            return await self._sup.submit(held.tool, call.args, ctx, timeout=timeout)
         finally:
             otel_context.detach(token)
 
@@ -468,7 +474,7 @@ class Worker:
                     entry.field_values.get("id"),
                     count,
                 )
-                self._start(stream, entry.identifier, entry.field_values)
+                self._start(stream, entry.identifier, entry.field_values).delivery = count
                 continue
             held = _Held(self._streams[stream], stream, entry.identifier, entry.field_values)
             deliveries = count - 1

@@ -201,6 +201,8 @@ class IdempotencyCache:
         lease = spec.claim_ttl_s
         try:
             stored = await self._claim(spec, call, store, key, fp, owner, lease)
+            if stored is None and call.ctx.delivery > 1 and spec.on_unknown_outcome == "fail":
+                await self._delivered_again(spec, call, store, key, owner)
         except BaseException as exc:
             call.settle(exc)
             raise
@@ -227,6 +229,22 @@ class IdempotencyCache:
             return value
         finally:
             self._leases.pop(owner, None)
+
+    async def _delivered_again(
+        self, spec: CompiledSpec, call: Call, store: IdempotencyStore, key: str, owner: str
+    ) -> None:
+        """A call delivered again (its worker died holding it) found its key free: the
+        worker that died may have run it, so the outcome is unknown. Record it so (the
+        key does not run until ``forget``) and raise ``IdempotencyOutcomeUnknownError``."""
+        with trio.move_on_after(_CLEANUP_S, shield=True):
+            await store.mark_unknown(key, owner, spec.idempotency_ttl_s)
+        error = IdempotencyOutcomeUnknownError(_shown(call), tool=spec.tool_name)
+        error.add_note(
+            f"toolvisor: this call was delivered {call.ctx.delivery} times: the worker that "
+            "held it before died, and may have run it; forget() the key once you know it "
+            "did not take effect"
+        )
+        raise error
 
     async def _claim(
         self,
