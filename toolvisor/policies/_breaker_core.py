@@ -147,15 +147,6 @@ def _finite_ge_0(_instance: object, attribute: attrs.Attribute[Any], value: floa
         raise ValueError(f"{attribute.name!r} must be >= 0 seconds, got {value!r}")
 
 
-def _check_shared(
-    _instance: object, attribute: attrs.Attribute[Any], value: RedisShared | None
-) -> None:
-    from toolvisor.shared import RedisShared
-
-    if value is not None and not isinstance(value, RedisShared):
-        raise TypeError(f"{attribute.name!r} must be a RedisShared or None, got {value!r}")
-
-
 def _check_fleet_rate(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise ValueError(f"{attribute.name!r} must be a number in (0, 1], got {value!r}")

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from toolvisor.policies._shared_field import check_shared
+
 if TYPE_CHECKING:
     from toolvisor.shared._redis import RedisShared, _BudgetMember
 
@@ -63,17 +65,6 @@ def _ttl(_instance: object, attribute: attrs.Attribute[float], value: float) -> 
         raise ValueError(
             f"RetryBudget: {attribute.name!r} must be a number of seconds in [0.001, 3600], "
             f"got {value!r}"
-        )
-
-
-def _shared(
-    _instance: object, attribute: attrs.Attribute[RedisShared | None], value: RedisShared | None
-) -> None:
-    from toolvisor.shared import RedisShared
-
-    if value is not None and not isinstance(value, RedisShared):
-        raise TypeError(
-            f"RetryBudget: {attribute.name!r} must be a RedisShared or None, got {value!r}"
         )
 
 
@@ -119,7 +110,7 @@ class RetryBudget:
     min_retries_per_s: float = attrs.field(default=10.0, validator=_finite_non_negative)
     ttl_s: float = attrs.field(default=10.0, validator=_ttl)
     shared: RedisShared | None = attrs.field(
-        default=None, kw_only=True, validator=_shared, repr=False
+        default=None, kw_only=True, validator=check_shared("RetryBudget: "), repr=False
     )
     _fleet: _BudgetMember | None = attrs.field(default=None, init=False, repr=False)
     _slices_per_s: float = attrs.field(init=False, repr=False)

@@ -45,7 +45,6 @@ from toolvisor.policies._breaker_core import (
     ICircuitBreakerPolicy,
     _check_fleet_rate,
     _check_fleet_window,
-    _check_shared,
     _Circuit,
     _convert_exclude,
     _finite_ge_0,
@@ -53,6 +52,7 @@ from toolvisor.policies._breaker_core import (
     _validate_exclude,
 )
 from toolvisor.policies._keywords import suggest_keywords
+from toolvisor.policies._shared_field import check_shared
 
 if TYPE_CHECKING:
     from toolvisor.shared._redis import RedisShared, _BreakerMember
@@ -125,7 +125,7 @@ class StandardCircuitBreakerPolicy(_PybreakerPolicy):
     )
     # Shown in the repr only when shared (see _with_fleet_repr).
     shared: RedisShared | None = attrs.field(
-        default=None, kw_only=True, validator=_check_shared, repr=False
+        default=None, kw_only=True, validator=check_shared(), repr=False
     )
     fleet_error_rate: float = attrs.field(
         default=0.5, kw_only=True, validator=_check_fleet_rate, repr=False
@@ -187,7 +187,7 @@ class AdaptiveCircuitBreakerPolicy(_PybreakerPolicy):
     )
     # Shown in the repr only when shared (see _with_fleet_repr).
     shared: RedisShared | None = attrs.field(
-        default=None, kw_only=True, validator=_check_shared, repr=False
+        default=None, kw_only=True, validator=check_shared(), repr=False
     )
     fleet_error_rate: float = attrs.field(
         default=0.5, kw_only=True, validator=_check_fleet_rate, repr=False

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from toolvisor.policies._shared_field import check_shared
+
 if TYPE_CHECKING:
     from toolvisor.shared._redis import RedisShared, _RateMember
 
@@ -59,17 +61,6 @@ def _max_wait(_instance: object, attribute: attrs.Attribute[float], value: float
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
         raise ValueError(
             f"RateLimit: {attribute.name!r} must be a finite number >= 0, got {value!r}"
-        )
-
-
-def _shared(
-    _instance: object, attribute: attrs.Attribute[RedisShared | None], value: RedisShared | None
-) -> None:
-    from toolvisor.shared import RedisShared
-
-    if value is not None and not isinstance(value, RedisShared):
-        raise TypeError(
-            f"RateLimit: {attribute.name!r} must be a RedisShared or None, got {value!r}"
         )
 
 
@@ -109,7 +100,7 @@ class RateLimit:
     burst: float | None = attrs.field(default=None, validator=_burst)
     max_wait_s: float = attrs.field(default=0.0, validator=_max_wait)
     shared: RedisShared | None = attrs.field(
-        default=None, kw_only=True, validator=_shared, repr=False
+        default=None, kw_only=True, validator=check_shared("RateLimit: "), repr=False
     )
     _fleet: _RateMember | None = attrs.field(default=None, init=False, repr=False)
     _capacity: float = attrs.field(init=False, repr=False)
