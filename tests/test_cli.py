@@ -180,7 +180,7 @@ def test_schema_of_a_dict(user_module: str, capsys: pytest.CaptureFixture[str]) 
         ("usertools:mixed", "holds a str, not a ToolSpec"),
         ("usertools", "expected MODULE:ATTR"),
         ("path/to/usertools.py:payment_spec", "give a module name, not a path"),
-        ("usertools.py:payment_spec", "not a path (toolvisor schema usertools:payment_spec)"),
+        ("usertools.py:payment_spec", "not a path: 'usertools.py' (e.g. usertools:payment_spec"),
         (":spec", "expected MODULE:ATTR"),
         ("explodes:spec", "importing module 'explodes' failed: RuntimeError: import-time"),
     ],

@@ -57,8 +57,16 @@ def _looks_like_path(module: str) -> bool:
     return "/" in module or "\\" in module or module.endswith(".py") or module.startswith(".")
 
 
-def _import(text: str) -> Any:
-    module_name, sep, attr = text.partition(":")
+def import_attr(text: str) -> Any:
+    """Import ``MODULE:ATTR`` (``ATTR`` may be dotted) and return the attribute.
+
+    The user's current directory is importable, as under ``python -m``. Raises
+    ``TargetError`` with a message that says what to type instead: for a path given where
+    a module name belongs (``tools/pay.py:X`` -> ``tools.pay:X``), a module that is not
+    there or fails to import, or a missing attribute.
+    """
+    # The last colon: an attribute never holds one, a Windows path's drive letter does.
+    module_name, sep, attr = text.rpartition(":")
     if not sep or not module_name or not attr:
         raise TargetError(f"expected MODULE:ATTR (e.g. myapp.tools:TOOLS), got {text!r}")
     if _looks_like_path(module_name):
@@ -116,8 +124,8 @@ def load_target(text: str) -> Target:
         TargetError: a path instead of a module name, a module that does not import, a
             missing attribute, or a value of another shape (the message says which).
     """
-    value = _import(text)
-    module = sys.modules.get(text.partition(":")[0])
+    value = import_attr(text)
+    module = sys.modules.get(text.rpartition(":")[0])
     if isinstance(value, Mapping):
         items: list[tuple[object, object]] = list(value.items())
     elif isinstance(value, list | tuple):

@@ -13,10 +13,9 @@ import importlib
 import inspect
 import json
 import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import ToolvisorError
@@ -369,37 +368,12 @@ def _only_keyboard_interrupts(exc: BaseException) -> bool:
 
 
 def _load(target: str) -> Any:
-    module_name, sep, attr = (
-        target.rpartition(":") if target.count(":") > 1 else target.partition(":")
-    )
-    if not sep or not module_name or not attr:
-        raise UsageError(f"expected MODULE:ATTR (e.g. myapp.tools:payment_spec), got {target!r}")
-    if "/" in module_name or "\\" in module_name or module_name.endswith(".py"):
-        path = PureWindowsPath(module_name) if "\\" in module_name else PurePosixPath(module_name)
-        where = f"from directory {str(path.parent)!r}: " if str(path.parent) != "." else ""
-        raise UsageError(
-            f"{module_name!r} is a path: give a module name, not a path "
-            f"({where}toolvisor schema {path.stem}:{attr})"
-        )
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's own modules
+    from ._target import TargetError, import_attr
+
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            raise UsageError(f"cannot import module {module_name!r}: no such module") from None
-        raise UsageError(f"importing module {module_name!r} failed: {exc}") from None
-    except Exception as exc:
-        raise UsageError(
-            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from None
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise UsageError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return value
+        return import_attr(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _call_factory(target: str, value: Any) -> Any:
