@@ -47,9 +47,13 @@ from .events import (
     BreakerTransition,
     Event,
 )
+from .executor import FunctionToolExecutor
 
 if TYPE_CHECKING:
     from .supervisor.core import Supervisor
+
+    #: What instrument() observes: a supervisor's tools, or one executor's tool.
+    Target = Supervisor | FunctionToolExecutor
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -113,7 +117,7 @@ _NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN)
 
 # The supervisors instrumented now, and their instrumentation (weakly: the supervisor
 # holds its instrumentation, which holds the supervisor through its subscription).
-_INSTRUMENTED: weakref.WeakKeyDictionary[Supervisor, weakref.ref[Instrumentation]] = (
+_INSTRUMENTED: weakref.WeakKeyDictionary[Target, weakref.ref[Instrumentation]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -159,14 +163,14 @@ class Instrumentation:
 
     def __init__(
         self,
-        sup: Supervisor,
+        sup: Target,
         *,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         from . import __version__
 
-        self._sup: weakref.ref[Supervisor] = weakref.ref(sup)
+        self._sup: weakref.ref[Target] = weakref.ref(sup)
         self._active = True
         self._current: Call | None = None  # the call the actor works on (span events)
         self._cache: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -328,9 +332,10 @@ class Instrumentation:
         if sup is None:
             return True
         try:
-            policy = sup.spec(call.tool).retry_policy
+            spec = sup.spec if isinstance(sup, FunctionToolExecutor) else sup.spec(call.tool)
         except ToolvisorError:  # stopped meanwhile
             return True
+        policy = spec.retry_policy
         is_retryable = getattr(policy, "is_retryable", None)
         if not callable(is_retryable):
             return True
@@ -398,6 +403,8 @@ class Instrumentation:
         sup = self._sup()
         if sup is None or not self._active:
             return []
+        if isinstance(sup, FunctionToolExecutor):  # its one tool
+            return [sup.stats()]
         try:
             names = sup.tools()
         except RuntimeError:  # the routing table changed while being read: next time
@@ -585,7 +592,7 @@ class _Instruments:
 
 
 def instrument(
-    sup: Supervisor,
+    sup: Target,
     *,
     meter_provider: metrics.MeterProvider | None = None,
     tracer_provider: trace.TracerProvider | None = None,
@@ -593,7 +600,8 @@ def instrument(
     """Record metrics and spans of every call of ``sup``'s tools, spawned now or later.
 
     Args:
-        sup: an open supervisor.
+        sup: an open supervisor, or a ``FunctionToolExecutor`` (the same instruments
+            and spans for its one tool; its in-flight and queued gauges read 0).
         meter_provider: where the instruments go (default: OpenTelemetry's global one).
         tracer_provider: where the spans go (default: the global one).
 
@@ -602,17 +610,20 @@ def instrument(
         stops it.
 
     Raises:
-        TypeError: ``sup`` is not a Supervisor.
+        TypeError: ``sup`` is neither a Supervisor nor a FunctionToolExecutor.
         ValueError: ``sup`` is instrumented already (uninstrument it first).
     """
     from .supervisor.core import Supervisor
 
-    if not isinstance(sup, Supervisor):
-        raise TypeError(f"instrument() takes a Supervisor, got {type(sup).__name__}")
+    if not isinstance(sup, Supervisor | FunctionToolExecutor):
+        raise TypeError(
+            f"instrument() takes a Supervisor or a FunctionToolExecutor, got {type(sup).__name__}"
+        )
     ref = _INSTRUMENTED.get(sup)
     if ref is not None and ref() is not None:
+        kind = "supervisor" if isinstance(sup, Supervisor) else "executor"
         raise ValueError(
-            "this supervisor is instrumented already; call uninstrument(sup) before "
+            f"this {kind} is instrumented already; call uninstrument(sup) before "
             "instrumenting it again"
         )
     instrumentation = Instrumentation(
@@ -622,7 +633,7 @@ def instrument(
     return instrumentation
 
 
-def uninstrument(sup: Supervisor) -> bool:
+def uninstrument(sup: Target) -> bool:
     """Stop recording ``sup``'s calls; False if it was not instrumented."""
     ref = _INSTRUMENTED.get(sup)
     instrumentation = None if ref is None else ref()
@@ -700,7 +711,7 @@ def remote_context(traceparent: str, tracestate: str = "") -> otel_context.Conte
     return context
 
 
-def is_instrumented(sup: Supervisor) -> bool:
+def is_instrumented(sup: Target) -> bool:
     """Whether ``sup`` is instrumented now (by :func:`instrument` or :func:`serve_prometheus`)."""
     ref = _INSTRUMENTED.get(sup)
     instrumentation = None if ref is None else ref()
