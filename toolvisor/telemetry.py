@@ -3,7 +3,8 @@
 ``instrument(sup)`` makes every call of every tool of ``sup`` (spawned before or after)
 visible to OpenTelemetry: a duration histogram per call and per attempt, a counter of
 the supervisor's events, gauges of in-flight and queued calls and of breaker states, and
-a span per call with a child span per attempt. Needs the ``otel`` extra
+a span per call with a child span per attempt (``instrument(executor)`` does the same
+for a ``FunctionToolExecutor``'s one tool). Needs the ``otel`` extra
 (``pip install 'toolvisor[otel]'``, opentelemetry-api only); an application brings its
 own SDK and exporters, or passes providers explicitly. ``serve_prometheus(sup, port)``
 (the ``prometheus`` extra) serves the same instruments on ``/metrics``.
