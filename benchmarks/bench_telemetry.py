@@ -2,21 +2,24 @@
 
 Usage::
 
-    python benchmarks/bench_telemetry.py [--rounds N] [--calls N]
+    python benchmarks/bench_telemetry.py [--rounds N] [--calls N] [--contenders A,B,...]
 
 The load is the per-call overhead section's (``execute()`` on a tool that returns at
 once, Standard breaker, exponential retry, 30 s per-attempt timeout) at 1 and 100
-concurrent callers. Each round runs three contenders, each in its own ``trio.run`` (the
+concurrent callers. Each round runs every contender, each in its own ``trio.run`` (the
 order rotating round by round):
 
 * ``plain``: no instrumentation;
 * ``metrics``: ``toolvisor.telemetry.instrument`` with an OpenTelemetry SDK
-  ``MeterProvider`` (an in-memory reader, collected after the load) and the API's
-  no-op tracer;
+  ``MeterProvider`` (an in-memory reader) and the API's no-op tracer;
 * ``metrics+traces``: the same plus an SDK ``TracerProvider`` whose
   ``BatchSpanProcessor`` exports to an exporter that drops the spans (its thread's CPU
-  time counts).
+  time counts);
+* ``unbatched`` (run only when named): ``metrics`` with ``telemetry.FLUSH_AT = 1``,
+  every duration recorded in the SDK as its call or attempt ends, for comparison.
 
+The reader collects once at the end of the timed load: the durations still waiting
+for the SDK are recorded then, inside the timing (the work is paid, not deferred).
 Throughput is calls per CPU second of the process; the ratio of a round is
 instrumented / plain within that round; the median over rounds is printed. Target:
 >= 0.8x.
@@ -38,9 +41,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import toolvisor as tv
+from toolvisor import telemetry
 from toolvisor.telemetry import instrument
 
 CONTENDERS = ("plain", "metrics", "metrics+traces")
+ALL = (*CONTENDERS, "unbatched")
+FLUSH_AT = telemetry.FLUSH_AT
 
 
 class _Drop(SpanExporter):
@@ -70,8 +76,10 @@ def _spec() -> tv.FunctionToolSpec:
 
 def _round(contender: str, callers: int, calls: int) -> float:
     meter_provider = tracer_provider = None
+    reader = InMemoryMetricReader()
     if contender != "plain":
-        meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        meter_provider = MeterProvider(metric_readers=[reader])
+    telemetry.FLUSH_AT = 1 if contender == "unbatched" else FLUSH_AT
     if contender == "metrics+traces":
         tracer_provider = TracerProvider()
         tracer_provider.add_span_processor(BatchSpanProcessor(_Drop()))
@@ -97,11 +105,14 @@ def _round(contender: str, callers: int, calls: int) -> float:
             async with trio.open_nursery() as nursery:
                 for _ in range(callers):
                     nursery.start_soon(caller, per)
+            if meter_provider is not None:
+                reader.get_metrics_data()  # records what waits: part of the cost
             if tracer_provider is not None:
                 tracer_provider.force_flush()  # the spans' export is part of the cost
             rate = per * callers / (time.process_time() - t0)
 
     trio.run(main)
+    telemetry.FLUSH_AT = FLUSH_AT
     if meter_provider is not None:
         meter_provider.shutdown()
     if tracer_provider is not None:
@@ -113,19 +124,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--calls", type=int, default=10000)
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS[1:]),
+        help=f"instrumented contenders, comma-separated, from {', '.join(ALL[1:])}",
+    )
     options = parser.parse_args()
+    chosen = tuple(c for c in options.contenders.split(",") if c)
+    if not chosen or any(c not in ALL[1:] for c in chosen):
+        parser.error(f"--contenders takes names from {', '.join(ALL[1:])}")
+    contenders = ("plain", *chosen)
     for callers in (1, 100):
-        rates: dict[str, list[float]] = {c: [] for c in CONTENDERS}
-        ratios: dict[str, list[float]] = {c: [] for c in CONTENDERS[1:]}
+        rates: dict[str, list[float]] = {c: [] for c in contenders}
+        ratios: dict[str, list[float]] = {c: [] for c in chosen}
         for r in range(options.rounds):
-            order = CONTENDERS[r % 3 :] + CONTENDERS[: r % 3]
+            k = r % len(contenders)
+            order = contenders[k:] + contenders[:k]
             got = {c: _round(c, callers, options.calls) for c in order}
             for c, rate in got.items():
                 rates[c].append(rate)
-            for c in CONTENDERS[1:]:
+            for c in chosen:
                 ratios[c].append(got[c] / got["plain"])
         line = f"{callers:>4} callers: plain {statistics.median(rates['plain']):,.0f}/s"
-        for c in CONTENDERS[1:]:
+        for c in chosen:
             paired = ratios[c]
             line += (
                 f" | {c} {statistics.median(rates[c]):,.0f}/s ratio {statistics.median(paired):.3f}"

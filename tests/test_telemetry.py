@@ -366,7 +366,7 @@ async def test_tools_spawned_before_and_after_are_covered_and_uninstrument_stops
 
 
 async def test_instrument_rejects_bad_input(otel: Otel) -> None:
-    with pytest.raises(TypeError, match="takes a Supervisor, got str"):
+    with pytest.raises(TypeError, match="takes a Supervisor or a FunctionToolExecutor, got str"):
         telemetry.instrument("sup")  # type: ignore[arg-type]
     async with tv.open_supervisor() as sup:
         otel.instrument(sup)

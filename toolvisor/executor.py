@@ -18,10 +18,12 @@ from typing import Any
 import trio
 
 from .actors.call import Call
-from .actors.pipeline import ToolRunner, make_invoker, state_name
+from .actors.observer import CallObserver
+from .actors.pipeline import Publish, ToolRunner, make_invoker, state_name
 from .actors.stats import Counters, ToolStats
 from .events import Event
 from .spec import ExecutionContext, ToolSpec
+from .supervisor.hub import EventHub
 from .supervisor.idempotency import IdempotencyCache
 from .supervisor.stores.base import IdempotencyStore
 
@@ -35,7 +37,8 @@ class FunctionToolExecutor:
         spec: the tool's spec; a snapshot is taken now (later edits change nothing).
         fn: ``async def fn(args)`` or ``async def fn(args, ctx)``.
         idempotency_store: where idempotent results go (default: a MemoryStore).
-        on_event: optional callback for retry, breaker and store events.
+        on_event: optional callback for retry, breaker and store events (as
+            ``subscribe(on_event)``).
     """
 
     def __init__(
@@ -50,11 +53,12 @@ class FunctionToolExecutor:
             raise TypeError(f"FunctionToolExecutor takes a ToolSpec, got {type(spec).__name__}")
         self.spec = spec.compile()
         self.counters = Counters()
-        self.counters.publish = on_event  # the calls' own events (CallFailed, FallbackUsed)
-        self._runner = ToolRunner(
-            self.spec, make_invoker(fn, self.spec.tool_name), self.counters, on_event
-        )
-        self._cache = IdempotencyCache(idempotency_store, publish=on_event)
+        self._observer: CallObserver | None = None
+        self._runner = ToolRunner(self.spec, make_invoker(fn, self.spec.tool_name), self.counters)
+        self._cache = IdempotencyCache(idempotency_store)
+        self._hub = EventHub(self._wire)
+        if on_event is not None:
+            self._hub.subscribe(on_event)
 
     @property
     def tool_name(self) -> str:
@@ -74,10 +78,29 @@ class FunctionToolExecutor:
         ``Supervisor.execute``; bad arguments, ``ctx`` or ``timeout`` raise as there.
         """
         spec = self.spec
-        call = Call.new(spec, self.counters, args, ctx, timeout)
+        call = Call.new(spec, self.counters, args, ctx, timeout, self._observer)
         if spec.idempotent:
             return await self._cache.run(spec, call, self._run)
         return await self._run(call)
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes.
+
+        As ``Supervisor.subscribe``: callbacks run in the calling task, and an exception
+        in one is logged, never propagated into the call.
+        """
+        return self._hub.subscribe(callback)
+
+    def observe(self, observer: CallObserver | None) -> CallObserver | None:
+        """Set what sees every call (telemetry), as ``Supervisor.observe``; None removes
+        it. Returns the one it replaces."""
+        old, self._observer = self._observer, observer
+        self._runner.observer = observer
+        return old
+
+    def _wire(self, publish: Publish | None) -> None:
+        """Hand the hub's ``publish`` (None while nobody listens) to every publisher."""
+        self._runner.publish = self.counters.publish = self._cache.publish = publish
 
     async def forget(self, key: str, ctx: ExecutionContext | None = None) -> bool:
         """Let ``key`` run again (see ``Supervisor.forget``); True if it had a record."""

@@ -3,7 +3,8 @@
 ``instrument(sup)`` makes every call of every tool of ``sup`` (spawned before or after)
 visible to OpenTelemetry: a duration histogram per call and per attempt, a counter of
 the supervisor's events, gauges of in-flight and queued calls and of breaker states, and
-a span per call with a child span per attempt. Needs the ``otel`` extra
+a span per call with a child span per attempt (``instrument(executor)`` does the same
+for a ``FunctionToolExecutor``'s one tool). Needs the ``otel`` extra
 (``pip install 'toolvisor[otel]'``, opentelemetry-api only); an application brings its
 own SDK and exporters, or passes providers explicitly. ``serve_prometheus(sup, port)``
 (the ``prometheus`` extra) serves the same instruments on ``/metrics``.
@@ -21,6 +22,7 @@ import itertools
 import math
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +48,13 @@ from .events import (
     BreakerTransition,
     Event,
 )
+from .executor import FunctionToolExecutor
 
 if TYPE_CHECKING:
     from .supervisor.core import Supervisor
+
+    #: What instrument() observes: a supervisor's tools, or one executor's tool.
+    Target = Supervisor | FunctionToolExecutor
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -100,10 +106,19 @@ _SERIALS = itertools.count()
 #: How long a no-op tracer is believed before it is asked again (seconds).
 _NO_SPANS_S = 1.0
 _EVENT_NAMES: Mapping[type, str] = EVENT_NAMES
+#: A duration waiting to reach the SDK: (histogram, seconds, attributes).
+_Pending = deque[tuple[Any, float, Mapping[str, Any]]]
+#: Durations recorded in trio's thread when this many wait (bounds the memory and the
+#: time one flush takes: about 7 us each, so a few milliseconds).
+FLUSH_AT = 256
+#: The context the durations are recorded under: it holds no span. A truthy context
+#: spares the SDK its lookup of the current one, and the trace-based exemplar filter
+#: sees no sampled span (as in the tool actor's task, which carries no caller's span).
+_NO_SPAN = trace.set_span_in_context(trace.INVALID_SPAN)
 
 # The supervisors instrumented now, and their instrumentation (weakly: the supervisor
 # holds its instrumentation, which holds the supervisor through its subscription).
-_INSTRUMENTED: weakref.WeakKeyDictionary[Supervisor, weakref.ref[Instrumentation]] = (
+_INSTRUMENTED: weakref.WeakKeyDictionary[Target, weakref.ref[Instrumentation]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -138,27 +153,34 @@ class Instrumentation:
     read ``Supervisor.stats`` and the instrumentation's own event counts, and report
     nothing for a tool that goes away meanwhile).
 
-    What a call costs: two synchronous histogram records (the call's duration and its
-    attempt's) and, when the tracer records, its spans. Everything counted (the events)
-    is counted in plain integers here and read by the SDK when it collects.
+    What a call costs: two durations appended to :attr:`pending` (the call's and its
+    attempt's) and, when the tracer records, its spans. The durations reach the SDK's
+    histograms in batches: when the metric reader collects (an observable instrument's
+    callback records them; the SDK runs every callback before it reads the histograms,
+    so a collection sees every call that ended before it) and whenever ``FLUSH_AT`` of
+    them wait. Everything counted (the events) is counted in plain integers here and
+    read by the SDK when it collects.
     """
 
     def __init__(
         self,
-        sup: Supervisor,
+        sup: Target,
         *,
         meter_provider: metrics.MeterProvider | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         from . import __version__
 
-        self._sup: weakref.ref[Supervisor] = weakref.ref(sup)
+        self._sup: weakref.ref[Target] = weakref.ref(sup)
         self._active = True
         self._current: Call | None = None  # the call the actor works on (span events)
         self._cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._names: dict[str, tuple[str, str]] = {}  # tool -> its span names
         #: Events seen, by (tool, event name, breaker state or None): the counter's values.
         self.events: dict[_EventKey, int] = {}
+        #: Durations not recorded in the SDK yet (appended in trio's thread; taken by
+        #: whichever thread flushes, each one once).
+        self.pending: _Pending = deque()
         self.serial = next(_SERIALS)
         #: While the tracer is a no-op, call spans are not started until this trio time
         #: (the tracer is asked again once a second: a global provider may be set later).
@@ -185,9 +207,10 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Stop observing: later calls and events are not recorded (idempotent).
 
-        Calls already made still end their spans and record their durations. The
-        instruments stay registered with the meter (OpenTelemetry cannot remove an
-        instrument); the observable ones report nothing from now on.
+        Calls already made still end their spans and record their durations: the
+        durations waiting are recorded now, those of the calls still running at the
+        next collection. The instruments stay registered with the meter (OpenTelemetry
+        cannot remove an instrument); the observable ones report nothing from now on.
         """
         if not self._active:
             return
@@ -253,7 +276,7 @@ class Instrumentation:
                 return
             record.attempt_started = None
             attributes = self._attributes(call.tool, call.attempts, False, None)
-            self._attempt_duration.record(trio.current_time() - started, attributes)
+            self._record(self._attempt_duration, trio.current_time() - started, attributes)
             if span is not None:
                 self._end_attempt(record, attributes, failed=False)
             return
@@ -268,9 +291,16 @@ class Instrumentation:
         record.attempt_started = None
         handled = retry_in is not None or self._retryable(call, error)
         attributes = self._attributes(call.tool, call.attempts, handled, etype)
-        self._attempt_duration.record(trio.current_time() - started, attributes)
+        self._record(self._attempt_duration, trio.current_time() - started, attributes)
         if span is not None:
             self._end_attempt(record, attributes, failed=True)
+
+    def _record(self, histogram: Any, seconds: float, attributes: Mapping[str, Any]) -> None:
+        """Record a duration: append it, and hand the batch to the SDK once it is full."""
+        pending = self.pending
+        pending.append((histogram, seconds, attributes))
+        if len(pending) >= FLUSH_AT:
+            _flush(pending)
 
     @staticmethod
     def _end_attempt(record: _Trace, attributes: dict[str, Any], *, failed: bool) -> None:
@@ -303,9 +333,10 @@ class Instrumentation:
         if sup is None:
             return True
         try:
-            policy = sup.spec(call.tool).retry_policy
+            spec = sup.spec if isinstance(sup, FunctionToolExecutor) else sup.spec(call.tool)
         except ToolvisorError:  # stopped meanwhile
             return True
+        policy = spec.retry_policy
         is_retryable = getattr(policy, "is_retryable", None)
         if not callable(is_retryable):
             return True
@@ -330,11 +361,11 @@ class Instrumentation:
         if started is not None:  # cut by the call's end: its deadline, caller, or crash
             record.attempt_started = None
             cut = self._attributes(call.tool, call.attempts, False, etype or "cancelled")
-            self._attempt_duration.record(now - started, cut)
+            self._record(self._attempt_duration, now - started, cut)
             if record.span is not None:
                 self._end_attempt(record, cut, failed=True)
         attributes = self._attributes(call.tool, kind, etype)
-        self._call_duration.record(now - call.started, attributes)
+        self._record(self._call_duration, now - call.started, attributes)
         span = record.span
         if span is None:
             return
@@ -373,6 +404,8 @@ class Instrumentation:
         sup = self._sup()
         if sup is None or not self._active:
             return []
+        if isinstance(sup, FunctionToolExecutor):  # its one tool
+            return [sup.stats()]
         try:
             names = sup.tools()
         except RuntimeError:  # the routing table changed while being read: next time
@@ -384,6 +417,21 @@ class Instrumentation:
             except (ToolvisorError, RuntimeError):
                 continue  # stopped meanwhile
         return stats
+
+
+def _flush(pending: _Pending) -> None:
+    """Record every duration of ``pending`` in the SDK's histograms, each exactly once.
+
+    ``popleft`` is atomic, so trio's thread (a full batch) and the metric reader's (a
+    collection) may flush the same deque at once: each duration goes to one of them.
+    """
+    take = pending.popleft
+    while True:
+        try:
+            histogram, seconds, attributes = take()
+        except IndexError:
+            return
+        histogram.record(seconds, attributes, _NO_SPAN)
 
 
 class _Instruments:
@@ -412,9 +460,15 @@ class _Instruments:
     def __init__(self, provider: metrics.MeterProvider) -> None:
         from . import __version__
 
-        #: By serial: each member (weakly) and its event counts (kept when it goes).
-        self._members: dict[int, tuple[weakref.ref[Instrumentation], dict[_EventKey, int]]] = {}
+        #: By serial: each member (weakly), its event counts (kept when it goes) and its
+        #: durations waiting (recorded when the reader collects, or when it goes).
+        self._members: dict[
+            int, tuple[weakref.ref[Instrumentation], dict[_EventKey, int], _Pending]
+        ] = {}
         self._retired: dict[_EventKey, int] = {}
+        #: The pending durations of members gone: their calls still running may append
+        #: to them; each is flushed at every collection until its member is gone too.
+        self._draining: list[tuple[weakref.ref[Instrumentation], _Pending]] = []
         meter = provider.get_meter(_SCOPE, __version__)
         self.call_duration = meter.create_histogram(
             "toolvisor.call.duration",
@@ -457,35 +511,47 @@ class _Instruments:
 
     def join(self, member: Instrumentation) -> None:
         with self._lock:
-            self._members[member.serial] = (weakref.ref(member), member.events)
+            self._members[member.serial] = (weakref.ref(member), member.events, member.pending)
 
     def leave(self, member: Instrumentation) -> None:
         with self._lock:
             self._retire(member.serial)
+        _flush(member.pending)
 
     def _retire(self, serial: int) -> None:
-        """Keep a member's event counts and forget it (the lock is held)."""
+        """Keep a member's event counts and its pending durations, and forget it (the
+        lock is held)."""
         entry = self._members.pop(serial, None)
         if entry is not None:
-            for key, count in entry[1].copy().items():
+            ref, events, pending = entry
+            for key, count in events.copy().items():
                 self._retired[key] = self._retired.get(key, 0) + count
+            self._draining.append((ref, pending))
 
     def _snapshot(self) -> tuple[list[Instrumentation], dict[_EventKey, int]]:
         """The live members (those gone are retired) and every event count: the retired
-        members' and the live ones'."""
+        members' and the live ones'. Records every pending duration first: each
+        callback of a collection calls this before the SDK reads the histograms."""
         with self._lock:
             live = []
-            for serial, (ref, _events) in list(self._members.items()):
+            for serial, (ref, _events, _pending) in list(self._members.items()):
                 member = ref()
                 if member is None or not member.alive:
                     self._retire(serial)
                 else:
                     live.append(member)
             counts = dict(self._retired)
-            for _ref, events in self._members.values():
+            for _ref, events, _pending in self._members.values():
                 for key, count in events.copy().items():  # one step: safe from any thread
                     counts[key] = counts.get(key, 0) + count
-            return live, counts
+            batches = [pending for _ref, _events, pending in self._members.values()]
+            batches.extend(pending for _ref, pending in self._draining)
+        for pending in batches:  # outside the lock: the SDK takes its own
+            _flush(pending)
+        with self._lock:
+            # A member gone appends no more: once it is flushed, its deque can go.
+            self._draining = [(r, p) for r, p in self._draining if p or r() is not None]
+        return live, counts
 
     def _observe_events(self, _options: CallbackOptions) -> Iterable[Observation]:
         _members, counts = self._snapshot()
@@ -527,7 +593,7 @@ class _Instruments:
 
 
 def instrument(
-    sup: Supervisor,
+    sup: Target,
     *,
     meter_provider: metrics.MeterProvider | None = None,
     tracer_provider: trace.TracerProvider | None = None,
@@ -535,7 +601,8 @@ def instrument(
     """Record metrics and spans of every call of ``sup``'s tools, spawned now or later.
 
     Args:
-        sup: an open supervisor.
+        sup: an open supervisor, or a ``FunctionToolExecutor`` (the same instruments
+            and spans for its one tool; its in-flight and queued gauges read 0).
         meter_provider: where the instruments go (default: OpenTelemetry's global one).
         tracer_provider: where the spans go (default: the global one).
 
@@ -544,17 +611,20 @@ def instrument(
         stops it.
 
     Raises:
-        TypeError: ``sup`` is not a Supervisor.
+        TypeError: ``sup`` is neither a Supervisor nor a FunctionToolExecutor.
         ValueError: ``sup`` is instrumented already (uninstrument it first).
     """
     from .supervisor.core import Supervisor
 
-    if not isinstance(sup, Supervisor):
-        raise TypeError(f"instrument() takes a Supervisor, got {type(sup).__name__}")
+    if not isinstance(sup, Supervisor | FunctionToolExecutor):
+        raise TypeError(
+            f"instrument() takes a Supervisor or a FunctionToolExecutor, got {type(sup).__name__}"
+        )
     ref = _INSTRUMENTED.get(sup)
     if ref is not None and ref() is not None:
+        kind = "supervisor" if isinstance(sup, Supervisor) else "executor"
         raise ValueError(
-            "this supervisor is instrumented already; call uninstrument(sup) before "
+            f"this {kind} is instrumented already; call uninstrument(sup) before "
             "instrumenting it again"
         )
     instrumentation = Instrumentation(
@@ -564,7 +634,7 @@ def instrument(
     return instrumentation
 
 
-def uninstrument(sup: Supervisor) -> bool:
+def uninstrument(sup: Target) -> bool:
     """Stop recording ``sup``'s calls; False if it was not instrumented."""
     ref = _INSTRUMENTED.get(sup)
     instrumentation = None if ref is None else ref()
@@ -642,7 +712,7 @@ def remote_context(traceparent: str, tracestate: str = "") -> otel_context.Conte
     return context
 
 
-def is_instrumented(sup: Supervisor) -> bool:
+def is_instrumented(sup: Target) -> bool:
     """Whether ``sup`` is instrumented now (by :func:`instrument` or :func:`serve_prometheus`)."""
     ref = _INSTRUMENTED.get(sup)
     instrumentation = None if ref is None else ref()

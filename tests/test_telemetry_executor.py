@@ -1,0 +1,135 @@
+"""A FunctionToolExecutor instrumented like a supervisor: the same instruments and spans."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import toolvisor as tv
+from toolvisor import telemetry
+
+
+class Otel:
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+
+    def points(self, name: str) -> Counter[frozenset[tuple[str, Any]]]:
+        data = self.reader.get_metrics_data()
+        found: Counter[frozenset[tuple[str, Any]]] = Counter()
+        for rm in data.resource_metrics if data is not None else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == name:
+                        for p in metric.data.data_points:
+                            found[frozenset(p.attributes.items())] = getattr(
+                                p, "count", None
+                            ) or getattr(p, "value", 0)
+        return found
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    o = Otel()
+    yield o
+    o.meter_provider.shutdown()
+    o.tracer_provider.shutdown()
+
+
+def key(**kw: Any) -> frozenset[tuple[str, Any]]:
+    return frozenset((k.replace("_", "."), v) for k, v in kw.items())
+
+
+def executor(fn: Any, **kw: Any) -> tv.FunctionToolExecutor:
+    spec = tv.FunctionToolSpec(id="pay-v1", tool_name="pay", parameters=[], **kw)
+    return tv.FunctionToolExecutor(spec, fn)
+
+
+async def test_an_executor_records_calls_attempts_spans_and_events(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    failures = 1
+
+    async def flaky(args: dict[str, Any]) -> str:
+        nonlocal failures
+        await trio.sleep(0.25)
+        if failures:
+            failures -= 1
+            raise ConnectionError("reset")
+        return "paid"
+
+    ex = executor(flaky, retry_policy=tv.FixedRetryPolicy(max_attempts=3, delay_seconds=1))
+    ins = telemetry.instrument(
+        ex, meter_provider=otel.meter_provider, tracer_provider=otel.tracer_provider
+    )
+    assert telemetry.is_instrumented(ex)
+    assert await ex.execute({}) == "paid"
+
+    assert otel.points("toolvisor.call.duration") == {key(tool="pay", outcome="succeeded"): 1}
+    assert otel.points("toolvisor.attempt.duration") == {
+        key(tool="pay", attempt_number=1, attempt_handled=True, error_type="ConnectionError"): 1,
+        key(tool="pay", attempt_number=2, attempt_handled=False): 1,
+    }
+    events = otel.points("toolvisor.events")
+    assert events[key(tool="pay", event_name="retry_scheduled")] == 1
+    breaker = otel.points("toolvisor.breaker.state")
+    assert breaker[key(tool="pay", state="closed")] == 1
+
+    spans = otel.exporter.get_finished_spans()
+    (call,) = [s for s in spans if s.name == "call pay"]
+    attempts = [s for s in spans if s.name == "attempt pay"]
+    assert len(attempts) == 2
+    assert all(a.parent is not None and a.parent.span_id == call.context.span_id for a in attempts)
+    assert call.attributes is not None and call.attributes["toolvisor.attempts"] == 2
+    assert [e.name for e in call.events] == ["toolvisor.retry"]
+
+    ins.uninstrument()
+    assert not telemetry.is_instrumented(ex)
+    assert await ex.execute({}) == "paid"  # not recorded any more
+    assert otel.points("toolvisor.call.duration") == {key(tool="pay", outcome="succeeded"): 1}
+
+
+async def test_an_executor_keeps_its_own_on_event_beside_the_instrumentation(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def declined(args: dict[str, Any]) -> None:
+        raise ValueError("declined")
+
+    seen: list[str] = []
+    spec = tv.FunctionToolSpec(
+        id="pay-v1",
+        tool_name="pay",
+        parameters=[],
+        circuit_breaker_policy=tv.StandardCircuitBreakerPolicy(
+            failure_threshold=1, recovery_timeout=60
+        ),
+    )
+    ex = tv.FunctionToolExecutor(spec, declined, on_event=lambda e: seen.append(type(e).__name__))
+    telemetry.instrument(ex, meter_provider=otel.meter_provider)
+    with pytest.raises(ValueError, match="declined"):
+        await ex.execute({})
+    with pytest.raises(tv.CircuitOpenError):
+        await ex.execute({})
+    assert "BreakerTransition" in seen
+    assert otel.points("toolvisor.call.duration") == {
+        key(tool="pay", outcome="failed", error_type="ValueError"): 1,
+        key(tool="pay", outcome="rejected", error_type="toolvisor.errors.CircuitOpenError"): 1,
+    }
+    events = otel.points("toolvisor.events")
+    assert events[key(tool="pay", event_name="breaker_transition", breaker_state="open")] == 1
+    assert otel.points("toolvisor.breaker.state")[key(tool="pay", state="open")] == 1
+    with pytest.raises(ValueError, match="instrumented already"):
+        telemetry.instrument(ex, meter_provider=otel.meter_provider)
