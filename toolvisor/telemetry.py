@@ -445,13 +445,19 @@ class _Instruments:
     down).
     """
 
+    #: Guards the members and counts; taken inside the SDK's collection (the callbacks),
+    #: so it is never held while calling into the SDK.
     _lock = threading.Lock()
+    #: Serialises making a provider's instruments. Separate from ``_lock``: creating an
+    #: instrument takes the SDK's lock, which a collection in another thread holds while
+    #: its callbacks take ``_lock``; one lock for both would deadlock the two threads.
+    _making = threading.Lock()
     _by_provider: weakref.WeakKeyDictionary[Any, _Instruments] = weakref.WeakKeyDictionary()
 
     @classmethod
     def of(cls, meter_provider: metrics.MeterProvider | None) -> _Instruments:
         provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
-        with cls._lock:
+        with cls._making:
             instruments = cls._by_provider.get(provider)
             if instruments is None:
                 instruments = cls._by_provider[provider] = cls(provider)
