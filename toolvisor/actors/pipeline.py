@@ -4,7 +4,7 @@ One loop: the retry policy drives the attempts (the first included); each attemp
 passes the circuit breaker's public ``execute_with_breaker``, which admits it (or
 refuses it with ``CircuitOpenError``), runs the tool under the spec's per-attempt
 ``timeout_s`` (``ToolTimeoutError`` past it, retryable) and records its outcome. The
-tool runs in exactly one place, ``ToolRunner._once`` (inside the spec's chaos strategies,
+tool runs in exactly one place, ``_Attempts.once`` (inside the spec's chaos strategies,
 if any: an injected fault is that attempt's failure). The loop ends the call:
 
 * the tool returned: ``succeed``;
@@ -197,13 +197,9 @@ class ToolRunner:
             trio.Cancelled: the caller or a deadline cut the call; it is not ended here.
         """
         spec = self.spec
-        name = spec.tool_name
-        breaker = spec.breaker
         observer = self.observer
         budget = spec.retry_budget
-        chaos = spec.chaos
-        hedging = spec.hedging
-        if hedging is not None and watchdog is not None:
+        if spec.hedging is not None and watchdog is not None:
             watchdog.watch(call.deadline)  # no cut at timeout_s: it would cut every attempt
             watchdog = None
         if budget is not None:
@@ -212,45 +208,10 @@ class ToolRunner:
             observer.call_running(call)
         if self.publish is not None:
             self._observe_breaker()
-
-        def attempt() -> Awaitable[Any]:
-            nonlocal replay
-            if replay is not None:
-                error, replay = replay, None
-                call.last_error = error  # the tool's, even if the breaker now refuses it
-                return breaker.execute_with_breaker(_raiser(error), name)
-            if hedging is not None:
-                return self._race(call, hedging, once)
-            return breaker.execute_with_breaker(once, name)
-
-        def once() -> Awaitable[Any]:
-            n = call.attempts = call.attempts + 1
-            call.in_attempt = True
-            if n > 1:
-                self.counters.retries += 1
-            if observer is not None:
-                observer.attempt_started(call)
-            if n == 1 and watchdog is not None:  # the watchdog keeps its time
-                if chaos:
-                    return self._chaotic(call)
-                return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
-            return self._timed(call)
-
-        def on_retry(failed: int, delay: float, exc: BaseException) -> None:
-            call.in_attempt = False
-            if isinstance(exc, Exception):
-                call.last_error = exc
-                if budget is not None and not budget.try_withdraw(trio.current_time()):
-                    raise _RetryRefused(exc)  # ends the loop: no retry is scheduled
-            if watchdog is not None:
-                watchdog.watch(call.deadline)  # the retries run on the call's deadline
-            if observer is not None:
-                observer.attempt_ended(call, exc, delay)
-            self._on_retry(failed, delay, exc)
-
+        attempts = _Attempts(self, spec, call, watchdog, replay)
         try:
             value = await spec.retry_policy.execute(
-                attempt, deadline=call.deadline, on_retry=on_retry
+                attempts, deadline=call.deadline, on_retry=attempts.on_retry
             )
         except Exception as exc:
             call.in_attempt = False
@@ -268,7 +229,7 @@ class ToolRunner:
                 raise
             if observer is not None:
                 observer.attempt_ended(call, exc, None)
-            call.fail(ActorCrashedError(name, exc))
+            call.fail(ActorCrashedError(spec.tool_name, exc))
         else:
             call.in_attempt = False
             if observer is not None:
@@ -466,6 +427,79 @@ class ToolRunner:
                 )
             )
         self._last_state = state
+
+
+class _Attempts:
+    """The attempt loop's callbacks for one call, as one object.
+
+    Calling it starts the next attempt (the retry policy's ``func``); :meth:`once` is the
+    attempt itself (what the breaker runs), :meth:`on_retry` the retry policy's hook. One
+    slotted object per call instead of three closures and the cells they share (about
+    eighteen objects the collector tracks for as long as the call is in flight). It keeps
+    the spec and the observer the call started with, as the loop did: a ``reconfigure``
+    or an ``observe`` during the call applies to the calls made after it.
+    """
+
+    __slots__ = ("call", "observer", "replay", "runner", "spec", "watchdog")
+
+    def __init__(
+        self,
+        runner: ToolRunner,
+        spec: CompiledSpec,
+        call: Call,
+        watchdog: Watchdog | None,
+        replay: Exception | None,
+    ) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.call = call
+        self.watchdog = watchdog
+        self.replay = replay
+        self.observer = runner.observer
+
+    def __call__(self) -> Awaitable[Any]:
+        spec = self.spec
+        replay = self.replay
+        if replay is not None:
+            self.replay = None
+            self.call.last_error = replay  # the tool's, even if the breaker now refuses it
+            return spec.breaker.execute_with_breaker(_raiser(replay), spec.tool_name)
+        hedging = spec.hedging
+        if hedging is not None:
+            return self.runner._race(self.call, hedging, self.once)
+        return spec.breaker.execute_with_breaker(self.once, spec.tool_name)
+
+    def once(self) -> Awaitable[Any]:
+        call = self.call
+        runner = self.runner
+        n = call.attempts = call.attempts + 1
+        call.in_attempt = True
+        if n > 1:
+            runner.counters.retries += 1
+        observer = self.observer
+        if observer is not None:
+            observer.attempt_started(call)
+        if n == 1 and self.watchdog is not None:  # the watchdog keeps its time
+            if self.spec.chaos:
+                return runner._chaotic(call)
+            return runner.invoke(call.args, runner.context(call) if runner.takes_ctx else call.ctx)
+        return runner._timed(call)
+
+    def on_retry(self, failed: int, delay: float, exc: BaseException) -> None:
+        call = self.call
+        call.in_attempt = False
+        if isinstance(exc, Exception):
+            call.last_error = exc
+            budget = self.spec.retry_budget
+            if budget is not None and not budget.try_withdraw(trio.current_time()):
+                raise _RetryRefused(exc)  # ends the loop: no retry is scheduled
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.watch(call.deadline)  # the retries run on the call's deadline
+        observer = self.observer
+        if observer is not None:
+            observer.attempt_ended(call, exc, delay)
+        self.runner._on_retry(failed, delay, exc)
 
 
 class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never raised out
