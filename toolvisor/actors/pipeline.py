@@ -57,12 +57,21 @@ from ..errors import (
 )
 from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, RetryScheduled
 from ..policies.hedging import HedgingPolicy
+from ..policies.retry import _ScheduledRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
 from .observer import CallObserver
 from .stats import Counters
 
-__all__ = ["Invoker", "ToolRunner", "Watchdog", "is_cancellation", "make_invoker", "state_name"]
+__all__ = [
+    "Invoker",
+    "ToolRunner",
+    "Watchdog",
+    "ends_after_cleanup",
+    "is_cancellation",
+    "make_invoker",
+    "state_name",
+]
 
 Invoker = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
 Publish = Callable[[Event], None]
@@ -120,11 +129,27 @@ def make_invoker(fn: Callable[..., Any], tool_name: str) -> Invoker:
             return result if type(result) is CoroutineType else _awaitable(result, tool_name)
 
     _TAKES_CTX[invoke] = takes_ctx
+    try:
+        cleanup_first = fn in _CLEANUP_FIRST
+    except TypeError:  # an unhashable callable object: never marked
+        cleanup_first = False
+    if cleanup_first:
+        _CLEANUP_FIRST.add(invoke)
     return invoke
 
 
 # Whether an invoker's tool takes ``ctx`` (a weak map: invokers live as long as tools).
 _TAKES_CTX: weakref.WeakKeyDictionary[Invoker, bool] = weakref.WeakKeyDictionary()
+
+# Tool functions (and their invokers) whose cut attempt ends only once their own cleanup
+# did (toolvisor.aio's asyncio tools): their caller is answered after it, never before.
+_CLEANUP_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def ends_after_cleanup(fn: Callable[..., Any]) -> None:
+    """Mark the tool function ``fn``: a cut attempt of it answers its caller only once the
+    attempt's own cleanup ended (the watchdog never answers for it)."""
+    _CLEANUP_FIRST.add(fn)
 
 
 def takes_context(invoke: Invoker) -> bool:
@@ -143,6 +168,10 @@ def _awaitable(result: object, tool_name: str) -> Awaitable[Any]:
 
 class Watchdog(Protocol):
     """How an actor's worker keeps a call's time without a cancel scope per attempt."""
+
+    #: Set by the runner for the first attempt: a cut at ``timeout_s`` can only end the
+    #: call (its retry policy never retries), so the watchdog answers the caller itself.
+    answers: bool
 
     def watch(self, deadline: float) -> None:
         """From now on, cut the worker's scope at ``deadline`` (trio time)."""
@@ -199,9 +228,12 @@ class ToolRunner:
         spec = self.spec
         observer = self.observer
         budget = spec.retry_budget
-        if spec.hedging is not None and watchdog is not None:
-            watchdog.watch(call.deadline)  # no cut at timeout_s: it would cut every attempt
-            watchdog = None
+        if watchdog is not None:
+            if spec.hedging is not None:
+                watchdog.watch(call.deadline)  # no cut at timeout_s: it would cut every attempt
+                watchdog = None
+            elif replay is None:
+                watchdog.answers = self.cut_is_final(spec)
         if budget is not None:
             budget.deposit(trio.current_time())
         if observer is not None:
@@ -237,6 +269,21 @@ class ToolRunner:
             if self.publish is not None:
                 self._observe_breaker()
             call.succeed(value)
+
+    def cut_is_final(self, spec: CompiledSpec) -> bool:
+        """Whether a first attempt of ``spec`` cut at ``timeout_s`` ends its call.
+
+        True when the spec's retry policy is a built-in one with ``max_attempts=1`` (it
+        gives up after the first attempt, whatever the error: decided without running
+        any user code) and the tool's attempts end as soon as trio cancels them (not an
+        asyncio tool, whose cut attempt ends once its task's cleanup did).
+        """
+        policy = spec.retry_policy
+        return (
+            isinstance(policy, _ScheduledRetryPolicy)
+            and policy.max_attempts == 1
+            and self.invoke not in _CLEANUP_FIRST
+        )
 
     def context(self, call: Call) -> ExecutionContext:
         """The ``ctx`` a tool that takes one sees in this attempt: the caller's, with the
@@ -374,6 +421,8 @@ class ToolRunner:
 
     def _failed(self, call: Call, exc: Exception) -> None:
         """End ``call`` after its loop raised ``exc`` (see the module docstring)."""
+        if call.done:
+            return  # answered already (the watchdog, at the attempt's timeout): no notes
         attempts = call.attempts
         if isinstance(exc, CircuitOpenError):
             if not attempts:
