@@ -204,7 +204,7 @@ class ToolActor:
             while True:
                 # The scope is entered once a call arrives: an idle worker holds none.
                 if call is None:
-                    call = await self._next()
+                    call = await self._next(fresh=True)
                     if call is None:
                         return
                     self.held[call] = None  # held from the moment it left the inbox
@@ -227,11 +227,30 @@ class ToolActor:
             if self._workers == 0 and self._watchdog_stop is not None:
                 self._watchdog_stop.cancel()  # the inbox is drained: nothing left to watch
 
-    async def _next(self) -> Call | None:
-        """The next call of the inbox; None once it is closed and drained."""
+    async def _next(self, *, fresh: bool = False) -> Call | None:
+        """The next call of the inbox; None once it is closed and drained.
+
+        ``fresh``: the worker has just been scheduled (it started, or a cut woke it) and
+        has not run a tool since, so a call waiting in the inbox is taken without the
+        extra scheduling round that ``receive()`` adds after a value (the tool's own
+        first checkpoint yields next). A cancelled worker still takes nothing: a
+        killed actor leaves its queued calls to the next incarnation.
+        """
+        if fresh:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                call: Call = self.inbox.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return None
+            else:
+                if self._idle == 0:
+                    self._grow()
+                return call
         self._idle += 1
         try:
-            call: Call = await self.inbox.receive()
+            call = await self.inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return None
         finally:
