@@ -175,6 +175,54 @@ class CallMachine(RuleBasedStateMachine):
     def fail_reject(self, m: Model, how: str) -> None:
         in_trio(lambda: self._end(m, how))
 
+    @rule(
+        m=calls,
+        first=st.sampled_from(["watchdog", "worker"]),
+        reply=st.sampled_from(["succeed", "fail"]),
+    )
+    def attempt_deadline_races_the_reply(self, m: Model, first: str, reply: str) -> None:
+        """The watchdog answers a call whose first attempt ran out of ``timeout_s``
+        (``fail`` with the attempt's ToolTimeoutError, counted in ``timeouts`` as the
+        runner does) in the same instant as the worker's own reply: whichever comes
+        first is the call's one end, the other is a no-op. The watchdog answers only a
+        running call (``ToolActor._answer``)."""
+        if m.state != RUNNING:
+            return
+        effect = True
+
+        def race() -> list[bool]:
+            timed_out = tv.ToolTimeoutError("t", 0.5)
+            self.counters.timeouts += 1  # ToolRunner.attempt_timed_out, before the answer
+            self.expect["timeouts"] += 1
+            ends: dict[str, Callable[[], bool]] = {
+                "watchdog": lambda: m.call.fail(timed_out),
+                "worker": (
+                    (lambda: m.call.succeed(7))
+                    if reply == "succeed"
+                    else (lambda: m.call.fail(ToolFailedError("late")))
+                ),
+            }
+            order = [first, "worker" if first == "watchdog" else "watchdog"]
+            took = [ends[who]() for who in order]
+            if effect:
+                if first == "watchdog":
+                    m.error = timed_out
+                    m.value = None
+                elif reply == "succeed":
+                    m.value = 7
+                else:
+                    m.error = m.call.outcome.error  # type: ignore[union-attr]
+            return took
+
+        assert in_trio(race) == [True, False]
+        if effect:
+            if first == "watchdog" or reply == "fail":
+                self.expect["failures"] += 1
+                self._ended(m, "failure")
+            else:
+                self.expect["successes"] += 1
+                self._ended(m, "success")
+
     @rule(m=calls)
     def cancel(self, m: Model) -> None:
         effect = m.state != DONE

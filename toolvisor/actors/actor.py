@@ -53,11 +53,26 @@ class ActorKilled(Exception):  # noqa: N818 - it is a reason, not an error calle
 class _Worker:
     """One worker as the watchdog sees it: its scope and the deadline it must keep."""
 
-    __slots__ = ("actor", "current", "deadline", "inflight", "scope", "since", "slot")
+    __slots__ = (
+        "actor",
+        "answered",
+        "answers",
+        "current",
+        "deadline",
+        "inflight",
+        "scope",
+        "since",
+        "slot",
+    )
 
     def __init__(self, actor: ToolActor) -> None:
         self.actor = actor
         self.deadline = math.inf
+        # The runner says whether a cut of the first attempt at timeout_s ends the call
+        # (then the watchdog answers it); ``answered`` is the error it answered with,
+        # which the worker's cleanup replays into the attempt loop.
+        self.answers = False
+        self.answered: Exception | None = None
         self.scope: trio.CancelScope | None = None
         self.current: Call | None = None  # the call being served (a cut settles it)
         self.slot = False  # holds a slot of the actor's limiter (a gated bulkhead)
@@ -189,7 +204,7 @@ class ToolActor:
             while True:
                 # The scope is entered once a call arrives: an idle worker holds none.
                 if call is None:
-                    call = await self._next()
+                    call = await self._next(fresh=True)
                     if call is None:
                         return
                     self.held[call] = None  # held from the moment it left the inbox
@@ -212,11 +227,30 @@ class ToolActor:
             if self._workers == 0 and self._watchdog_stop is not None:
                 self._watchdog_stop.cancel()  # the inbox is drained: nothing left to watch
 
-    async def _next(self) -> Call | None:
-        """The next call of the inbox; None once it is closed and drained."""
+    async def _next(self, *, fresh: bool = False) -> Call | None:
+        """The next call of the inbox; None once it is closed and drained.
+
+        ``fresh``: the worker has just been scheduled (it started, or a cut woke it) and
+        has not run a tool since, so a call waiting in the inbox is taken without the
+        extra scheduling round that ``receive()`` adds after a value (the tool's own
+        first checkpoint yields next). A cancelled worker still takes nothing: a
+        killed actor leaves its queued calls to the next incarnation.
+        """
+        if fresh:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                call: Call = self.inbox.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return None
+            else:
+                if self._idle == 0:
+                    self._grow()
+                return call
         self._idle += 1
         try:
-            call: Call = await self.inbox.receive()
+            call = await self.inbox.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             return None
         finally:
@@ -259,6 +293,7 @@ class ToolActor:
                     me.inflight = self._limiter.borrowed_tokens  # type: ignore[union-attr]
                 await runner.run(call, me)
                 me.deadline = math.inf
+                me.answered = None  # the tool returned as the watchdog answered: it stands
             held.pop(call, None)
             me.current = None
             if me.slot and self._release(call, me):
@@ -350,16 +385,20 @@ class ToolActor:
         or the watchdog cut the first attempt at ``timeout_s``: that attempt's outcome is a
         retryable ``ToolTimeoutError``, replayed into the attempt loop under a new scope.
         """
-        if call.state != CallState.RUNNING:
-            self.held.pop(call, None)
-            return  # its caller gave up on it, and ends it
-        if self._clock() >= call.deadline:
-            self.held.pop(call, None)
-            call.time_out()
-            return
+        answered, me.answered = me.answered, None
+        if answered is None:
+            if call.state != CallState.RUNNING:
+                self.held.pop(call, None)
+                return  # its caller gave up on it, and ends it
+            if self._clock() >= call.deadline:
+                self.held.pop(call, None)
+                call.time_out()
+                return
         runner = self.runner
         call.in_attempt = False  # the attempt is over (cut): the loop goes on from it
-        timed_out = runner.attempt_timed_out(call)
+        # The watchdog answered the caller already: the loop still records the cut
+        # attempt (the breaker, the observer), and its end is a no-op on the ended call.
+        timed_out = answered if answered is not None else runner.attempt_timed_out(call)
         with trio.CancelScope() as scope:
             me.scope = scope
             call.start_again(scope)
@@ -383,6 +422,29 @@ class ToolActor:
                 self._alarm = trio.CancelScope()  # placeholder until the watchdog sleeps
                 self._nursery.start_soon(self._watchdog)
 
+    def _answer(self, worker: _Worker, now: float) -> None:
+        """``worker``'s first attempt ran out of ``timeout_s``, and that ends its call:
+        end it now with the attempt's error (the caller wakes at the deadline, not after
+        the worker's cleanup).
+
+        The call's one end keeps "exactly one reply": if the tool returned in the same
+        instant, whichever end comes first stands and the other is a no-op. A call whose
+        own deadline passed too is left to its caller (it times out as a call).
+        """
+        call = worker.current
+        if (
+            call is None
+            or call.state != CallState.RUNNING
+            or call.attempts != 1
+            or not call.in_attempt
+            or now >= call.deadline
+        ):
+            return
+        error = self.runner.attempt_timed_out(call)
+        worker.answered = error
+        self.held.pop(call, None)  # answered: no longer in flight, nothing for a crash
+        call.fail(error)
+
     async def _watchdog(self) -> None:
         """Cancel every worker whose deadline passed; sleep until the next one."""
         horizon = self.runner.spec.timeout_s
@@ -397,14 +459,21 @@ class ToolActor:
             # Calls starting later get deadlines of at least now + timeout_s; earlier
             # overall deadlines move the alarm forward themselves (_watch).
             wake = now + horizon
+            cut: list[_Worker] = []
             for worker in self._pool:
                 due = worker.deadline
                 if due <= now:
                     worker.deadline = math.inf
                     if worker.scope is not None:
-                        worker.scope.cancel()
+                        if worker.answers:
+                            self._answer(worker, now)
+                        cut.append(worker)
                 elif due < wake:
                     wake = due
+            # Every caller answered here is rescheduled before any worker it cut: trio
+            # runs them in that order (or its reverse) in its next batch.
+            for worker in cut:
+                worker.scope.cancel()  # type: ignore[union-attr]
             self._alarm_at = wake
             with trio.CancelScope(deadline=wake) as alarm:
                 self._alarm = alarm

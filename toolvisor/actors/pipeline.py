@@ -4,7 +4,7 @@ One loop: the retry policy drives the attempts (the first included); each attemp
 passes the circuit breaker's public ``execute_with_breaker``, which admits it (or
 refuses it with ``CircuitOpenError``), runs the tool under the spec's per-attempt
 ``timeout_s`` (``ToolTimeoutError`` past it, retryable) and records its outcome. The
-tool runs in exactly one place, ``ToolRunner._once`` (inside the spec's chaos strategies,
+tool runs in exactly one place, ``_Attempts.once`` (inside the spec's chaos strategies,
 if any: an injected fault is that attempt's failure). The loop ends the call:
 
 * the tool returned: ``succeed``;
@@ -57,12 +57,21 @@ from ..errors import (
 )
 from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, RetryScheduled
 from ..policies.hedging import HedgingPolicy
+from ..policies.retry import _ScheduledRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
 from .observer import CallObserver
 from .stats import Counters
 
-__all__ = ["Invoker", "ToolRunner", "Watchdog", "is_cancellation", "make_invoker", "state_name"]
+__all__ = [
+    "Invoker",
+    "ToolRunner",
+    "Watchdog",
+    "ends_after_cleanup",
+    "is_cancellation",
+    "make_invoker",
+    "state_name",
+]
 
 Invoker = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
 Publish = Callable[[Event], None]
@@ -120,11 +129,27 @@ def make_invoker(fn: Callable[..., Any], tool_name: str) -> Invoker:
             return result if type(result) is CoroutineType else _awaitable(result, tool_name)
 
     _TAKES_CTX[invoke] = takes_ctx
+    try:
+        cleanup_first = fn in _CLEANUP_FIRST
+    except TypeError:  # an unhashable callable object: never marked
+        cleanup_first = False
+    if cleanup_first:
+        _CLEANUP_FIRST.add(invoke)
     return invoke
 
 
 # Whether an invoker's tool takes ``ctx`` (a weak map: invokers live as long as tools).
 _TAKES_CTX: weakref.WeakKeyDictionary[Invoker, bool] = weakref.WeakKeyDictionary()
+
+# Tool functions (and their invokers) whose cut attempt ends only once their own cleanup
+# did (toolvisor.aio's asyncio tools): their caller is answered after it, never before.
+_CLEANUP_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+
+def ends_after_cleanup(fn: Callable[..., Any]) -> None:
+    """Mark the tool function ``fn``: a cut attempt of it answers its caller only once the
+    attempt's own cleanup ended (the watchdog never answers for it)."""
+    _CLEANUP_FIRST.add(fn)
 
 
 def takes_context(invoke: Invoker) -> bool:
@@ -143,6 +168,10 @@ def _awaitable(result: object, tool_name: str) -> Awaitable[Any]:
 
 class Watchdog(Protocol):
     """How an actor's worker keeps a call's time without a cancel scope per attempt."""
+
+    #: Set by the runner for the first attempt: a cut at ``timeout_s`` can only end the
+    #: call (its retry policy never retries), so the watchdog answers the caller itself.
+    answers: bool
 
     def watch(self, deadline: float) -> None:
         """From now on, cut the worker's scope at ``deadline`` (trio time)."""
@@ -197,60 +226,24 @@ class ToolRunner:
             trio.Cancelled: the caller or a deadline cut the call; it is not ended here.
         """
         spec = self.spec
-        name = spec.tool_name
-        breaker = spec.breaker
         observer = self.observer
         budget = spec.retry_budget
-        chaos = spec.chaos
-        hedging = spec.hedging
-        if hedging is not None and watchdog is not None:
-            watchdog.watch(call.deadline)  # no cut at timeout_s: it would cut every attempt
-            watchdog = None
+        if watchdog is not None:
+            if spec.hedging is not None:
+                watchdog.watch(call.deadline)  # no cut at timeout_s: it would cut every attempt
+                watchdog = None
+            elif replay is None:
+                watchdog.answers = self.cut_is_final(spec)
         if budget is not None:
             budget.deposit(trio.current_time())
         if observer is not None:
             observer.call_running(call)
         if self.publish is not None:
             self._observe_breaker()
-
-        def attempt() -> Awaitable[Any]:
-            nonlocal replay
-            if replay is not None:
-                error, replay = replay, None
-                call.last_error = error  # the tool's, even if the breaker now refuses it
-                return breaker.execute_with_breaker(_raiser(error), name)
-            if hedging is not None:
-                return self._race(call, hedging, once)
-            return breaker.execute_with_breaker(once, name)
-
-        def once() -> Awaitable[Any]:
-            n = call.attempts = call.attempts + 1
-            call.in_attempt = True
-            if n > 1:
-                self.counters.retries += 1
-            if observer is not None:
-                observer.attempt_started(call)
-            if n == 1 and watchdog is not None:  # the watchdog keeps its time
-                if chaos:
-                    return self._chaotic(call)
-                return self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
-            return self._timed(call)
-
-        def on_retry(failed: int, delay: float, exc: BaseException) -> None:
-            call.in_attempt = False
-            if isinstance(exc, Exception):
-                call.last_error = exc
-                if budget is not None and not budget.try_withdraw(trio.current_time()):
-                    raise _RetryRefused(exc)  # ends the loop: no retry is scheduled
-            if watchdog is not None:
-                watchdog.watch(call.deadline)  # the retries run on the call's deadline
-            if observer is not None:
-                observer.attempt_ended(call, exc, delay)
-            self._on_retry(failed, delay, exc)
-
+        attempts = _Attempts(self, spec, call, watchdog, replay)
         try:
             value = await spec.retry_policy.execute(
-                attempt, deadline=call.deadline, on_retry=on_retry
+                attempts, deadline=call.deadline, on_retry=attempts.on_retry
             )
         except Exception as exc:
             call.in_attempt = False
@@ -268,7 +261,7 @@ class ToolRunner:
                 raise
             if observer is not None:
                 observer.attempt_ended(call, exc, None)
-            call.fail(ActorCrashedError(name, exc))
+            call.fail(ActorCrashedError(spec.tool_name, exc))
         else:
             call.in_attempt = False
             if observer is not None:
@@ -276,6 +269,21 @@ class ToolRunner:
             if self.publish is not None:
                 self._observe_breaker()
             call.succeed(value)
+
+    def cut_is_final(self, spec: CompiledSpec) -> bool:
+        """Whether a first attempt of ``spec`` cut at ``timeout_s`` ends its call.
+
+        True when the spec's retry policy is a built-in one with ``max_attempts=1`` (it
+        gives up after the first attempt, whatever the error: decided without running
+        any user code) and the tool's attempts end as soon as trio cancels them (not an
+        asyncio tool, whose cut attempt ends once its task's cleanup did).
+        """
+        policy = spec.retry_policy
+        return (
+            isinstance(policy, _ScheduledRetryPolicy)
+            and policy.max_attempts == 1
+            and self.invoke not in _CLEANUP_FIRST
+        )
 
     def context(self, call: Call) -> ExecutionContext:
         """The ``ctx`` a tool that takes one sees in this attempt: the caller's, with the
@@ -413,6 +421,8 @@ class ToolRunner:
 
     def _failed(self, call: Call, exc: Exception) -> None:
         """End ``call`` after its loop raised ``exc`` (see the module docstring)."""
+        if call.done:
+            return  # answered already (the watchdog, at the attempt's timeout): no notes
         attempts = call.attempts
         if isinstance(exc, CircuitOpenError):
             if not attempts:
@@ -466,6 +476,79 @@ class ToolRunner:
                 )
             )
         self._last_state = state
+
+
+class _Attempts:
+    """The attempt loop's callbacks for one call, as one object.
+
+    Calling it starts the next attempt (the retry policy's ``func``); :meth:`once` is the
+    attempt itself (what the breaker runs), :meth:`on_retry` the retry policy's hook. One
+    slotted object per call instead of three closures and the cells they share (about
+    eighteen objects the collector tracks for as long as the call is in flight). It keeps
+    the spec and the observer the call started with, as the loop did: a ``reconfigure``
+    or an ``observe`` during the call applies to the calls made after it.
+    """
+
+    __slots__ = ("call", "observer", "replay", "runner", "spec", "watchdog")
+
+    def __init__(
+        self,
+        runner: ToolRunner,
+        spec: CompiledSpec,
+        call: Call,
+        watchdog: Watchdog | None,
+        replay: Exception | None,
+    ) -> None:
+        self.runner = runner
+        self.spec = spec
+        self.call = call
+        self.watchdog = watchdog
+        self.replay = replay
+        self.observer = runner.observer
+
+    def __call__(self) -> Awaitable[Any]:
+        spec = self.spec
+        replay = self.replay
+        if replay is not None:
+            self.replay = None
+            self.call.last_error = replay  # the tool's, even if the breaker now refuses it
+            return spec.breaker.execute_with_breaker(_raiser(replay), spec.tool_name)
+        hedging = spec.hedging
+        if hedging is not None:
+            return self.runner._race(self.call, hedging, self.once)
+        return spec.breaker.execute_with_breaker(self.once, spec.tool_name)
+
+    def once(self) -> Awaitable[Any]:
+        call = self.call
+        runner = self.runner
+        n = call.attempts = call.attempts + 1
+        call.in_attempt = True
+        if n > 1:
+            runner.counters.retries += 1
+        observer = self.observer
+        if observer is not None:
+            observer.attempt_started(call)
+        if n == 1 and self.watchdog is not None:  # the watchdog keeps its time
+            if self.spec.chaos:
+                return runner._chaotic(call)
+            return runner.invoke(call.args, runner.context(call) if runner.takes_ctx else call.ctx)
+        return runner._timed(call)
+
+    def on_retry(self, failed: int, delay: float, exc: BaseException) -> None:
+        call = self.call
+        call.in_attempt = False
+        if isinstance(exc, Exception):
+            call.last_error = exc
+            budget = self.spec.retry_budget
+            if budget is not None and not budget.try_withdraw(trio.current_time()):
+                raise _RetryRefused(exc)  # ends the loop: no retry is scheduled
+        watchdog = self.watchdog
+        if watchdog is not None:
+            watchdog.watch(call.deadline)  # the retries run on the call's deadline
+        observer = self.observer
+        if observer is not None:
+            observer.attempt_ended(call, exc, delay)
+        self.runner._on_retry(failed, delay, exc)
 
 
 class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never raised out

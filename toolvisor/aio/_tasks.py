@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from ..actors.pipeline import make_invoker
+from ..actors.pipeline import ends_after_cleanup, make_invoker
 from ..spec import ExecutionContext
 
 __all__ = ["on_asyncio"]
@@ -103,4 +103,6 @@ def on_asyncio(
         return task.result()
 
     run_as_asyncio_task.__qualname__ = f"on_asyncio({getattr(fn, '__qualname__', fn)!r})"
+    # A cut attempt answers its caller once the asyncio task's cleanup ended (docs/asyncio.md).
+    ends_after_cleanup(run_as_asyncio_task)
     return run_as_asyncio_task
