@@ -97,6 +97,12 @@ class RemotePendingCall:
         """True once the call has its reply."""
         return self._slot.fields is not None
 
+    @property
+    def worker(self) -> str | None:
+        """The id of the worker that answered (``HOST-PID-xxxxxx``), None before the reply."""
+        fields = self._slot.fields
+        return None if fields is None else fields.get("worker") or None
+
     async def value(self) -> Any:
         """The tool's value, or raise the call's error (like ``execute()``)."""
         slot = self._slot
