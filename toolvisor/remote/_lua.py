@@ -9,7 +9,20 @@ step is the same, and a script runs atomically, so batching changes no outcome.
 
 from __future__ import annotations
 
-__all__ = ["BURY", "FINISH", "HAND_BACK", "KEEP"]
+__all__ = ["BURY", "FINISH", "HAND_BACK", "KEEP", "SEND"]
+
+#: Sends a batch of calls: appends each to its tool's stream.
+#: KEYS: per call, its tool's stream. ARGV: per call, the number N of its field/value
+#: strings, then those N strings. Returns the number of calls appended.
+SEND = """
+local a = 1
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  redis.call('XADD', KEYS[i], '*', unpack(ARGV, a + 1, a + n))
+  a = a + 1 + n
+end
+return #KEYS
+"""
 
 #: Answers a batch of calls, each as one step.
 #: KEYS: per call, its stream and its reply stream ("" for no reply).
