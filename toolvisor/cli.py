@@ -13,6 +13,8 @@ import importlib
 import inspect
 import json
 import math
+import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -167,6 +169,22 @@ def _build_parser() -> _Parser:
         "the demo runs (needs toolvisor[prometheus]; see docs/telemetry.md)",
     )
     demo.add_argument(
+        "--workers",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="send the calls through N `toolvisor worker` processes over Redis (a "
+        "redis-server of the demo's own on a free port unless --redis is given); the "
+        "summary shows the calls each worker answered",
+    )
+    demo.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="with --workers: the Redis the workers and the demo use (redis://host:port/db) "
+        "instead of a redis-server of the demo's own",
+    )
+    demo.add_argument(
         "--plot",
         type=Path,
         default=None,
@@ -296,7 +314,9 @@ def _build_parser() -> _Parser:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import DemoOptions, check_db_path, default_db_path, run_demo
+    from ._demo.fleet import FleetError
 
+    _check_workers(args)
     db = (args.db if args.db is not None else default_db_path()).expanduser()
     problem = check_db_path(db)
     if problem is not None:
@@ -335,6 +355,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         db=db.resolve(),
         plain=args.plain,
         metrics_port=args.metrics_port,
+        workers=args.workers or 0,
+        redis=args.redis,
     )
     try:
         report = run_demo(options)
@@ -348,6 +370,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     f"--plot {args.plot}: cannot write it: {exc.strerror}"
                 ) from None
             print(f"{_PROG}: plot written to {args.plot}", file=sys.stderr)
+    except FleetError as exc:
+        raise CommandFailedError(str(exc)) from None
     except BaseException as exc:
         # Ctrl-C before the demo's own handler is installed or after it is gone (start-up,
         # closing the store): one line, no traceback. The demo itself prints its summary.
@@ -356,6 +380,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"{_PROG}: demo interrupted", file=sys.stderr)
         return 130
     return 130 if report.interrupted else 0
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    """``--workers`` and ``--redis``: what they need, before anything starts."""
+    if args.workers is None:
+        if args.redis is not None:
+            raise UsageError("--redis is the workers' Redis: give --workers N with it")
+        return
+    for option, given in (("--mcp", args.mcp), ("--metrics-port", args.metrics_port is not None)):
+        if given:
+            raise UsageError(
+                f"--workers and {option} cannot be combined (the tools run in the workers)"
+            )
+    if args.plot is not None:
+        raise UsageError(
+            "--workers and --plot cannot be combined (each worker keeps its own breakers)"
+        )
+    if args.redis is not None and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(
+            f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}"
+        )
+    try:
+        import coredis  # noqa: F401
+    except ImportError:
+        raise UsageError("--workers needs coredis: pip install 'toolvisor[remote]'") from None
+    if args.redis is None and shutil.which("redis-server") is None:
+        raise UsageError(
+            "--workers needs redis-server on the PATH to start one (install Redis 6.2 or "
+            "newer), or give --redis URL"
+        )
 
 
 def _only_keyboard_interrupts(exc: BaseException) -> bool:

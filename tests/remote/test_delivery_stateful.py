@@ -163,8 +163,10 @@ class DeliveryMachine(RuleBasedStateMachine):
         async def go() -> int:
             async with self.client() as c:
                 script = c.register_script(_lua.FINISH)
-                args = [self.group, entry, "60000", "1000", "id", model.call_id if model else "?"]
-                return int(await script(keys=[self.stream, self.replies], args=args))
+                call_id = model.call_id if model else "?"
+                args = [self.group, "60000", "1000", entry, "2", "id", call_id]
+                (done,) = await script(keys=[self.stream, self.replies], args=args)
+                return int(done)
 
         done = self.run(go())
         live = model is not None and model.state == "held"

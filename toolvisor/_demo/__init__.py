@@ -5,7 +5,9 @@ a pattern (a gateway outage, an API with a rate limit and a slow period, a datab
 failover). A stream of calls, duplicates included, goes to each; the view shows live,
 per tool, what the policies do. Payments are idempotent with results in a SQLite file,
 so a second run answers the payments the first one charged from the store, without
-charging them again. Ctrl-C stops it early with the summary so far. See docs/cli.md.
+charging them again. Ctrl-C stops it early with the summary so far. With ``workers``
+the calls go through that many ``toolvisor worker`` processes over Redis instead
+(:mod:`.fleet`). See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 import trio
@@ -29,9 +32,10 @@ from ..supervisor import IdempotencyStore, SQLiteStore, Supervisor, open_supervi
 from .backends import Database, PaymentGateway, SearchApi, Timeline
 from .report import PAYMENT_RESEND_S, DemoReport, PaymentSummary, ToolSummary, Tracker, plural
 from .tools import Backends, DemoTool, build_tools
-from .view import MIN_WIDTH, LiveView, PlainView, View, layout_for, plain_summary
+from .view import MIN_WIDTH, LiveView, PlainView, StatsSource, View, layout_for, plain_summary
 
 if TYPE_CHECKING:
+    from ..events import Event
     from ..telemetry import MetricsServer
 
 __all__ = [
@@ -58,6 +62,8 @@ class DemoOptions:
     db: Path
     plain: bool = False
     metrics_port: int | None = None  # serve Prometheus metrics on this port while running
+    workers: int = 0  # > 0: the calls go through this many worker processes over Redis
+    redis: str | None = None  # the workers' Redis (None: a redis-server of the demo's own)
 
 
 def default_db_path() -> Path:
@@ -109,8 +115,13 @@ def check_db_path(path: Path) -> str | None:
     return None
 
 
+#: How the demo sends one call: ``await send(tool, args, timeout)`` returns on success and
+#: raises the call's error (``Supervisor.execute``, or the fleet's ``RemoteTally.send``).
+Send = Callable[[str, Mapping[str, Any], float], Awaitable[object]]
+
+
 async def _produce(
-    sup: Supervisor,
+    send: Send,
     tool: DemoTool,
     callers: trio.Nursery,
     tracker: Tracker,
@@ -129,12 +140,12 @@ async def _produce(
         else:
             which, index = index, index + 1
             sent.append(which)
-        callers.start_soon(_call, sup, tool, which, tracker, end, resend_after)
+        callers.start_soon(_call, send, tool, which, tracker, end, resend_after)
         await trio.sleep(min(rng.expovariate(tool.rate), 4 / tool.rate))
 
 
 async def _call(
-    sup: Supervisor,
+    send: Send,
     tool: DemoTool,
     index: int,
     tracker: Tracker,
@@ -144,15 +155,15 @@ async def _call(
     name = tool.spec.tool_name
     args = tool.make_args(index)
     started = trio.current_time()
-    # execute(), not submit(): the summary checks that every call is counted once, and
-    # execute() is the path whose counting every test of the call path covers.
+    # send is execute() (not submit()): the summary checks that every call is counted
+    # once, and execute() is the path whose counting every test of the call path covers.
     try:
-        await sup.execute(name, args, timeout=tool.timeout)
+        await send(name, args, tool.timeout)
     except Exception as exc:  # every failure is shown in the summary
         tracker.on_result(name, args, exc, trio.current_time() - started)
         if resend_after is not None and trio.current_time() + resend_after < end:
             await trio.sleep(resend_after)
-            await _call(sup, tool, index, tracker, end, None)
+            await _call(send, tool, index, tracker, end, None)
     else:
         tracker.on_result(name, args, None, trio.current_time() - started)
 
@@ -189,8 +200,7 @@ async def _on_ctrl_c(stop: trio.CancelScope, interrupted: list[bool]) -> None:
             return
 
 
-async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None) -> DemoReport:
-    t0 = trio.current_time()
+def _build(options: DemoOptions, t0: float) -> tuple[Backends, list[DemoTool], Tracker]:
     timeline = Timeline(t0, options.duration)
     backends = Backends(
         gateway=PaymentGateway(timeline, options.seed),
@@ -198,29 +208,56 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
         db=Database(timeline, options.seed),
     )
     tools = build_tools(backends, options.seed)
-    tracker = Tracker([t.spec.tool_name for t in tools], t0)
+    return backends, tools, Tracker([t.spec.tool_name for t in tools], t0)
+
+
+async def _drive(
+    options: DemoOptions,
+    view: View,
+    source: StatsSource,
+    send: Send,
+    tools: Sequence[DemoTool],
+    tracker: Tracker,
+    events: trio.MemoryReceiveChannel[Event] | None,
+) -> bool:
+    """Send the calls and show them until the end (or Ctrl-C: then return True)."""
+    interrupted: list[bool] = []
+    async with trio.open_nursery() as background:
+        if events is not None:
+            background.start_soon(tracker.consume, events)
+        background.start_soon(_watch, tools, tracker)
+        background.start_soon(view.run, source, tools, tracker, options.duration)
+        end = tracker.t0 + options.duration
+        with trio.move_on_at(end + _DRAIN_S) as stop:
+            if _catch_ctrl_c():
+                background.start_soon(_on_ctrl_c, stop, interrupted)
+            async with trio.open_nursery() as callers:
+                for i, tool in enumerate(tools):
+                    rng = random.Random(f"stream:{options.seed}:{i}")
+                    callers.start_soon(_produce, send, tool, callers, tracker, end, rng)
+        await trio.lowlevel.checkpoint()  # let the event consumer catch up
+        background.cancel_scope.cancel()
+    return bool(interrupted)
+
+
+async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None) -> DemoReport:
+    if options.workers:
+        return await _run_fleet(options, view)
+    t0 = trio.current_time()
+    backends, tools, tracker = _build(options, t0)
     if store is None:
         store = SQLiteStore(options.db)
-    interrupted: list[bool] = []
     try:
         async with open_supervisor(idempotency_store=store, grace_s=1.0) as sup:
             for tool in tools:
                 await sup.spawn(tool.spec, tool.fn)
             metrics = None if options.metrics_port is None else _serve_metrics(sup, options)
-            async with sup.events(buffer=4096) as events, trio.open_nursery() as background:
-                background.start_soon(tracker.consume, events)
-                background.start_soon(_watch, tools, tracker)
-                background.start_soon(view.run, sup, tools, tracker, options.duration)
-                end = t0 + options.duration
-                with trio.move_on_at(end + _DRAIN_S) as stop:
-                    if _catch_ctrl_c():
-                        background.start_soon(_on_ctrl_c, stop, interrupted)
-                    async with trio.open_nursery() as callers:
-                        for i, tool in enumerate(tools):
-                            rng = random.Random(f"stream:{options.seed}:{i}")
-                            callers.start_soon(_produce, sup, tool, callers, tracker, end, rng)
-                await trio.lowlevel.checkpoint()  # let the event consumer catch up
-                background.cancel_scope.cancel()
+
+            async def send(name: str, args: Mapping[str, Any], timeout: float) -> object:
+                return await sup.execute(name, args, timeout=timeout)
+
+            async with sup.events(buffer=4096) as events:
+                interrupted = await _drive(options, view, sup, send, tools, tracker, events)
             if metrics is not None:
                 metrics.close()
             view.close()
@@ -240,8 +277,52 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
         tools=summaries,
         payments=tracker.payments(backends.gateway.charged),
         events_dropped=dropped,
-        interrupted=bool(interrupted),
+        interrupted=interrupted,
         outcomes=tuple(tracker.outcomes),
+    )
+
+
+async def _run_fleet(options: DemoOptions, view: View) -> DemoReport:
+    """The demo's calls through ``options.workers`` worker processes (see :mod:`.fleet`)."""
+    from ..remote import open_remote
+    from ..remote._redis import redact
+    from .fleet import RemoteTally, open_fleet
+
+    async with (
+        open_fleet(
+            options.workers, options.redis, seed=options.seed, duration=options.duration
+        ) as fleet,
+        open_remote(fleet.url, namespace=fleet.namespace) as remote,
+    ):
+        t0 = trio.current_time()
+        fleet.start(time.time())  # the workers' back ends play their story from now
+        _, tools, tracker = _build(options, t0)
+        for i, worker in enumerate(fleet.workers):
+            tracker.note("workers", f"worker {i + 1} of {len(fleet.workers)} serving: {worker}")
+        tally = RemoteTally(remote)
+        interrupted = await _drive(options, view, tally, tally.send, tools, tracker, None)
+        view.close()
+        summaries = tuple(
+            tracker.summarise(
+                tally.stats(t.spec.tool_name), t.policies, tally.attempts[t.spec.tool_name]
+            )
+            for t in tools
+        )
+        workers = tally.workers(fleet.workers)
+        unanswered = tally.unanswered
+        where = f"RedisStore at {redact(fleet.url)} (namespace {fleet.namespace!r})"
+    return DemoReport(
+        db_path=where,
+        seed=options.seed,
+        duration_s=options.duration,
+        elapsed_s=trio.current_time() - t0,
+        tools=summaries,
+        payments=tracker.payments(tally.ran_by_tx),
+        events_dropped=0,
+        interrupted=interrupted,
+        outcomes=tuple(tracker.outcomes),
+        workers=workers,
+        unanswered=unanswered,
     )
 
 
@@ -285,6 +366,12 @@ def run_demo(
     """
     if not (math.isfinite(options.duration) and options.duration > 0):
         raise ValueError(f"duration must be > 0 seconds, got {options.duration!r}")
+    if options.workers < 0:
+        raise ValueError(
+            f"workers must be at least 1 (0: in this process), got {options.workers!r}"
+        )
+    if options.workers and clock is not None:
+        raise ValueError("worker processes run on the real clock: no clock= with workers")
     stream = sys.stdout if out is None else out
     if view is None:
         view = _default_view(options, stream)
@@ -313,9 +400,19 @@ def _default_view(options: DemoOptions, stream: TextIO) -> View:
 
 
 def _intro(options: DemoOptions) -> Sequence[str]:
+    if options.workers:
+        from ..remote._redis import redact
+
+        redis = "a redis-server of its own" if options.redis is None else redact(options.redis)
+        store = (
+            f"calls go through {plural(options.workers, 'worker process', 'worker processes')} "
+            f"over {redis}; idempotency store: Redis, shared by the workers"
+        )
+    else:
+        store = f"idempotency store (SQLite): {options.db}"
     return [
         f"toolvisor demo: {options.duration:g} s, seed {options.seed}",
-        f"idempotency store (SQLite): {options.db}",
+        store,
         "tools: process_payment (card gateway with an outage), search_catalog (partner "
         "API with a rate limit and a slow period), record_order (database with a failover)",
     ]

@@ -15,6 +15,7 @@ from ..events import BreakerTransition, CallFailed, ConcurrencyLimitChanged, Eve
 
 __all__ = [
     "PAYMENT_RESEND_S",
+    "PER_WORKER",
     "DemoReport",
     "PaymentSummary",
     "ToolSummary",
@@ -24,6 +25,9 @@ __all__ = [
     "plural",
 ]
 
+
+#: The breaker state the demo shows with worker processes: each keeps its own breakers.
+PER_WORKER = "per worker"
 
 #: A client whose payment failed sends it again this much later (once), as a shop would:
 #: the failure stored nothing, so the resend runs the charge.
@@ -141,6 +145,11 @@ class DemoReport:
     interrupted: bool = False
     #: Every call's end as (seconds since the start, tool, outcome word): the plot's data.
     outcomes: tuple[tuple[float, str, str], ...] = ()
+    #: With worker processes: the calls each answered, as (worker id, calls); else empty.
+    workers: tuple[tuple[str, int], ...] = ()
+    #: With worker processes: calls that ended without a reply (refused before sending,
+    #: past their deadline at the caller first, cancelled).
+    unanswered: int = 0
 
     def tool(self, name: str) -> ToolSummary:
         """The summary of tool ``name``."""
@@ -213,7 +222,10 @@ class Tracker:
         if error is None:
             self.outcomes.append((self.elapsed(), tool, "succeeded"))
         else:
-            self.errors.setdefault(tool, Counter())[type(error).__name__] += 1
+            # A tool's own exception from a worker arrives as RemoteToolError naming it.
+            remote_type = getattr(error, "type_name", None)
+            kind = remote_type.rsplit(".", 1)[-1] if remote_type else type(error).__name__
+            self.errors.setdefault(tool, Counter())[kind] += 1
         if "transaction_id" not in args:
             return
         tx = str(args["transaction_id"])

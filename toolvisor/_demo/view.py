@@ -25,13 +25,21 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 import attrs
 import trio
 
-from .report import PAYMENT_RESEND_S, DemoReport, ToolSummary, Tracker, percentile, plural
+from .report import (
+    PAYMENT_RESEND_S,
+    PER_WORKER,
+    DemoReport,
+    ToolSummary,
+    Tracker,
+    percentile,
+    plural,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
 
-    from ..supervisor import Supervisor
+    from ..actors.stats import ToolStats
     from .tools import DemoTool
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "LiveView",
     "PlainView",
     "Snapshot",
+    "StatsSource",
     "ToolRow",
     "View",
     "choose_layout",
@@ -52,6 +61,15 @@ __all__ = [
 MIN_WIDTH = 72
 
 _STATE_STYLE = {"closed": "green", "open": "bold red", "half_open": "yellow"}
+
+
+class StatsSource(Protocol):
+    """Where the views read each tool's counters: a ``Supervisor``, or the caller's
+    tallies of a fleet of workers."""
+
+    def stats(self, tool: str) -> ToolStats:
+        """The counters of ``tool`` now."""
+        ...
 
 
 @attrs.frozen
@@ -90,7 +108,7 @@ class Snapshot:
 
 
 def snapshot(
-    sup: Supervisor, tools: Sequence[DemoTool], tracker: Tracker, duration: float
+    sup: StatsSource, tools: Sequence[DemoTool], tracker: Tracker, duration: float
 ) -> Snapshot:
     """The :class:`Snapshot` of the running demo."""
     rows = []
@@ -368,6 +386,8 @@ _SUMMARY_ROWS: tuple[tuple[str, str], ...] = (
 
 
 def _summary_cell(t: ToolSummary, key: str) -> str:
+    if t.breaker_state == PER_WORKER and key in ("transitions", "since"):
+        return "-"  # each worker's own, not seen by the caller
     if key == "transitions":
         return str(len(t.breaker_transitions))
     if key == "breaker":
@@ -395,7 +415,18 @@ def _closing_lines(report: DemoReport) -> list[str]:
         "check: calls = successes + failures + rejected + cancelled for every tool: "
         + ("yes" if consistent else "NO")
     )
-    for t in report.tools:
+    if report.workers:
+        answered = ", ".join(f"{w} {n}" for w, n in report.workers)
+        total = sum(n for _, n in report.workers) + report.unanswered
+        lines.append(
+            f"calls answered by each worker: {answered}; without a reply: {report.unanswered} "
+            f"(of {plural(total, 'call')})"
+        )
+        lines.append(
+            "breakers: each worker process keeps its own for each tool (the caller sees "
+            "their refusals as CircuitOpenError)"
+        )
+    for t in () if report.workers else report.tools:
         if t.breaker_transitions:
             story = ", ".join(str(x) for x in t.breaker_transitions[-6:])
             more = "" if len(t.breaker_transitions) <= 6 else "..., "
@@ -412,7 +443,8 @@ def _closing_lines(report: DemoReport) -> list[str]:
             )
     lines.append(
         f"payments: {plural(len(p.sent), 'transaction id')} in {plural(p.sends, 'answered call')}; "
-        f"{len(p.charged_now)} charged by the gateway in this run; "
+        f"{len(p.charged_now)} charged by the gateway in this run"
+        f"{' (as the replies show)' if report.workers else ''}; "
         f"{plural(p.duplicate_hits, 'resend')} answered from the cache without a charge; "
         f"{len(p.from_store)} answered from the store (charged by an earlier run) in "
         f"{plural(p.from_store_sends, 'call')}; "
@@ -442,9 +474,10 @@ def _closing_lines(report: DemoReport) -> list[str]:
     if report.events_dropped:
         lines.append(f"events dropped by the supervisor: {report.events_dropped}")
     lines.append(f"idempotency store: {report.db_path}")
+    again = "--redis" if report.workers else "--db"
     lines.append(
         f"ran {report.elapsed_s:.1f} s (seed {report.seed}); run it again with the same "
-        "--db to see the stored payments answered without charging"
+        f"{again} to see the stored payments answered without charging"
     )
     return lines
 
@@ -495,7 +528,7 @@ class View(Protocol):
     """What the demo needs from a view."""
 
     async def run(
-        self, sup: Supervisor, tools: Sequence[DemoTool], tracker: Tracker, duration: float
+        self, sup: StatsSource, tools: Sequence[DemoTool], tracker: Tracker, duration: float
     ) -> None:
         """Show the progress until cancelled."""
 
@@ -533,7 +566,7 @@ class PlainView:
             self._print(line)
 
     async def run(
-        self, sup: Supervisor, tools: Sequence[DemoTool], tracker: Tracker, duration: float
+        self, sup: StatsSource, tools: Sequence[DemoTool], tracker: Tracker, duration: float
     ) -> None:
         shown = 0
         next_status = trio.current_time() + self.every_s
@@ -574,7 +607,7 @@ class LiveView:
         self.live.update(render_live(snap, size.width, size.height), refresh=True)
 
     async def run(
-        self, sup: Supervisor, tools: Sequence[DemoTool], tracker: Tracker, duration: float
+        self, sup: StatsSource, tools: Sequence[DemoTool], tracker: Tracker, duration: float
     ) -> None:
         self._take = lambda: snapshot(sup, tools, tracker, duration)
         self.live.start()

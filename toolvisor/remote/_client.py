@@ -25,6 +25,7 @@ from ..errors import (
 from ..spec import ExecutionContext
 from ..supervisor import ToolResult
 from ..supervisor.calls import CallSpec, run_many
+from . import _lua
 from ._redis import Redis, open_client, redact, redis_errors, single_error
 from ._wire import FORMAT_VERSION, Keys, decode_error, dumps, encode_ctx
 
@@ -38,6 +39,20 @@ READ_BLOCK_MS = 500
 CANCEL_MAXLEN = 10_000
 BACKOFF_S = 0.1
 BACKOFF_MAX_S = 5.0
+#: Most calls sent in one script run (the calls submitted meanwhile).
+SEND_BATCH = 128
+
+
+class _Outgoing:
+    """A call waiting for the sending task (see ``Remote._send_loop``)."""
+
+    __slots__ = ("error", "fields", "sent", "stream")
+
+    def __init__(self, stream: str, fields: Mapping[str, str]) -> None:
+        self.stream = stream
+        self.fields = fields
+        self.error: BaseException | None = None
+        self.sent = trio.Event()
 
 
 class _Slot:
@@ -96,6 +111,12 @@ class RemotePendingCall:
     def done(self) -> bool:
         """True once the call has its reply."""
         return self._slot.fields is not None
+
+    @property
+    def worker(self) -> str | None:
+        """The id of the worker that answered (``HOST-PID-xxxxxx``), None before the reply."""
+        fields = self._slot.fields
+        return None if fields is None else fields.get("worker") or None
 
     async def value(self) -> Any:
         """The tool's value, or raise the call's error (like ``execute()``)."""
@@ -157,6 +178,9 @@ class Remote:
         self._known: tuple[float, dict[str, Mapping[str, Any]]] | None = None
         self.closed = False
         self._nursery: trio.Nursery | None = None
+        self._send = client.register_script(_lua.SEND)
+        self._outgoing: list[_Outgoing] = []
+        self._outgoing_ready = trio.Event()
 
     @property
     def namespace(self) -> str:
@@ -235,14 +259,19 @@ class Remote:
             fields.update(_trace_fields())
         slot = _Slot(tool)
         self._pending[call_id] = slot
+        outgoing = _Outgoing(self._keys.calls(tool), fields)
+        self._outgoing.append(outgoing)
+        self._outgoing_ready.set()
         try:
-            await self._client.xadd(self._keys.calls(tool), fields)
-        except self._errors as exc:
-            self._pending.pop(call_id, None)
-            raise self._unreachable(tool, exc) from exc
+            await outgoing.sent.wait()
         except BaseException:
             self._pending.pop(call_id, None)
             raise
+        if outgoing.error is not None:
+            self._pending.pop(call_id, None)
+            if isinstance(outgoing.error, SupervisorClosedError):
+                raise outgoing.error
+            raise self._unreachable(tool, outgoing.error) from outgoing.error
         return RemotePendingCall(
             self,
             tool,
@@ -310,6 +339,40 @@ class Remote:
         self._known = (now + TOOLS_FRESH_S, tools)
         return tools
 
+    # ------------------------------------------------------------------ sending
+
+    async def _send_loop(self) -> None:
+        """Send the submitted calls, in one script run per batch.
+
+        While one run is on its way, the calls submitted meanwhile queue for the next: a
+        call alone goes at once, and under load one round trip sends many. A run that
+        fails fails each of its calls (``ToolUnavailableError`` from ``submit()``).
+        """
+        while True:
+            await self._outgoing_ready.wait()
+            batch = self._outgoing[:SEND_BATCH]
+            del self._outgoing[:SEND_BATCH]
+            if not self._outgoing:
+                self._outgoing_ready = trio.Event()
+            error: BaseException | None = SupervisorClosedError(
+                "the remote connection was closed before the call was sent"
+            )
+            try:
+                keys = [o.stream for o in batch]
+                args: list[str] = []
+                for o in batch:
+                    args.append(str(2 * len(o.fields)))
+                    for key, value in o.fields.items():
+                        args += (key, value)
+                await self._send(keys=keys, args=args)
+                error = None
+            except self._errors as exc:
+                error = exc
+            finally:
+                for o in batch:  # no caller is left waiting, whatever happened
+                    o.error = error
+                    o.sent.set()
+
     # ------------------------------------------------------------------ replies
 
     async def _read_replies(self) -> None:
@@ -367,6 +430,10 @@ class Remote:
 
     async def _close(self) -> None:
         self.closed = True
+        for outgoing in self._outgoing:  # not sent: their submit() raises
+            outgoing.error = SupervisorClosedError("the remote connection was closed")
+            outgoing.sent.set()
+        self._outgoing.clear()
         for slot in self._pending.values():
             slot.event.set()  # waiters wake up and see the connection closed
         self._pending.clear()
@@ -406,6 +473,7 @@ async def open_remote(url: str, *, namespace: str = "toolvisor") -> AsyncIterato
             remote = Remote(client, url, keys)
             remote._nursery = nursery
             nursery.start_soon(remote._read_replies)
+            nursery.start_soon(remote._send_loop)
             try:
                 yield remote
             finally:

@@ -2,25 +2,49 @@
 
 A call's entry is acknowledged, answered and deleted in one step, and only by the worker
 whose ``XACK`` removed it from the group's pending list: a call that two workers held
-(one slow, one that claimed it) is answered once, by the first to finish.
+(one slow, one that claimed it) is answered once, by the first to finish. A worker
+answers the calls that finished meanwhile in one script run (``FINISH``): each call's
+step is the same, and a script runs atomically, so batching changes no outcome.
 """
 
 from __future__ import annotations
 
-__all__ = ["BURY", "FINISH", "HAND_BACK", "KEEP"]
+__all__ = ["BURY", "FINISH", "HAND_BACK", "KEEP", "SEND"]
 
-#: KEYS: call stream, reply stream (or "" for no reply).
-#: ARGV: group, entry id, reply TTL ms, reply stream max length, reply field/value pairs...
-#: Returns 1 when this worker answered the call, 0 when another had already.
-FINISH = """
-local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if acked == 0 then return 0 end
-if KEYS[2] ~= '' and #ARGV > 4 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+#: Sends a batch of calls: appends each to its tool's stream.
+#: KEYS: per call, its tool's stream. ARGV: per call, the number N of its field/value
+#: strings, then those N strings. Returns the number of calls appended.
+SEND = """
+local a = 1
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  redis.call('XADD', KEYS[i], '*', unpack(ARGV, a + 1, a + n))
+  a = a + 1 + n
 end
-return 1
+return #KEYS
+"""
+
+#: Answers a batch of calls, each as one step.
+#: KEYS: per call, its stream and its reply stream ("" for no reply).
+#: ARGV: group, reply TTL ms, reply stream max length, then per call: its entry id, the
+#: number N of its reply's field/value strings (0 for no reply), those N strings.
+#: Returns per call 1 when this worker answered it, 0 when another had already.
+FINISH = """
+local out = {}
+local a = 4
+for i = 1, #KEYS / 2 do
+  local stream, reply = KEYS[2 * i - 1], KEYS[2 * i]
+  local id, n = ARGV[a], tonumber(ARGV[a + 1])
+  local acked = redis.call('XACK', stream, ARGV[1], id)
+  redis.call('XDEL', stream, id)
+  if acked == 1 and reply ~= '' and n > 0 then
+    redis.call('XADD', reply, 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, a + 2, a + 1 + n))
+    redis.call('PEXPIRE', reply, ARGV[2])
+  end
+  out[i] = acked
+  a = a + 2 + n
+end
+return out
 """
 
 #: KEYS: call stream, dead-letter stream, reply stream (or "").

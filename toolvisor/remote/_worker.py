@@ -65,6 +65,8 @@ BACKOFF_S = 0.1
 BACKOFF_MAX_S = 5.0
 #: Cancellations remembered for calls not (yet) held here.
 CANCELLED_REMEMBERED = 10_000
+#: Most calls answered in one script run (the answers that finished meanwhile).
+ANSWER_BATCH = 128
 
 
 def _positive_int(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -137,6 +139,19 @@ class _Held:
             self.scope.cancel()
 
 
+class _Answer:
+    """A call's answer waiting for the answering task (see ``Worker._answer_loop``)."""
+
+    __slots__ = ("done", "held", "reply", "reply_key", "sent")
+
+    def __init__(self, held: _Held, reply: Mapping[str, str] | None, reply_key: str) -> None:
+        self.held = held
+        self.reply = reply
+        self.reply_key = reply_key if reply is not None else ""
+        self.done = 0
+        self.sent = trio.Event()
+
+
 def _lost_group(exc: BaseException) -> bool:
     """Redis's NOGROUP (coredis words it "No such key ... or consumer group")."""
     text = str(exc)
@@ -179,6 +194,8 @@ class Worker:
         self._stopping = False
         self._room = trio.Event()
         self._finish = client.register_script(_lua.FINISH)
+        self._answers: list[_Answer] = []
+        self._answers_ready = trio.Event()
         self._bury = client.register_script(_lua.BURY)
         self._hand_back = client.register_script(_lua.HAND_BACK)
         self._keep = client.register_script(_lua.KEEP)
@@ -208,6 +225,7 @@ class Worker:
             async with trio.open_nursery() as calls:
                 self._calls = calls
                 async with trio.open_nursery() as background:
+                    background.start_soon(self._answer_loop)
                     background.start_soon(self._keep_loop)
                     background.start_soon(self._register_loop)
                     background.start_soon(self._cancel_loop, cancel_from)
@@ -365,21 +383,52 @@ class Worker:
         return fields
 
     async def _answer(self, held: _Held, reply: dict[str, str] | None, reply_key: str) -> None:
-        args = [self._keys.group, held.entry_id, str(REPLY_TTL_MS), str(REPLY_MAXLEN)]
-        if reply is not None:
-            args += _flat(reply)
+        answer = _Answer(held, reply, reply_key)
+        self._answers.append(answer)
+        self._answers_ready.set()
+        await answer.sent.wait()
+        if answer.done == 1 and reply is not None:
+            self.answered += 1
+
+    async def _answer_loop(self) -> None:
+        """Answer the calls that finished, in one script run per batch.
+
+        While one run is on its way, the calls that finish meanwhile queue for the next:
+        an answer alone goes at once, and under load one round trip answers many. Runs
+        until the worker has drained (``serve()`` cancels it after the last held call).
+        """
+        while True:
+            await self._answers_ready.wait()
+            batch = self._answers[:ANSWER_BATCH]
+            del self._answers[:ANSWER_BATCH]
+            if not self._answers:
+                self._answers_ready = trio.Event()
+            try:
+                await self._send_answers(batch)
+            finally:
+                for answer in batch:  # no waiter is left behind, whatever happened
+                    answer.sent.set()
+
+    async def _send_answers(self, batch: Sequence[_Answer]) -> None:
+        keys: list[str] = []
+        args = [self._keys.group, str(REPLY_TTL_MS), str(REPLY_MAXLEN)]
+        for answer in batch:
+            reply = _flat(answer.reply) if answer.reply is not None else []
+            keys += [answer.held.stream, answer.reply_key]
+            args += [answer.held.entry_id, str(len(reply)), *reply]
         try:
-            done = await self._finish(
-                keys=[held.stream, reply_key if reply is not None else ""], args=args
-            )
+            done = await self._finish(keys=keys, args=args)
         except self._errors as exc:
-            # The call stays pending: a janitor claims it again after claim_idle_s.
+            # The calls stay pending: a janitor claims them again after claim_idle_s.
             log.warning(
-                "worker %s: answering call %s failed: %s", self.worker_id, held.call_id, exc
+                "worker %s: answering %s failed: %s",
+                self.worker_id,
+                ", ".join(a.held.call_id for a in batch),
+                exc,
             )
             return
-        if done == 1 and reply is not None:
-            self.answered += 1
+        for answer, one in zip(batch, done, strict=True):
+            answer.done = int(one)
 
     async def _settle_malformed(self, held: _Held, exc: Exception) -> None:
         """A call no caller could have sent: straight to the dead letters, said why."""
