@@ -13,7 +13,6 @@ import importlib
 import inspect
 import json
 import math
-import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
