@@ -14,6 +14,7 @@ import trio
 
 from toolvisor import (
     ExecutionContext,
+    FallbackPolicy,
     FunctionToolSpec,
     NumericParameter,
     StandardCircuitBreakerPolicy,
@@ -90,6 +91,11 @@ async def poison(args: dict[str, Any]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+async def quote(args: dict[str, Any]) -> dict[str, Any]:
+    """A price service that is down: its spec's fallback answers with a cached price."""
+    raise ConnectionError("pricing service unreachable")
+
+
 def _spec(name: str, *params: Any, **kw: Any) -> FunctionToolSpec:
     return FunctionToolSpec(
         id=f"{name}-v1",
@@ -147,4 +153,5 @@ TOOLS = [
     (_spec("whoami"), whoami),
     (_spec("stuck", timeout_s=0.5), stuck),
     (_spec("poison", StringParameter(name="key", required=True)), poison),
+    (_spec("quote", fallback=FallbackPolicy(value={"price": 10, "stale": True})), quote),
 ]

@@ -93,6 +93,22 @@ async def test_errors_cross_as_their_own_classes(redis_url: str, shared_fleet: F
             await remote.execute("echo", {"text": math.nan})  # strict JSON: no NaN on the wire
 
 
+async def test_a_fallback_answer_says_so_across_the_wire(
+    redis_url: str, shared_fleet: Fleet
+) -> None:
+    namespace, _worker, _trace_log = shared_fleet
+    async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
+        result = await (await remote.submit("quote", {})).result()
+        assert (result.ok, result.value, result.fallback) == (
+            True,
+            {"price": 10, "stale": True},
+            True,
+        )
+        assert result.attempts == 1  # the tool ran and failed; the fallback answered
+        plain = await (await remote.submit("echo", {"text": "hi"})).result()
+        assert (plain.ok, plain.fallback) == (True, False)
+
+
 async def test_a_breaker_opened_on_the_worker_refuses_with_circuit_open_error(
     redis_url: str, shared_fleet: Fleet
 ) -> None:

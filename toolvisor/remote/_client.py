@@ -161,6 +161,7 @@ class RemotePendingCall:
             attempts=attempts,
             elapsed_s=trio.current_time() - self._started,
             cached=fields.get("cached") == "1",
+            fallback=fields.get("fallback") == "1",
         )
 
 

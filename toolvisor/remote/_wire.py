@@ -19,7 +19,8 @@ A **call** (``XADD {ns}:call:{tool}``), fields:
 
 A **reply** (``XADD {ns}:reply:{caller}``), fields: ``id`` (the call's), ``ok`` (``"1"``
 or ``"0"``), ``value`` (JSON, when ok) or ``error`` (JSON, see :func:`encode_error`),
-``attempts``, ``cached`` (``"1"`` / ``"0"``) and ``worker`` (the answering worker's id).
+``attempts``, ``cached`` (``"1"`` / ``"0"``), ``worker`` (the answering worker's id) and,
+when the tool's fallback answered the call instead of its error, ``fallback`` (``"1"``).
 
 A **cancellation** (``XADD {ns}:cancel``): ``id`` and ``tool`` of the call its caller gave up.
 """

@@ -366,6 +366,8 @@ class Worker:
             "cached": "1" if result.cached else "0",
             "worker": self.worker_id,
         }
+        if result.fallback:
+            fields["fallback"] = "1"  # absent otherwise: an older caller ignores it
         if result.ok:
             try:
                 fields["value"] = dumps(result.value)
