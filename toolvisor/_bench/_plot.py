@@ -135,11 +135,10 @@ def _word(met: object) -> str:
 
 
 def _verdict(group: Sequence[tuple[Placed, Mapping[str, Any]]]) -> str:
-    word = _word
-    words = {word(t["met"]) for _p, t in group}
+    words = {_word(t["met"]) for _p, t in group}
     if len(words) == 1:
         return words.pop()
-    return "; ".join(f"{word(t['met'])} at {p.concurrency}" for p, t in group)
+    return "; ".join(f"{_word(t['met'])} at {p.concurrency}" for p, t in group)
 
 
 def _target_label(placed: Placed, labels: Mapping[str, str], key_label: str, verdict: str) -> str:
