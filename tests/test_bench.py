@@ -17,9 +17,6 @@ for _module in ("tenacity", "aiobreaker", "psutil", "matplotlib"):
 from toolvisor._bench import main  # noqa: E402 - after the skips
 from toolvisor._bench._config import SECTIONS  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
-
 pytestmark = pytest.mark.slow  # a whole benchmark run: .ci/run includes it
 
 
@@ -117,6 +114,13 @@ def test_targets_evaluated(report: tuple[dict, Path]) -> None:
 def test_plot_written(report: tuple[dict, Path]) -> None:
     plot = report[1]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report[0]["plot"] == str(plot)
+
+
+def test_plot_has_a_panel_per_section_drawn_from_the_medians(report: tuple[dict, Path]) -> None:
+    from test_bench_report import check_plot  # the same check as on the saved full runs
+
+    check_plot(report[0])
 
 
 def _figure_keys(section: dict) -> set[str]:

@@ -71,7 +71,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every figure here")
-    parser.add_argument("--plot", type=Path, metavar="PATH.png", help="throughput plot")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PATH.png",
+        help="one panel per section (its contenders' medians and its targets)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="PATH",
+        help=(
+            "the README's performance tables, naming the run's JSON (so needs --json or "
+            "--from-json): replaces the generated tables in PATH, or writes a new file; "
+            "'-' prints them"
+        ),
+    )
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="report on a run saved with --json instead of running (tables, --plot, --markdown)",
+    )
     parser.add_argument(
         "--plain", action="store_true", help="no progress bar (also when not on a terminal)"
     )
@@ -239,29 +260,66 @@ def run(argv: list[str] | None = None) -> int:
         unknown = sorted(set(sections) - set(SECTIONS))
         if unknown:
             parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-        _check_dependencies(sections, options.plot is not None)
-    except (_UsageError, BenchDependencyError) as exc:
+        if options.from_json is not None:
+            given = [
+                flag
+                for flag, value in (
+                    ("--quick", options.quick),
+                    ("--rounds", options.rounds is not None),
+                    ("--json", options.json is not None),
+                    ("--sections", options.sections != ",".join(SECTIONS)),
+                )
+                if value
+            ]
+            if given:
+                parser.error(
+                    f"--from-json reports on a finished run: {', '.join(given)} "
+                    f"{'does' if len(given) == 1 else 'do'} not apply"
+                )
+        elif options.markdown is not None and options.json is None:
+            parser.error("--markdown names the JSON its tables come from: add --json PATH")
+        _check_dependencies(
+            [] if options.from_json is not None else sections, options.plot is not None
+        )
+        from ._report import check_markdown_target, read_json
+
+        if options.markdown is not None and str(options.markdown) != "-":
+            check_markdown_target(options.markdown)
+        saved = read_json(options.from_json) if options.from_json is not None else None
+    except (_UsageError, BenchDependencyError, ValueError) as exc:
         _error(str(exc))
         return 2
-    cfg = (Config.quick_run() if options.quick else Config.full()).with_rounds(options.rounds)
-    report = _run_sections(cfg, sections, plain=options.plain or not sys.stderr.isatty())
-    report["argv"] = list(sys.argv[1:] if argv is None else argv)
+    if saved is None:
+        cfg = (Config.quick_run() if options.quick else Config.full()).with_rounds(options.rounds)
+        report = _run_sections(cfg, sections, plain=options.plain or not sys.stderr.isatty())
+        report["argv"] = list(sys.argv[1:] if argv is None else argv)
+    else:
+        report = saved
 
     from rich.console import Console
 
-    from ._report import print_tables, write_json, write_plot
+    from ._plot import write_plot
+    from ._report import markdown_block, print_tables, write_json, write_markdown
 
     console = Console() if sys.stdout.isatty() else Console(width=150)
     print_tables(report, console)
     if options.plot is not None:
         if write_plot(report, options.plot):
-            report["plot"] = str(options.plot)
+            if saved is None:
+                report["plot"] = str(options.plot)
             console.print(f"plot: {options.plot}")
         else:
-            console.print("plot: nothing to plot (no section measured at several concurrencies)")
+            console.print("plot: nothing to plot (no section was run)")
     if options.json is not None:
         write_json(report, options.json)
         console.print(f"json: {options.json}")
+    if options.markdown is not None:
+        block = markdown_block(report, str(options.from_json or options.json))
+        if str(options.markdown) == "-":
+            sys.stdout.write(block)
+        else:
+            write_markdown(options.markdown, block)
+            console.print(f"markdown: {options.markdown}")
     return 0
 
 

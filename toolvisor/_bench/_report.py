@@ -1,16 +1,29 @@
-"""The end-of-run tables (rich), the JSON file and the plot (matplotlib, Agg)."""
+"""The end-of-run tables (rich), the JSON file, and the Markdown summary the README shows."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._deps import require
 
-__all__ = ["print_tables", "section_table", "write_json", "write_plot"]
+__all__ = [
+    "MARKDOWN_BEGIN",
+    "MARKDOWN_END",
+    "check_markdown_target",
+    "generated_block",
+    "markdown_block",
+    "markdown_source",
+    "print_tables",
+    "read_json",
+    "section_table",
+    "write_json",
+    "write_markdown",
+]
 
 #: Sections measured as calls per second at one or more concurrency levels.
 PER_CALL = ("overhead", "failure", "open_breaker", "idempotency")
@@ -224,43 +237,213 @@ def write_json(report: Mapping[str, Any], path: Path) -> None:
     path.write_text(text + "\n", encoding="utf-8")
 
 
-def write_plot(report: Mapping[str, Any], path: Path) -> bool:
-    """Throughput against concurrency for each contender of each per-call section.
+def read_json(path: Path) -> dict[str, Any]:
+    """A report written by :func:`write_json` (ValueError if the file is not one)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    if not isinstance(report, dict) or report.get("schema") != "toolvisor-bench/1":
+        raise ValueError(f"{path} is not a toolvisor bench report (schema toolvisor-bench/1)")
+    return report
 
-    Returns False (and writes nothing) when no section has more than one concurrency.
+
+#: The lines around the generated Markdown: :func:`write_markdown` replaces what is between
+#: them, and the first names the JSON the table comes from.
+MARKDOWN_BEGIN = "<!-- benchmark table: generated from {source} by toolvisor bench; do not edit -->"
+MARKDOWN_END = "<!-- end of benchmark table -->"
+_BEGIN_RE = re.compile(
+    r"^<!-- benchmark table: generated from (\S+) by toolvisor bench; .*-->$", re.M
+)
+
+
+def _x(value: object, digits: int = 2) -> str:
+    if value is None:  # the section has no such contender
+        return ""
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    return f"{value:.{digits}f}x"
+
+
+def _ms(value: object) -> str:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def _callers(c: int) -> str:
+    return f"{c} caller{'s' * (c != 1)}"
+
+
+def _median_of(section: Mapping[str, Any], contender: str, key: str) -> float:
+    run = section.get("runs", {}).get(contender)
+    return float(run["median"].get(key, math.nan)) if run else math.nan
+
+
+def _figure_rows(sections: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(what, toolvisor's figure, ratio vs asyncio + tenacity + aiobreaker, ratio vs bare trio)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for name, what in (("overhead", "per-call overhead"), ("failure", "failure path (30 % fail)")):
+        for s in sections.get(name, {}).get("series", ()):
+            ratios = s["ratios"]
+            rows.append(
+                (
+                    f"{what}, {_callers(s['concurrency'])}",
+                    f"{_num(_median_of(s, 'toolvisor', 'calls_per_s'))} calls/s",
+                    _x(ratios.get("toolvisor/asyncio")),
+                    _x(ratios.get("toolvisor/trio")),
+                )
+            )
+    for s in sections.get("open_breaker", {}).get("series", ()):
+        ratios = s["ratios"]
+        rows.append(
+            (
+                f"open breaker, {_callers(s['concurrency'])}",
+                f"rejections {_x(ratios.get('tv_open/tv_ok'))} its successful calls/s",
+                f"{_x(ratios.get('tv_open/aio_open'))} aiobreaker's rejections/s",
+                "",
+            )
+        )
+    for s in sections.get("idempotency", {}).get("series", ()):
+        ratios, cost = s["ratios"], s.get("cost_vs_plain", {})
+        rows.append(
+            (
+                f"idempotency (MemoryStore), {_callers(s['concurrency'])}",
+                f"cache hit {_x(ratios.get('memory_hit/plain'))} a plain call's throughput; "
+                f"first execution {_x(cost.get('memory_first'))} its cost",
+                "",
+                "",
+            )
+        )
+    timers = sections.get("timers")
+    if timers:
+        ratios = timers["ratios"]
+        rows.append(
+            (
+                f"{timers['calls']:,} concurrent {timers['timeout_s']:g} s timeouts: p99 lateness",
+                _ms(_median_of(timers, "toolvisor", "p99_ms")),
+                f"{_x(ratios.get('toolvisor/asyncio'))} "
+                f"(asyncio.timeout: {_ms(_median_of(timers, 'asyncio', 'p99_ms'))})",
+                f"{_x(ratios.get('toolvisor/trio'))} "
+                f"(fail_after: {_ms(_median_of(timers, 'trio', 'p99_ms'))})",
+            )
+        )
+    scale = sections.get("scale")
+    if scale:
+        ratios = scale["ratios"]
+
+        def both(other: str) -> str:
+            wall = ratios.get(f"toolvisor/{other}:wall_s")
+            rss = ratios.get(f"toolvisor/{other}:peak_rss_increase_mb")
+            return f"{_x(wall)} / {_x(rss)}"
+
+        rows.append(
+            (
+                f"{scale['calls']:,} concurrent calls over {scale['tools']:,} actors "
+                f"({scale['sleep_s']:g} s tool): wall time / peak RSS increase",
+                f"{_median_of(scale, 'toolvisor', 'wall_s'):.1f} s / "
+                f"{_num(_median_of(scale, 'toolvisor', 'peak_rss_increase_mb'))} MB",
+                both("asyncio"),
+                both("trio"),
+            )
+        )
+    actors = sections.get("actors")
+    if actors:
+        ratios = actors["ratios"]
+        rows.append(
+            (
+                "an idle tool actor's memory: heap / RSS",
+                f"{_num(_median_of(actors, 'toolvisor', 'traced_bytes'))} B / "
+                f"{_num(_median_of(actors, 'toolvisor', 'rss_bytes'))} B",
+                "",
+                f"{_x(ratios.get('toolvisor/trio:traced_bytes'))} / "
+                f"{_x(ratios.get('toolvisor/trio:rss_bytes'))} a blocked task",
+            )
+        )
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_block(report: Mapping[str, Any], source: str) -> str:
+    """The README's performance tables for ``report``, read from ``source`` (a JSON path).
+
+    Two tables: toolvisor's figure in each section with its paired ratios against
+    asyncio + tenacity + aiobreaker and bare trio, then every target of the run with its
+    verdict. Between the :data:`MARKDOWN_BEGIN` and :data:`MARKDOWN_END` lines.
     """
-    matplotlib = require("matplotlib")
-    matplotlib.use("Agg")
-    plt = require("matplotlib.pyplot")
-    panels = [
-        (name, report["sections"][name])
-        for name in PER_CALL
-        if name in report["sections"] and len(report["sections"][name]["series"]) > 1
-    ]
-    if not panels:
-        return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-    for ax, (_name, section) in zip(axes[0], panels, strict=True):
-        levels = [s["concurrency"] for s in section["series"]]
-        for contender, label in section["contenders"].items():
-            values = [s["runs"][contender]["median"]["calls_per_s"] for s in section["series"]]
-            ax.plot(levels, values, marker="o", label=label)
-        ax.set_xscale("log")
-        ax.set_xticks(levels, [str(c) for c in levels])
-        ax.set_xlabel("concurrent callers")
-        ax.set_ylabel("calls / s (median of rounds)")
-        ax.set_title(section["title"], fontsize=8.5)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    cfg = report.get("config", {})
     machine = report["machine"]
-    fig.suptitle(
-        f"toolvisor benchmarks{' (--quick)' if report['quick'] else ''}: "
-        f"{machine['cpu_model']}, {machine['cpu_usable']} CPUs, Python {machine['python']}",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return True
+    commit = str(machine.get("git_commit") or "unknown")
+    started = str(report.get("started_at", "?")).replace("T", " ").replace("+00:00", " UTC")
+    load_start = (machine.get("load_average_start") or ["?"])[0]
+    load_end = (machine.get("load_average_end") or ["?"])[0]
+    lines = [
+        MARKDOWN_BEGIN.format(source=source),
+        f"{'A quick (`--quick`)' if report.get('quick') else 'A full'} run, `{source}`, started "
+        f"{started}: {cfg.get('rounds', '?')} alternated rounds per per-call figure, "
+        f"{cfg.get('timer_rounds', '?')} for timers, {cfg.get('scale_rounds', '?')} for scale, "
+        f"{cfg.get('actors_rounds', '?')} for actors; {machine['cpu_model']}, "
+        f"{machine['cpu_usable']} usable CPUs, Python {machine['python']}, commit "
+        f"`{commit[:12]}`; load average {load_start} at the start, {load_end} at the end. "
+        "Ratios are toolvisor's figure over the other's, paired by round: above 1 is better "
+        "for throughput, below 1 for times and memory.",
+        "",
+        "| what | toolvisor | vs asyncio + tenacity + aiobreaker | vs bare trio |",
+        "|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(map(_cell, row)) + " |" for row in _figure_rows(report["sections"])]
+    lines += ["", "| target | measured | result |", "|---|---|---|"]
+    for t in report.get("targets", ()):
+        met = t["met"]
+        result = "met" if met is True else ("**NOT MET**" if met is False else "not measured")
+        value = t["value"]
+        shown = f"{value:.3g}" if isinstance(value, int | float) and math.isfinite(value) else "-"
+        lines.append(f"| {_cell(t['text'])} | {shown} | {result} |")
+    lines.append(MARKDOWN_END)
+    return "\n".join(lines) + "\n"
+
+
+def markdown_source(text: str) -> str | None:
+    """The JSON path named by the generated block in ``text``, or None if it has none."""
+    found = _BEGIN_RE.search(text)
+    return found.group(1) if found else None
+
+
+def generated_block(text: str) -> str | None:
+    """The generated block of ``text`` (both marker lines included), or None."""
+    found = _BEGIN_RE.search(text)
+    if not found:
+        return None
+    end = text.find(MARKDOWN_END, found.start())
+    if end < 0:
+        return None
+    return text[found.start() : end + len(MARKDOWN_END)] + "\n"
+
+
+def write_markdown(path: Path, block: str) -> None:
+    """Put ``block`` in ``path``: in place of its generated block, or as a new file.
+
+    Raises ValueError for an existing file without a generated block (it is not
+    overwritten: the block goes where its marker lines are).
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(block, encoding="utf-8")
+        return
+    text = path.read_text(encoding="utf-8")
+    old = generated_block(text)
+    if old is None:
+        raise ValueError(
+            f"{path} has no generated benchmark table to replace (its first line starts "
+            f"'<!-- benchmark table: generated from', its last is {MARKDOWN_END!r})"
+        )
+    path.write_text(text.replace(old, block, 1), encoding="utf-8")
+
+
+def check_markdown_target(path: Path) -> None:
+    """Raise ValueError now if :func:`write_markdown` would refuse ``path`` later."""
+    if path.exists() and generated_block(path.read_text(encoding="utf-8")) is None:
+        write_markdown(path, "")
