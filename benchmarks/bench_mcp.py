@@ -1,21 +1,32 @@
-"""Calls per second of ``toolvisor.mcp`` against a bare ``mcp`` SDK server, same tool.
+"""Calls per second of ``toolvisor.mcp`` against bare ``mcp`` SDK servers, same tool.
 
 Run: ``python benchmarks/bench_mcp.py [--rounds R] [--calls N] [--concurrency C]``.
 
-Both servers are the SDK's low-level ``Server`` with the same trivial tool (it adds two
-integers): the bare one calls it straight from its ``tools/call`` handler; toolvisor's
-runs it through ``sup.execute`` (argument validation, the tool's actor, its breaker and
-retry policies: a Standard breaker and exponential retry, as a real spec would have).
+Three servers, each the SDK's low-level ``Server`` with the same trivial tool (it adds
+two integers):
+
+- ``bare``: calls the tool straight from its ``tools/call`` handler, arguments unchecked
+  (the SDK's low-level server does not validate them against the ``inputSchema``);
+- ``bare_validating``: the same, after checking the arguments against the tool's
+  ``inputSchema`` with a validator compiled once (jsonschema-rs), as any server must
+  before it runs a tool, answering bad ones with an ``isError`` result;
+- ``toolvisor``: runs the tool through ``sup.execute`` (argument validation, the tool's
+  actor, its breaker and retry policies: a Standard breaker and exponential retry, as a
+  real spec would have).
+
 The SDK's own client drives each over two transports: in memory (the client connected
 to the server object in process) and stdio (each server in its own subprocess, started
-once). Rounds alternate between the two servers, the order rotating each round; the
-result is the median over rounds of the paired ratio toolvisor / bare, which cancels
-a noisy machine's drift between rounds. The target is at least 0.9x.
+once). Rounds alternate between the servers, the order rotating each round; the result
+is the median over rounds of the paired ratio toolvisor / bare (and toolvisor /
+bare_validating), which cancels a noisy machine's drift between rounds. In memory, the
+garbage collector's collections per 1,000 calls are counted too (client and server
+share the process). The target is at least 0.9x of ``bare``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -29,12 +40,14 @@ from typing import Any
 if importlib.util.find_spec("toolvisor") is None:  # run from a checkout, not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import jsonschema_rs
 import mcp_types as types
 import trio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 
 from toolvisor import (
     ExponentialBackoffRetryPolicy,
@@ -87,10 +100,41 @@ def bare_server() -> Server[Any]:
     return Server("bare", on_list_tools=list_tools, on_call_tool=call_tool)
 
 
+def bare_validating_server() -> Server[Any]:
+    """The bare server checking what it must: the tool is known, its arguments match the
+    ``inputSchema`` (a validator compiled once per tool); bad arguments are an
+    ``isError`` result the model can read."""
+    validators = {"add": jsonschema_rs.validator_for(SCHEMA)}
+
+    async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(
+            tools=[types.Tool(name="add", description="Add two integers", input_schema=SCHEMA)]
+        )
+
+    async def call_tool(_ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        validator = validators.get(params.name)
+        if validator is None:
+            raise MCPError(-32602, f"unknown tool {params.name!r}")
+        args = params.arguments or {}
+        try:
+            validator.validate(args)
+        except jsonschema_rs.ValidationError as exc:
+            error = types.TextContent(text=exc.message)
+            return types.CallToolResult(content=[error], is_error=True)
+        value = await add(args)
+        return types.CallToolResult(content=[types.TextContent(text=json.dumps(value))])
+
+    return Server("bare_validating", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+KINDS = ("bare", "bare_validating", "toolvisor")
+BARE_SERVERS = {"bare": bare_server, "bare_validating": bare_validating_server}
+
+
 async def serve(kind: str) -> None:
     """The stdio server process of one contender."""
-    if kind == "bare":
-        server = bare_server()
+    if kind in BARE_SERVERS:
+        server = BARE_SERVERS[kind]()
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
         return
@@ -124,36 +168,64 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def _gc_collections() -> list[int]:
+    return [generation["collections"] for generation in gc.get_stats()]
+
+
+def _median_ratio(rates: dict[str, list[float]], of: str, to: str) -> dict[str, Any]:
+    ratios = [t / b for t, b in zip(rates[of], rates[to], strict=True)]
+    return {"median": statistics.median(ratios), "range": [min(ratios), max(ratios)]}
+
+
 async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {"bare": [], "toolvisor": []}
+    rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    collections: dict[str, list[list[int]]] = {kind: [] for kind in KINDS}
     async with open_supervisor() as sup:
         await sup.spawn(spec(), add)
         if transport == "memory":
-            targets: dict[str, Any] = {"bare": bare_server(), "toolvisor": mcp_server(sup)}
+            targets: dict[str, Any] = {kind: make() for kind, make in BARE_SERVERS.items()}
+            targets["toolvisor"] = mcp_server(sup)
         else:
             targets = {
                 kind: StdioServerParameters(
                     command=sys.executable, args=[__file__, "--serve", kind], env=_child_env()
                 )
-                for kind in ("bare", "toolvisor")
+                for kind in KINDS
             }
-        async with Client(targets["bare"]) as bare, Client(targets["toolvisor"]) as tv:
-            clients = {"bare": bare, "toolvisor": tv}
+        async with (
+            Client(targets["bare"]) as bare,
+            Client(targets["bare_validating"]) as bare_validating,
+            Client(targets["toolvisor"]) as tv,
+        ):
+            clients = {"bare": bare, "bare_validating": bare_validating, "toolvisor": tv}
             for client in clients.values():  # warm-up
                 await load(client, max(args.concurrency, args.calls // 10), args.concurrency)
-            order = ["bare", "toolvisor"]
+            order = list(KINDS)
             for _ in range(args.rounds):
                 for kind in order:
+                    before = _gc_collections()
                     rates[kind].append(await load(clients[kind], args.calls, args.concurrency))
-                order.reverse()
-    ratios = [t / b for t, b in zip(rates["toolvisor"], rates["bare"], strict=True)]
-    return {
-        "transport": transport,
-        "bare_calls_per_s": statistics.median(rates["bare"]),
-        "toolvisor_calls_per_s": statistics.median(rates["toolvisor"]),
-        "ratio": statistics.median(ratios),
-        "ratio_range": [min(ratios), max(ratios)],
-    }
+                    after = _gc_collections()
+                    collections[kind].append([a - b for a, b in zip(after, before, strict=True)])
+                order = order[1:] + order[:1]
+    figures: dict[str, Any] = {"transport": transport}
+    for kind in KINDS:
+        figures[f"{kind}_calls_per_s"] = statistics.median(rates[kind])
+    vs_bare = _median_ratio(rates, "toolvisor", "bare")
+    vs_validating = _median_ratio(rates, "toolvisor", "bare_validating")
+    figures["ratio"], figures["ratio_range"] = vs_bare["median"], vs_bare["range"]
+    figures["ratio_vs_validating"] = vs_validating["median"]
+    figures["ratio_vs_validating_range"] = vs_validating["range"]
+    figures["rounds_calls_per_s"] = rates
+    if transport == "memory":  # client and server in this process: their collections
+        figures["gc_collections_per_1000_calls"] = {
+            kind: [
+                statistics.median(c[g] for c in collections[kind]) * 1000 / args.calls
+                for g in range(3)
+            ]
+            for kind in KINDS
+        }
+    return figures
 
 
 def main() -> int:
@@ -163,7 +235,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="calls at a time")
     parser.add_argument("--transports", default="memory,stdio")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
-    parser.add_argument("--serve", choices=("bare", "toolvisor"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         trio.run(serve, args.serve)
@@ -175,11 +247,21 @@ def main() -> int:
         figures = trio.run(run)
         results.append(figures)
         low, high = figures["ratio_range"]
+        vlow, vhigh = figures["ratio_vs_validating_range"]
         print(
-            f"{transport:>6}: bare {figures['bare_calls_per_s']:8.0f} calls/s, toolvisor "
-            f"{figures['toolvisor_calls_per_s']:8.0f} calls/s, ratio {figures['ratio']:.2f}x "
-            f"(rounds {low:.2f}-{high:.2f}x; target >= {TARGET}x)"
+            f"{transport:>6}: bare {figures['bare_calls_per_s']:8.0f} calls/s, bare_validating "
+            f"{figures['bare_validating_calls_per_s']:8.0f} calls/s, toolvisor "
+            f"{figures['toolvisor_calls_per_s']:8.0f} calls/s\n"
+            f"        toolvisor/bare {figures['ratio']:.2f}x (rounds {low:.2f}-{high:.2f}x; "
+            f"target >= {TARGET}x), toolvisor/bare_validating "
+            f"{figures['ratio_vs_validating']:.2f}x (rounds {vlow:.2f}-{vhigh:.2f}x)"
         )
+        if "gc_collections_per_1000_calls" in figures:
+            shown = ", ".join(
+                f"{kind} " + "/".join(f"{n:g}" for n in per_gen)
+                for kind, per_gen in figures["gc_collections_per_1000_calls"].items()
+            )
+            print(f"        gc collections per 1,000 calls (gen0/gen1/gen2): {shown}")
     if args.json is not None:
         run_info = {
             "rounds": args.rounds,

@@ -24,7 +24,13 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from toolvisor import open_supervisor
+from toolvisor import (
+    ExecutionContext,
+    FallbackPolicy,
+    FunctionToolSpec,
+    IdempotencyConfig,
+    open_supervisor,
+)
 from toolvisor.mcp import mcp_server, serve_http
 
 TESTS = Path(__file__).parent
@@ -249,6 +255,67 @@ async def test_200_concurrent_calls_get_exactly_one_result_each(transport: str) 
     assert answers == {i: [str(i + 1000)] for i in range(200)}
 
 
+async def test_a_tool_that_raises_unknown_tool_error_is_its_own_error_not_an_unknown_tool() -> None:
+    # The tool exists and ran: an UnknownToolError of its own (a tool calling another
+    # that is missing) is its failure, an error result, never the JSON-RPC error
+    # of a tool that does not exist.
+    async with open_supervisor() as sup:
+
+        async def lookup(args: dict[str, Any]) -> Any:
+            return await sup.execute("missing", {})
+
+        await sup.spawn(FunctionToolSpec(id="lookup-v1", tool_name="lookup"), lookup)
+        async with Client(mcp_server(sup)) as client:
+            result = await client.call_tool("lookup", {})
+    assert result.is_error
+    assert "missing" in _text(result)
+    assert _meta(result) == {
+        "type": "UnknownToolError",
+        "retryable": False,
+        "retry_after": None,
+        "attempts": 1,
+    }
+
+
+async def test_a_tool_that_takes_ctx_sees_the_request_id_and_the_idempotency_key() -> None:
+    async with open_supervisor() as sup:
+
+        async def whoami(args: dict[str, Any], ctx: ExecutionContext) -> dict[str, Any]:
+            return {"request_id": ctx.request_id, "key": ctx.idempotency_key}
+
+        await sup.spawn(FunctionToolSpec(id="whoami-v1", tool_name="whoami"), whoami)
+        spec = FunctionToolSpec(
+            id="keyed-v1", tool_name="keyed", idempotency=IdempotencyConfig(enabled=True)
+        )
+        await sup.spawn(spec, whoami)
+        async with Client(mcp_server(sup)) as client:
+            first = (await client.call_tool("whoami", {})).structured_content
+            second = (await client.call_tool("whoami", {})).structured_content
+            keyed = await client.call_tool("keyed", {}, meta={"idempotencyKey": "k-9"})
+    assert first["key"] is None
+    assert isinstance(first["request_id"], str) and first["request_id"]
+    assert first["request_id"] != second["request_id"]  # each request its own
+    assert keyed.structured_content["key"] == "k-9"
+
+
+async def test_a_failed_call_its_fallback_answers_is_a_value_result() -> None:
+    async with open_supervisor() as sup:
+
+        async def broken(args: dict[str, Any]) -> Any:
+            raise ConnectionError("down")
+
+        spec = FunctionToolSpec(
+            id="cached-v1",
+            tool_name="cached",
+            fallback=FallbackPolicy(value={"stale": True}),
+        )
+        await sup.spawn(spec, broken)
+        async with Client(mcp_server(sup)) as client:
+            result = await client.call_tool("cached", {})
+    assert not result.is_error
+    assert result.structured_content == {"stale": True}
+
+
 async def test_call_deadline_from_the_server_option() -> None:
     async with served("memory", timeout=0.2) as client:
         result = await client.call_tool("slow", {})
@@ -409,3 +476,43 @@ async def test_an_http_body_over_the_limit_is_refused_and_the_server_goes_on() -
         ):  # the SDK's 413, as the client sees it
             await client.call_tool("echo", {"text": "x" * 5_000_000})
         assert _text(await client.call_tool("add", {"a": 1, "b": 1})) == "2"
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def _bench_mcp() -> Any:
+    import importlib.util
+
+    path = ROOT / "benchmarks" / "bench_mcp.py"
+    spec = importlib.util.spec_from_file_location("bench_mcp", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_the_benchmarks_validating_bare_server_checks_what_toolvisor_checks() -> None:
+    bench = _bench_mcp()
+    async with Client(bench.bare_validating_server()) as client:
+        assert _text(await client.call_tool("add", {"a": 2, "b": 3})) == "5"
+        for bad in ({"a": "two", "b": 1}, {"a": 1}, {"a": 1, "b": 2, "c": 3}):
+            assert (await client.call_tool("add", bad)).is_error
+        with pytest.raises(MCPError, match="unknown tool"):
+            await client.call_tool("nope", {})
+
+
+@pytest.mark.slow
+def test_bench_mcp_runs_every_server_over_both_transports(tmp_path: Path) -> None:
+    out = tmp_path / "mcp.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "bench_mcp.py"), "--rounds", "1",
+               "--calls", "16", "--concurrency", "2", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=120)
+    assert done.returncode in (0, 1), done.stderr  # 1: the target was missed, not a crash
+    figures = json.loads(out.read_text())
+    assert [r["transport"] for r in figures["results"]] == ["memory", "stdio"]
+    for result in figures["results"]:
+        for kind in ("bare", "bare_validating", "toolvisor"):
+            assert result[f"{kind}_calls_per_s"] > 0
+        assert result["ratio"] > 0 and result["ratio_vs_validating"] > 0
+    assert "toolvisor/bare_validating" in done.stdout

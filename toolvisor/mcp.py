@@ -116,7 +116,7 @@ def _value_result(value: Any) -> types.CallToolResult:
 
 
 def _call_context(meta: Mapping[str, Any] | None, request_id: object) -> ExecutionContext:
-    key = (meta or {}).get(IDEMPOTENCY_KEY_META)
+    key = None if meta is None else meta.get(IDEMPOTENCY_KEY_META)
     if key is not None and (not isinstance(key, str) or not key):
         problem = f"_meta.{IDEMPOTENCY_KEY_META} must be a non-empty string, got {key!r}"
         raise ValidationError([FieldError("", problem)])
@@ -155,21 +155,24 @@ def mcp_server(
     async def call_tool(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        args = params.arguments if params.arguments is not None else {}
+        args = params.arguments
+        call = None
         try:
             call_ctx = _call_context(params.meta or ctx.meta, ctx.request_id)
-            pending = await sup.submit(params.name, args, call_ctx, timeout=timeout)
+            # execute's own path, keeping the call to report its attempts: no submit,
+            # PendingCall or ToolResult per call (a fifth of this handler's cost).
+            call, done = sup._start(params.name, {} if args is None else args, call_ctx, timeout)
+            value = await done
         except UnknownToolError as exc:
+            if call is not None:  # the tool's own error, not an unknown tool
+                return _error_result(exc, call.attempts)
             listing = ", ".join(exc.known) or "none"
             raise MCPError(
                 _INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {listing}"
             ) from None
-        except Exception as exc:  # refused before sending: the tool did not run
-            return _error_result(exc, 0)
-        result = await pending.result()
-        if result.error is None:
-            return _value_result(result.value)
-        return _error_result(result.error, result.attempts)
+        except Exception as exc:  # refused before sending (no call: no attempt), or failed
+            return _error_result(exc, 0 if call is None else call.attempts)
+        return _value_result(value)
 
     def input_schema(tool: str) -> Mapping[str, Any] | None:
         schema = sup.function_schemas().get(tool)

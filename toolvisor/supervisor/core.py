@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -245,11 +245,7 @@ class Supervisor:
         ``ToolTimeoutError`` is raised. A tool failure re-raises the tool's own
         exception; toolvisor's failures raise the errors of ``toolvisor.errors``.
         """
-        route = self._route(tool)
-        call = Call.new(route.spec, route.counters, args, ctx, timeout, self._observer)
-        if route.spec.idempotent:
-            return await self._idem.run(route.spec, call, functools.partial(send_and_wait, route))
-        return await send_and_wait(route, call)
+        return await self._start(tool, args, ctx, timeout)[1]
 
     async def submit(
         self,
@@ -357,6 +353,26 @@ class Supervisor:
         if gone is not None:
             raise ToolUnavailableError(tool, gone)
         raise UnknownToolError(tool, self._routes)
+
+    def _start(
+        self,
+        tool: str,
+        args: Mapping[str, Any],
+        ctx: ExecutionContext | None,
+        timeout: float | None,
+    ) -> tuple[Call, Awaitable[Any]]:
+        """``execute``'s call, made and sent here: the call, and the awaitable of its end.
+
+        For a caller that needs the call after its end (``toolvisor.mcp`` reports the
+        attempts of a failed call) without a ``submit`` and its ``ToolResult``. Raises
+        what ``execute`` raises before sending (unknown tool, invalid arguments, and the
+        refusals of ``post``: the call ended with its error, its ``attempts`` 0).
+        """
+        route = self._route(tool)
+        call = Call.new(route.spec, route.counters, args, ctx, timeout, self._observer)
+        if route.spec.idempotent:
+            return call, self._idem.run(route.spec, call, functools.partial(send_and_wait, route))
+        return call, send_and_wait(route, call)
 
     async def _idempotent_in_task(self, route: Route, call: Call, relay: Relay) -> None:
         """Run an idempotent ``submit()`` in the supervisor's nursery; answer ``relay``."""
