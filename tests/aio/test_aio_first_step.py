@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
 from typing import Any
 
@@ -163,8 +164,9 @@ def test_start_task_runs_the_first_step_now_in_the_tasks_context() -> None:
 
         def from_a_callback() -> None:
             # as in trio's scheduler pass: a loop callback, no asyncio task current
-            tasks.append(start_task(loop, coro(), context))
-            steps.append("returned")
+            task, ended = start_task(loop, coro(), context)
+            tasks.append(task)
+            steps.append(f"returned, ended={ended}")
 
         tasks: list[asyncio.Task[str]] = []
         loop.call_soon(from_a_callback)
@@ -172,7 +174,7 @@ def test_start_task_runs_the_first_step_now_in_the_tasks_context() -> None:
         assert await tasks[0] == "done"
 
     asyncio.run(main())
-    assert steps == ["first step, var=task's", "returned", "second step"]
+    assert steps == ["first step, var=task's", "returned, ended=False", "second step"]
 
 
 def test_start_task_from_inside_a_task_leaves_the_step_to_the_loop() -> None:
@@ -182,9 +184,41 @@ def test_start_task_from_inside_a_task_leaves_the_step_to_the_loop() -> None:
         steps.append("first step")
 
     async def main() -> None:
-        task = start_task(asyncio.get_running_loop(), coro(), contextvars.copy_context())
-        steps.append("returned")
+        task, ended = start_task(asyncio.get_running_loop(), coro(), contextvars.copy_context())
+        steps.append(f"returned, ended={ended}")
         await task
 
     asyncio.run(main())
-    assert steps == ["returned", "first step"]
+    assert steps == ["returned, ended=False", "first step"]
+
+
+def test_start_task_reports_a_task_that_ended_in_its_first_step() -> None:
+    async def coro() -> str:
+        return "at once"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ends: list[tuple[asyncio.Task[str], bool]] = []
+        loop.call_soon(lambda: ends.append(start_task(loop, coro(), contextvars.copy_context())))
+        await asyncio.sleep(0)
+        task, ended = ends[0]
+        assert ended and task.result() == "at once"
+
+    asyncio.run(main())
+
+
+def test_system_exit_in_a_tools_first_step_leaves_the_loop_as_from_any_task() -> None:
+    async def tool(args: dict[str, Any]) -> None:
+        if args.get("x"):
+            sys.exit(3)
+
+    async def main() -> None:
+        async with aio.open_supervisor() as sup:
+            await sup.spawn(make_spec(), tool)
+            await sup.execute("t", {"x": 0})
+            await sup.execute("t", {"x": 1})
+            raise AssertionError("the call returned")  # pragma: no cover
+
+    with pytest.raises(SystemExit) as info:
+        asyncio.run(main())
+    assert info.value.code == 3

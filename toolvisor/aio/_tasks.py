@@ -33,8 +33,11 @@ TrioTool = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
 
 def start_task(
     loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], context: contextvars.Context
-) -> asyncio.Task[T]:
+) -> tuple[asyncio.Task[T], bool]:
     """``loop.create_task(coro, context=context)``, its first step run now if it can be.
+
+    Returns the task, and whether it has ended (in that first step) for its starter to
+    read now; if not, its end comes later and the starter waits for it.
 
     ``context`` must be a fresh one (no other task or callback runs in it). asyncio
     schedules a new task's first step with ``loop.call_soon``; on asyncio's own loops
@@ -51,25 +54,37 @@ def start_task(
     instead of corrupting the cancel scopes of the trio task that started it. Where
     the step cannot run now (another loop implementation, or a task running), the task
     starts in the loop's next iteration, as any task does.
+
+    A ``SystemExit`` or ``KeyboardInterrupt`` out of the step is the loop's to raise, as
+    out of any task's step: it is raised from a callback of its own, next, and the task
+    (ended with it) counts as not ended here, so that its starter waits, as for a task
+    whose first step is still to come, instead of reading it first.
     """
     task = loop.create_task(coro, context=context)
     ready = getattr(loop, "_ready", None)
     if not ready or asyncio.current_task(loop) is not None:
-        return task
+        return task, False
     handle = ready[-1]
     if getattr(handle, "_context", None) is not context:
-        return task
+        return task, False
     step, args = handle._callback, handle._args
     handle.cancel()  # the loop skips it; the deque itself is left alone
     library, sniffio.thread_local.name = sniffio.thread_local.name, None
     trio_task = GLOBAL_RUN_CONTEXT.__dict__.pop("task", None)
     try:
         context.run(step, *args)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        loop.call_soon(_reraise, exc)
+        return task, False
     finally:
         sniffio.thread_local.name = library
         if trio_task is not None:
             GLOBAL_RUN_CONTEXT.task = trio_task
-    return task
+    return task, task.done()
+
+
+def _reraise(exc: BaseException) -> None:
+    raise exc
 
 
 class _Attempt:
@@ -134,8 +149,9 @@ def on_asyncio(
 
     async def run_as_asyncio_task(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
         attempt = _Attempt(touch)
-        task = attempt.task = start_task(loop, body(args, ctx, attempt), context.copy())
-        if not task.done():
+        task, ended = start_task(loop, body(args, ctx, attempt), context.copy())
+        attempt.task = task
+        if not ended:
             # A task cancelled before its first step never runs body's finally.
             task.add_done_callback(attempt.wake)
             attempt.parked = trio.lowlevel.current_task()
