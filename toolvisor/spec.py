@@ -614,7 +614,8 @@ class CompiledSpec:
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.concurrency, int):
             object.__setattr__(self, "adaptive_concurrency", self.concurrency)
-        if self.retry_after is None:
+        # The no-op breaker's retry_after is always None: the send path need not ask it.
+        if self.retry_after is None and type(self.breaker) is not NoOpCircuitBreakerPolicy:
             object.__setattr__(self, "retry_after", getattr(self.breaker, "retry_after", None))
         if self.hedging is not None:
             _check_hedged(self)

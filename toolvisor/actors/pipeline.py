@@ -184,7 +184,16 @@ class ToolRunner:
     breaker state of its tool.
     """
 
-    __slots__ = ("_last_state", "counters", "invoke", "observer", "publish", "spec", "takes_ctx")
+    __slots__ = (
+        "_cut_final",
+        "_last_state",
+        "counters",
+        "invoke",
+        "observer",
+        "publish",
+        "spec",
+        "takes_ctx",
+    )
 
     def __init__(
         self,
@@ -201,6 +210,9 @@ class ToolRunner:
         self.observer = observer
         self.takes_ctx = takes_context(invoke)
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
+        #: The spec last asked about in ``cut_is_final``, and whether its retry policy is
+        #: a built-in one and its tool not an asyncio one (fixed for a spec and runner).
+        self._cut_final: tuple[CompiledSpec, bool] | None = None
 
     async def run(
         self,
@@ -276,14 +288,18 @@ class ToolRunner:
         True when the spec's retry policy is a built-in one with ``max_attempts=1`` (it
         gives up after the first attempt, whatever the error: decided without running
         any user code) and the tool's attempts end as soon as trio cancels them (not an
-        asyncio tool, whose cut attempt ends once its task's cleanup did).
+        asyncio tool, whose cut attempt ends once its task's cleanup did). The policy's
+        kind and the tool's are fixed for a spec, so they are looked up once per spec;
+        ``max_attempts`` is read each time (a policy object may be changed in place).
         """
-        policy = spec.retry_policy
-        return (
-            isinstance(policy, _ScheduledRetryPolicy)
-            and policy.max_attempts == 1
-            and self.invoke not in _CLEANUP_FIRST
-        )
+        cached = self._cut_final
+        if cached is None or cached[0] is not spec:
+            eligible = (
+                isinstance(spec.retry_policy, _ScheduledRetryPolicy)
+                and self.invoke not in _CLEANUP_FIRST
+            )
+            cached = self._cut_final = (spec, eligible)
+        return cached[1] and spec.retry_policy.max_attempts == 1  # type: ignore[attr-defined]
 
     def context(self, call: Call) -> ExecutionContext:
         """The ``ctx`` a tool that takes one sees in this attempt: the caller's, with the

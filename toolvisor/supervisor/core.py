@@ -344,9 +344,13 @@ class Supervisor:
         self._idem.publish = publish
 
     def _route(self, tool: str) -> Route:
-        route = self._routes.get(check_tool_name(tool))
-        if route is not None:
+        try:
+            route = self._routes.get(tool)
+        except TypeError:  # unhashable: not a name at all (check_tool_name says so)
+            route = None
+        if route is not None:  # only a str is a key: a name found is a name
             return route
+        check_tool_name(tool)
         if self._closing:
             raise SupervisorClosedError()
         gone = self._gone.get(tool)
