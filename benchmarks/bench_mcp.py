@@ -1,6 +1,7 @@
 """Calls per second of ``toolvisor.mcp`` against bare ``mcp`` SDK servers, same tool.
 
-Run: ``python benchmarks/bench_mcp.py [--rounds R] [--calls N] [--concurrency C]``.
+Run: ``python benchmarks/bench_mcp.py [--rounds R] [--calls N] [--concurrency C]
+[--breakdown]``.
 
 Three servers, each the SDK's low-level ``Server`` with the same trivial tool (it adds
 two integers):
@@ -20,12 +21,25 @@ once). Rounds alternate between the servers, the order rotating each round; the 
 is the median over rounds of the paired ratio toolvisor / bare (and toolvisor /
 bare_validating), which cancels a noisy machine's drift between rounds. In memory, the
 garbage collector's collections per 1,000 calls are counted too (client and server
-share the process). The target is at least 0.9x of ``bare``.
+share the process). With ``--breakdown``, three more bare servers join the in-memory
+rotation to say where toolvisor's share goes, each a step from ``bare`` towards
+``toolvisor`` (a separate run: six servers in one process change what the collector
+costs each, so the main figures come from a run without them):
+
+- ``bare_awaiting``: the bare handler waits once before the tool (one checkpoint), as
+  the request waits once for the actor's reply: what that wait costs the SDK's request;
+- ``bare_executor``: runs the tool through ``FunctionToolExecutor`` with the same spec
+  (validation, breaker, retry, in the request's own task): the policies without the hop;
+- ``bare_execute``: calls ``sup.execute`` (the policies and the hop to the tool's
+  actor), without ``toolvisor.mcp``'s handler.
+
+The target is at least 0.9x of ``bare``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.util
 import json
@@ -51,6 +65,7 @@ from mcp.shared.exceptions import MCPError
 
 from toolvisor import (
     ExponentialBackoffRetryPolicy,
+    FunctionToolExecutor,
     FunctionToolSpec,
     IntegerParameter,
     StandardCircuitBreakerPolicy,
@@ -127,7 +142,41 @@ def bare_validating_server() -> Server[Any]:
     return Server("bare_validating", on_list_tools=list_tools, on_call_tool=call_tool)
 
 
+def _bare_with(run: Callable[[dict[str, Any]], Awaitable[Any]], name: str) -> Server[Any]:
+    """The bare server, its tool call replaced by ``run(arguments)``."""
+
+    async def list_tools(_ctx: Any, _params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(
+            tools=[types.Tool(name="add", description="Add two integers", input_schema=SCHEMA)]
+        )
+
+    async def call_tool(_ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        value = await run(params.arguments or {})
+        return types.CallToolResult(content=[types.TextContent(text=json.dumps(value))])
+
+    return Server(name, on_list_tools=list_tools, on_call_tool=call_tool)
+
+
+def breakdown_servers(sup: Any) -> dict[str, Server[Any]]:
+    """The in-memory steps from ``bare`` to ``toolvisor`` (see the module docstring)."""
+
+    async def awaiting(args: dict[str, Any]) -> int:
+        await trio.lowlevel.checkpoint()
+        return await add(args)
+
+    async def execute(args: dict[str, Any]) -> Any:
+        return await sup.execute("add", args)
+
+    executor = FunctionToolExecutor(spec(), add)
+    return {
+        "bare_awaiting": _bare_with(awaiting, "bare_awaiting"),
+        "bare_executor": _bare_with(executor.execute, "bare_executor"),
+        "bare_execute": _bare_with(execute, "bare_execute"),
+    }
+
+
 KINDS = ("bare", "bare_validating", "toolvisor")
+BREAKDOWN = ("bare_awaiting", "bare_executor", "bare_execute")
 BARE_SERVERS = {"bare": bare_server, "bare_validating": bare_validating_server}
 
 
@@ -178,13 +227,16 @@ def _median_ratio(rates: dict[str, list[float]], of: str, to: str) -> dict[str, 
 
 
 async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    collections: dict[str, list[list[int]]] = {kind: [] for kind in KINDS}
+    kinds = KINDS + BREAKDOWN if transport == "memory" and args.breakdown else KINDS
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    collections: dict[str, list[list[int]]] = {kind: [] for kind in kinds}
     async with open_supervisor() as sup:
         await sup.spawn(spec(), add)
         if transport == "memory":
             targets: dict[str, Any] = {kind: make() for kind, make in BARE_SERVERS.items()}
             targets["toolvisor"] = mcp_server(sup)
+            if args.breakdown:
+                targets.update(breakdown_servers(sup))
         else:
             targets = {
                 kind: StdioServerParameters(
@@ -192,15 +244,13 @@ async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
                 )
                 for kind in KINDS
             }
-        async with (
-            Client(targets["bare"]) as bare,
-            Client(targets["bare_validating"]) as bare_validating,
-            Client(targets["toolvisor"]) as tv,
-        ):
-            clients = {"bare": bare, "bare_validating": bare_validating, "toolvisor": tv}
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {
+                kind: await stack.enter_async_context(Client(targets[kind])) for kind in kinds
+            }
             for client in clients.values():  # warm-up
                 await load(client, max(args.concurrency, args.calls // 10), args.concurrency)
-            order = list(KINDS)
+            order = list(kinds)
             for _ in range(args.rounds):
                 for kind in order:
                     before = _gc_collections()
@@ -209,7 +259,7 @@ async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
                     collections[kind].append([a - b for a, b in zip(after, before, strict=True)])
                 order = order[1:] + order[:1]
     figures: dict[str, Any] = {"transport": transport}
-    for kind in KINDS:
+    for kind in kinds:
         figures[f"{kind}_calls_per_s"] = statistics.median(rates[kind])
     vs_bare = _median_ratio(rates, "toolvisor", "bare")
     vs_validating = _median_ratio(rates, "toolvisor", "bare_validating")
@@ -223,8 +273,12 @@ async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
                 statistics.median(c[g] for c in collections[kind]) * 1000 / args.calls
                 for g in range(3)
             ]
-            for kind in KINDS
+            for kind in kinds
         }
+        if args.breakdown:
+            figures["breakdown_ratio_vs_bare"] = {
+                kind: _median_ratio(rates, kind, "bare") for kind in BREAKDOWN
+            }
     return figures
 
 
@@ -235,6 +289,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="calls at a time")
     parser.add_argument("--transports", default="memory,stdio")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="in memory, also the servers between bare and toolvisor (where its share goes)",
+    )
     parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -262,11 +321,18 @@ def main() -> int:
                 for kind, per_gen in figures["gc_collections_per_1000_calls"].items()
             )
             print(f"        gc collections per 1,000 calls (gen0/gen1/gen2): {shown}")
+        for kind, ratio in figures.get("breakdown_ratio_vs_bare", {}).items():
+            low, high = ratio["range"]
+            print(
+                f"        {kind} {figures[f'{kind}_calls_per_s']:8.0f} calls/s, "
+                f"{ratio['median']:.2f}x bare (rounds {low:.2f}-{high:.2f}x)"
+            )
     if args.json is not None:
         run_info = {
             "rounds": args.rounds,
             "calls": args.calls,
             "concurrency": args.concurrency,
+            "breakdown": args.breakdown,
             "cpus": os.cpu_count(),
             "loadavg_before_after": [load_before, os.getloadavg()],
         }

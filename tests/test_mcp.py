@@ -502,11 +502,25 @@ async def test_the_benchmarks_validating_bare_server_checks_what_toolvisor_check
             await client.call_tool("nope", {})
 
 
+async def test_the_benchmarks_breakdown_servers_answer_as_the_bare_one_does() -> None:
+    bench = _bench_mcp()
+    async with open_supervisor() as sup:
+        await sup.spawn(bench.spec(), bench.add)
+        servers = bench.breakdown_servers(sup)
+        assert sorted(servers) == sorted(bench.BREAKDOWN)
+        for name, server in servers.items():
+            async with Client(server) as client:
+                assert _text(await client.call_tool("add", {"a": 2, "b": 3})) == "5", name
+        # Only bare_execute goes through the supervisor (the executor has its own tool).
+        assert sup.stats("add").successes == 1
+
+
 @pytest.mark.slow
 def test_bench_mcp_runs_every_server_over_both_transports(tmp_path: Path) -> None:
     out = tmp_path / "mcp.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_mcp.py"), "--rounds", "1",
-               "--calls", "16", "--concurrency", "2", "--json", str(out)]  # fmt: skip
+               "--calls", "16", "--concurrency", "2", "--breakdown",
+               "--json", str(out)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=120)
     assert done.returncode in (0, 1), done.stderr  # 1: the target was missed, not a crash
     figures = json.loads(out.read_text())
@@ -515,4 +529,7 @@ def test_bench_mcp_runs_every_server_over_both_transports(tmp_path: Path) -> Non
         for kind in ("bare", "bare_validating", "toolvisor"):
             assert result[f"{kind}_calls_per_s"] > 0
         assert result["ratio"] > 0 and result["ratio_vs_validating"] > 0
+    breakdown = figures["results"][0]["breakdown_ratio_vs_bare"]
+    assert sorted(breakdown) == ["bare_awaiting", "bare_execute", "bare_executor"]
+    assert all(ratio["median"] > 0 for ratio in breakdown.values())
     assert "toolvisor/bare_validating" in done.stdout

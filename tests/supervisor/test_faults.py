@@ -75,12 +75,12 @@ async def test_a_real_crash_is_handled_like_kill(monkeypatch: pytest.MonkeyPatch
     original = ToolActor._serve
     crashes = 0
 
-    async def buggy(self: ToolActor, msg: Any, *rest: Any) -> None:
+    async def buggy(self: ToolActor, me: Any, *rest: Any) -> None:
         nonlocal crashes
-        if msg.args["x"] == 13 and crashes == 0:
+        if me.current.args["x"] == 13 and crashes == 0:
             crashes += 1
             raise RuntimeError("bug in the actor")
-        await original(self, msg, *rest)
+        await original(self, me, *rest)
 
     monkeypatch.setattr(ToolActor, "_serve", buggy)
     events: list[tv.Event] = []

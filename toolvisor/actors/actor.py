@@ -157,7 +157,9 @@ class ToolActor:
             self._nursery = nursery
             self._workers = 1
             self._grow()  # what _next() could not do without a nursery
-            await self._worker(first)
+            # This frame lives as long as the actor: it must not keep the call alive.
+            worker, first = self._worker(first), None
+            await worker
 
     def kill(self, reason: BaseException) -> None:
         """Crash this incarnation: every worker is cancelled, ``crash`` says why."""
@@ -199,7 +201,7 @@ class ToolActor:
     async def _worker(self, first: Call | None = None) -> None:
         me = _Worker(self)
         self._pool.append(me)
-        call = first
+        call, first = first, None
         try:
             while True:
                 # The scope is entered once a call arrives: an idle worker holds none.
@@ -208,10 +210,12 @@ class ToolActor:
                     if call is None:
                         return
                     self.held[call] = None  # held from the moment it left the inbox
-                me.current = call
+                # The call goes to _serve through ``me`` alone: this frame, waiting on
+                # _serve for the worker's life, holds no call that _serve finished.
+                me.current, call = call, None
                 with trio.CancelScope() as scope:
                     me.scope = scope
-                    await self._serve(call, me, scope)
+                    await self._serve(me, scope)
                     return  # the inbox is closed and drained
                 # A cancellation ended the scope: a deadline, or the caller gave up.
                 call = None
@@ -268,15 +272,16 @@ class ToolActor:
             self._workers += 1
             self._nursery.start_soon(self._worker)
 
-    async def _serve(self, call: Call, me: _Worker, scope: trio.CancelScope) -> None:
-        """Serve ``call``, then the inbox's next calls, until it is closed and drained.
+    async def _serve(self, me: _Worker, scope: trio.CancelScope) -> None:
+        """Serve ``me.current``, then the inbox's next calls, until it is closed and drained.
 
         Every call is in ``held`` and ``me.current`` from the moment it left the inbox; a
         cancellation of ``scope`` leaves ``me.current`` set to the call it cut short.
         """
         held = self.held
         clock = self._clock
-        while True:
+        call = me.current
+        while call is not None:
             if self._limiter is not None:
                 await self._acquire(me)
             now = clock()
@@ -298,12 +303,14 @@ class ToolActor:
             me.current = None
             if me.slot and self._release(call, me):
                 return  # the pool is larger than the bulkhead: retire
-            next_call = await self._next()
-            if next_call is None:
-                return
-            call = next_call
-            held[call] = None
-            me.current = call
+            # An idle worker holds no finished call: its arguments and reply (the
+            # caller's request objects) are freed as soon as the caller lets them go,
+            # not kept through garbage collections until this worker's next call.
+            call = None
+            call = await self._next()
+            if call is not None:
+                held[call] = None
+                me.current = call
 
     # ------------------------------------------------------------------ gated bulkhead
 
