@@ -62,6 +62,7 @@ def test_a_call_waiting_for_room_times_out_at_its_deadline_and_can_be_cancelled(
 def test_the_clock_spins_for_a_number_of_passes_after_close_crossings_only() -> None:
     now = [100.0]
     clock = HostClock(now=lambda: now[0])
+    assert clock.current_time() == 100.0  # trio's time is the clock's ``now``
     for _ in range(20):  # crossings far apart: trio may sleep until its deadline
         now[0] += 10 * SPIN_S
         clock.touch()

@@ -75,6 +75,9 @@ class HostClock(trio.abc.Clock):
 
     def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
         self.now = now
+        # trio reads the clock several times per call: ``now`` itself answers, without
+        # the frame of the method below (which says what it is).
+        self.current_time = now  # type: ignore[method-assign]
         self.spins = 0  # idle passes left to poll for
         self._last = 0.0
         self._gap = 1.0  # moving average of the seconds between crossings
