@@ -14,10 +14,15 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 from pytest_redis import factories
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from otel_support import Otel
 
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
@@ -75,3 +80,30 @@ def redis_url(request: pytest.FixtureRequest) -> str:
         pytest.skip(REDIS_SKIP_REASON)
     proc = request.getfixturevalue("redis_proc")
     return f"redis://{proc.host}:{proc.port}/0"
+
+
+# OpenTelemetry SDK fixtures, imported on first use only (most tests never load the SDK).
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    """An SDK meter and tracer provider writing to memory (tests/otel_support.py)."""
+    from otel_support import Otel
+
+    o = Otel()
+    yield o
+    o.meter_provider.shutdown()
+    o.tracer_provider.shutdown()
+
+
+@pytest.fixture
+def reader() -> Iterator[InMemoryMetricReader]:
+    """An in-memory metric reader; its meter provider is ``reader.provider``."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    reader.provider = provider  # type: ignore[attr-defined]
+    yield reader
+    provider.shutdown()

@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import toolvisor as tv
 from toolvisor import telemetry
-
-
-@pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    reader.provider = provider  # type: ignore[attr-defined]
-    yield reader
-    provider.shutdown()
 
 
 def spec(name: str) -> tv.FunctionToolSpec:

@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_support import Otel
 
 import toolvisor as tv
 from toolvisor import telemetry
-
-
-class Otel:
-    def __init__(self) -> None:
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-        self.exporter = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-
-    def points(self, name: str) -> Counter[frozenset[tuple[str, Any]]]:
-        data = self.reader.get_metrics_data()
-        found: Counter[frozenset[tuple[str, Any]]] = Counter()
-        for rm in data.resource_metrics if data is not None else []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name == name:
-                        for p in metric.data.data_points:
-                            found[frozenset(p.attributes.items())] = getattr(
-                                p, "count", None
-                            ) or getattr(p, "value", 0)
-        return found
-
-
-@pytest.fixture
-def otel() -> Iterator[Otel]:
-    o = Otel()
-    yield o
-    o.meter_provider.shutdown()
-    o.tracer_provider.shutdown()
 
 
 def key(**kw: Any) -> frozenset[tuple[str, Any]]:
@@ -78,14 +42,14 @@ async def test_an_executor_records_calls_attempts_spans_and_events(
     assert telemetry.is_instrumented(ex)
     assert await ex.execute({}) == "paid"
 
-    assert otel.points("toolvisor.call.duration") == {key(tool="pay", outcome="succeeded"): 1}
-    assert otel.points("toolvisor.attempt.duration") == {
+    assert otel.counts("toolvisor.call.duration") == {key(tool="pay", outcome="succeeded"): 1}
+    assert otel.counts("toolvisor.attempt.duration") == {
         key(tool="pay", attempt_number=1, attempt_handled=True, error_type="ConnectionError"): 1,
         key(tool="pay", attempt_number=2, attempt_handled=False): 1,
     }
-    events = otel.points("toolvisor.events")
+    events = otel.counts("toolvisor.events")
     assert events[key(tool="pay", event_name="retry_scheduled")] == 1
-    breaker = otel.points("toolvisor.breaker.state")
+    breaker = otel.counts("toolvisor.breaker.state")
     assert breaker[key(tool="pay", state="closed")] == 1
 
     spans = otel.exporter.get_finished_spans()
@@ -99,7 +63,7 @@ async def test_an_executor_records_calls_attempts_spans_and_events(
     ins.uninstrument()
     assert not telemetry.is_instrumented(ex)
     assert await ex.execute({}) == "paid"  # not recorded any more
-    assert otel.points("toolvisor.call.duration") == {key(tool="pay", outcome="succeeded"): 1}
+    assert otel.counts("toolvisor.call.duration") == {key(tool="pay", outcome="succeeded"): 1}
 
 
 async def test_an_executor_keeps_its_own_on_event_beside_the_instrumentation(
@@ -124,12 +88,12 @@ async def test_an_executor_keeps_its_own_on_event_beside_the_instrumentation(
     with pytest.raises(tv.CircuitOpenError):
         await ex.execute({})
     assert "BreakerTransition" in seen
-    assert otel.points("toolvisor.call.duration") == {
+    assert otel.counts("toolvisor.call.duration") == {
         key(tool="pay", outcome="failed", error_type="ValueError"): 1,
         key(tool="pay", outcome="rejected", error_type="toolvisor.errors.CircuitOpenError"): 1,
     }
-    events = otel.points("toolvisor.events")
+    events = otel.counts("toolvisor.events")
     assert events[key(tool="pay", event_name="breaker_transition", breaker_state="open")] == 1
-    assert otel.points("toolvisor.breaker.state")[key(tool="pay", state="open")] == 1
+    assert otel.counts("toolvisor.breaker.state")[key(tool="pay", state="open")] == 1
     with pytest.raises(ValueError, match="instrumented already"):
         telemetry.instrument(ex, meter_provider=otel.meter_provider)

@@ -3,14 +3,12 @@ that starts recording after instrument()."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -30,15 +28,6 @@ async def ok(args: dict[str, Any]) -> str:
 
 async def declined(args: dict[str, Any]) -> None:
     raise ValueError("declined")
-
-
-@pytest.fixture
-def reader() -> Iterator[InMemoryMetricReader]:
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    reader.provider = provider  # type: ignore[attr-defined]
-    yield reader
-    provider.shutdown()
 
 
 def points(reader: InMemoryMetricReader, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
