@@ -300,16 +300,32 @@ class SQLiteStore:
             raise IdempotencyStoreError(
                 self._name, f"cannot open {str(self.path)!r}: {exc}"
             ) from exc
-        try:
-            self._configure(conn)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
+        # Setting up a file another process is setting up at the same moment (WAL mode,
+        # its recovery, the schema) can be told "locked" at once, without SQLite's busy
+        # wait: try again, within the same busy_timeout_s as any write.
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.005
+        while True:
+            try:
+                self._configure(conn)
+            except sqlite3.OperationalError as exc:
+                message = str(exc)
+                if ("locked" in message or "busy" in message) and time.monotonic() < deadline:
+                    time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                    pause = min(pause * 2, 0.1)
+                    continue
+                conn.close()
                 raise IdempotencyStoreError(
                     self._name, f"cannot use {str(self.path)!r}: {exc}"
                 ) from exc
-            raise
-        return conn
+            except BaseException as exc:
+                conn.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise IdempotencyStoreError(
+                        self._name, f"cannot use {str(self.path)!r}: {exc}"
+                    ) from exc
+                raise
+            return conn
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
