@@ -11,7 +11,9 @@ import gc
 import weakref
 from typing import Any
 
+import pytest
 import trio
+import trio.testing
 
 import toolvisor as tv
 
@@ -64,3 +66,33 @@ async def test_idle_workers_keep_no_finished_call() -> None:
 async def test_idle_workers_of_a_gated_bulkhead_keep_no_finished_call() -> None:
     spec = make_spec(max_concurrency=tv.AdaptiveConcurrency(initial=4, min_limit=1, max_limit=8))
     assert await _arguments_left_alive(spec) == []
+
+
+async def test_a_worker_that_cut_a_call_keeps_none_of_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A worker whose call ran out of ``timeout_s`` settles the cut, then waits for the
+    next call holding nothing of the one it cut.
+
+    A timed-out call's error refers to the frames it passed, so the call and its
+    arguments form a cycle: what matters is that nothing live reaches them once the
+    collector has run.
+    """
+
+    async def stuck(args: dict[str, Any]) -> Any:
+        await trio.sleep_forever()
+
+    refs: list[weakref.ref[Args]] = []
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(make_spec(timeout_s=1.0), stuck)
+        for i in range(3):
+            args = Args(x=i)
+            refs.append(weakref.ref(args))
+            with pytest.raises(tv.ToolTimeoutError):
+                await sup.execute("t", args)
+            del args
+        await trio.sleep(1.0)  # every cut settled, the worker back waiting on the inbox
+        gc.collect()
+        alive = [i for i, ref in enumerate(refs) if ref() is not None]
+        assert sup.stats("t").timeouts == 3
+    assert alive == []

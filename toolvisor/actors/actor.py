@@ -218,13 +218,13 @@ class ToolActor:
                     await self._serve(me, scope)
                     return  # the inbox is closed and drained
                 # A cancellation ended the scope: a deadline, or the caller gave up.
-                call = None
                 me.deadline = math.inf
                 cut, me.current = me.current, None
                 if cut is not None:
                     await self._settle_cut(cut, me)
                     if me.slot and self._release(cut, me):
                         return  # the pool is larger than the bulkhead: retire
+                    del cut  # waiting for the next call, this frame holds none
         finally:
             self._pool.remove(me)
             self._workers -= 1
