@@ -57,7 +57,7 @@ from ..errors import (
 )
 from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, RetryScheduled
 from ..policies.hedging import HedgingPolicy
-from ..policies.retry import _ScheduledRetryPolicy
+from ..policies.retry import ExponentialBackoffRetryPolicy, FixedRetryPolicy, NoRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
 from .observer import CallObserver
@@ -146,6 +146,12 @@ _TAKES_CTX: weakref.WeakKeyDictionary[Invoker, bool] = weakref.WeakKeyDictionary
 _CLEANUP_FIRST: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
 
+#: The built-in retry policies, whose ``max_attempts`` alone decides that a first attempt's
+#: failure ends the call (their own ``execute``: no user code decides it). Exact types: a
+#: subclass may override ``execute``.
+_GIVES_UP_BY_COUNT = frozenset({NoRetryPolicy, FixedRetryPolicy, ExponentialBackoffRetryPolicy})
+
+
 def ends_after_cleanup(fn: Callable[..., Any]) -> None:
     """Mark the tool function ``fn``: a cut attempt of it answers its caller only once the
     attempt's own cleanup ended (the watchdog never answers for it)."""
@@ -185,7 +191,7 @@ class ToolRunner:
     """
 
     __slots__ = (
-        "_cut_final",
+        "_cleanup_first",
         "_last_state",
         "counters",
         "invoke",
@@ -210,9 +216,8 @@ class ToolRunner:
         self.observer = observer
         self.takes_ctx = takes_context(invoke)
         self._last_state = state_name(spec.breaker.get_state(spec.tool_name))
-        #: The spec last asked about in ``cut_is_final``, and whether its retry policy is
-        #: a built-in one and its tool not an asyncio one (fixed for a spec and runner).
-        self._cut_final: tuple[CompiledSpec, bool] | None = None
+        # An invoker is marked when it is made (make_invoker), before any runner has it.
+        self._cleanup_first = invoke in _CLEANUP_FIRST
 
     async def run(
         self,
@@ -288,18 +293,15 @@ class ToolRunner:
         True when the spec's retry policy is a built-in one with ``max_attempts=1`` (it
         gives up after the first attempt, whatever the error: decided without running
         any user code) and the tool's attempts end as soon as trio cancels them (not an
-        asyncio tool, whose cut attempt ends once its task's cleanup did). The policy's
-        kind and the tool's are fixed for a spec, so they are looked up once per spec;
-        ``max_attempts`` is read each time (a policy object may be changed in place).
+        asyncio tool, whose cut attempt ends once its task's cleanup did).
+        ``max_attempts`` is read each time: a policy object may be changed in place.
         """
-        cached = self._cut_final
-        if cached is None or cached[0] is not spec:
-            eligible = (
-                isinstance(spec.retry_policy, _ScheduledRetryPolicy)
-                and self.invoke not in _CLEANUP_FIRST
-            )
-            cached = self._cut_final = (spec, eligible)
-        return cached[1] and spec.retry_policy.max_attempts == 1  # type: ignore[attr-defined]
+        policy = spec.retry_policy
+        return (
+            type(policy) in _GIVES_UP_BY_COUNT
+            and policy.max_attempts == 1  # type: ignore[attr-defined]
+            and not self._cleanup_first
+        )
 
     def context(self, call: Call) -> ExecutionContext:
         """The ``ctx`` a tool that takes one sees in this attempt: the caller's, with the
