@@ -26,6 +26,7 @@ from ..spec import ExecutionContext
 from ..supervisor import ToolResult
 from ..supervisor.calls import CallSpec, run_many
 from . import _lua
+from ._batch import Batches
 from ._redis import Redis, open_client, redact, redis_errors, single_error
 from ._wire import FORMAT_VERSION, Keys, decode_error, dumps, encode_ctx
 
@@ -180,8 +181,7 @@ class Remote:
         self.closed = False
         self._nursery: trio.Nursery | None = None
         self._send = client.register_script(_lua.SEND)
-        self._outgoing: list[_Outgoing] = []
-        self._outgoing_ready = trio.Event()
+        self._outgoing: Batches[_Outgoing] = Batches(SEND_BATCH)
 
     @property
     def namespace(self) -> str:
@@ -261,8 +261,7 @@ class Remote:
         slot = _Slot(tool)
         self._pending[call_id] = slot
         outgoing = _Outgoing(self._keys.calls(tool), fields)
-        self._outgoing.append(outgoing)
-        self._outgoing_ready.set()
+        self._outgoing.put(outgoing)
         try:
             await outgoing.sent.wait()
         except BaseException:
@@ -350,11 +349,7 @@ class Remote:
         fails fails each of its calls (``ToolUnavailableError`` from ``submit()``).
         """
         while True:
-            await self._outgoing_ready.wait()
-            batch = self._outgoing[:SEND_BATCH]
-            del self._outgoing[:SEND_BATCH]
-            if not self._outgoing:
-                self._outgoing_ready = trio.Event()
+            batch = await self._outgoing.take()
             error: BaseException | None = SupervisorClosedError(
                 "the remote connection was closed before the call was sent"
             )
@@ -431,10 +426,9 @@ class Remote:
 
     async def _close(self) -> None:
         self.closed = True
-        for outgoing in self._outgoing:  # not sent: their submit() raises
+        for outgoing in self._outgoing.drain():  # not sent: their submit() raises
             outgoing.error = SupervisorClosedError("the remote connection was closed")
             outgoing.sent.set()
-        self._outgoing.clear()
         for slot in self._pending.values():
             slot.event.set()  # waiters wake up and see the connection closed
         self._pending.clear()

@@ -42,6 +42,7 @@ import trio
 from ..errors import DeliveryFailedError, ToolTimeoutError
 from ..supervisor import PendingCall, Supervisor, ToolResult
 from . import _lua
+from ._batch import Batches
 from ._redis import Redis, redis_errors
 from ._wire import IncomingCall, Keys, dumps, encode_error
 
@@ -194,8 +195,7 @@ class Worker:
         self._stopping = False
         self._room = trio.Event()
         self._finish = client.register_script(_lua.FINISH)
-        self._answers: list[_Answer] = []
-        self._answers_ready = trio.Event()
+        self._answers: Batches[_Answer] = Batches(ANSWER_BATCH)
         self._bury = client.register_script(_lua.BURY)
         self._hand_back = client.register_script(_lua.HAND_BACK)
         self._keep = client.register_script(_lua.KEEP)
@@ -386,8 +386,7 @@ class Worker:
 
     async def _answer(self, held: _Held, reply: dict[str, str] | None, reply_key: str) -> None:
         answer = _Answer(held, reply, reply_key)
-        self._answers.append(answer)
-        self._answers_ready.set()
+        self._answers.put(answer)
         await answer.sent.wait()
         if answer.done == 1 and reply is not None:
             self.answered += 1
@@ -400,11 +399,7 @@ class Worker:
         until the worker has drained (``serve()`` cancels it after the last held call).
         """
         while True:
-            await self._answers_ready.wait()
-            batch = self._answers[:ANSWER_BATCH]
-            del self._answers[:ANSWER_BATCH]
-            if not self._answers:
-                self._answers_ready = trio.Event()
+            batch = await self._answers.take()
             try:
                 await self._send_answers(batch)
             finally:
