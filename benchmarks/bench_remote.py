@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import psutil
 import trio
 
 import toolvisor
+from toolvisor._local_redis import free_port, server_argv
 
 TOOLS = textwrap.dedent(
     """
@@ -93,12 +93,6 @@ CONTENDERS = (("toolvisor", 1), ("toolvisor", 2), ("arq", 1), ("arq", 2))
 
 #: One measurement: calls/s, p50 s, p99 s, CPU seconds per call of (caller, workers, redis).
 Sample = tuple[float, float, float, tuple[float, float, float]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cpu(proc: psutil.Process | None) -> float:
@@ -233,10 +227,10 @@ def main() -> None:
     url = options.redis
     if url is None:
         port = free_port()
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
+        argv = server_argv(port, tempfile.mkdtemp(prefix="tv-bench-redis-"))
+        if argv is None:
+            raise SystemExit("bench_remote.py: no redis-server on the PATH; give --redis URL")
+        server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
         time.sleep(0.5)
         url = f"redis://127.0.0.1:{port}/0"
     server_proc = None if server is None else psutil.Process(server.pid)

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from toolvisor import MemoryStore
 from toolvisor._demo import DemoOptions, run_demo
+from toolvisor._local_redis import free_port
 from toolvisor.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +30,6 @@ NAMES = {
     "toolvisor_in_flight",
     "toolvisor_queued",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def scrape_during(command: list[str], port: int) -> tuple[dict[str, object], str]:

@@ -21,6 +21,7 @@ import pytest
 import trio
 
 import toolvisor as tv
+from toolvisor._local_redis import free_port
 from toolvisor.errors import CircuitOpenError
 
 pytestmark = [
@@ -34,12 +35,6 @@ FAST = {"interval_s": 0.02, "timeout_s": 0.3}
 
 class DownError(Exception):
     """The dependency is down."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Server:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 import trio
 
 import toolvisor as tv
+from toolvisor._local_redis import free_port
 from toolvisor.errors import CircuitOpenError
 
 pytestmark = pytest.mark.redis
@@ -41,12 +41,6 @@ async def connect(*shared: tv.RedisShared) -> None:
 async def exchanged(shared: tv.RedisShared, rounds: int = 3) -> None:
     """Let a few exchanges happen (each interval_s apart)."""
     await trio.sleep(shared.interval_s * rounds + 0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- construction ----------------------------------------------------------------------

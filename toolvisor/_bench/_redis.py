@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 
+from .._local_redis import free_port, server_argv
+
 __all__ = ["redis_server"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -31,29 +26,13 @@ def redis_server() -> Iterator[tuple[str | None, str]]:
     if url:
         yield url, "TOOLVISOR_REDIS_URL"
         return
-    exe = shutil.which("redis-server")
-    if exe is None:
-        yield None, "skipped: no redis-server on PATH and no TOOLVISOR_REDIS_URL"
-        return
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="toolvisor-bench-redis-") as workdir:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        argv = server_argv(port, workdir)
+        if argv is None:
+            yield None, "skipped: no redis-server on PATH and no TOOLVISOR_REDIS_URL"
+            return
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 10.0
             up = False

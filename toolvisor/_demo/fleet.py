@@ -16,9 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,7 @@ import attrs
 import trio
 import trio.lowlevel
 
+from .._local_redis import free_port, server_argv
 from ..actors.stats import ToolStats
 from ..errors import (
     CircuitOpenError,
@@ -100,14 +99,6 @@ class Fleet:
         tmp.replace(self.start_file)  # atomic: a worker reads all of it or nothing
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _ping(port: int) -> bool:
     try:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -148,12 +139,10 @@ async def _stop(procs: list[_Proc]) -> None:
 
 
 async def _redis_server(directory: Path) -> tuple[_Proc, str]:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise FleetError("--workers needs redis-server on the PATH, or give --redis URL")
     port = free_port()
-    argv = [executable, "--port", str(port), "--bind", "127.0.0.1"]
-    argv += ["--save", "", "--appendonly", "no", "--dir", str(directory)]
+    argv = server_argv(port, str(directory))
+    if argv is None:
+        raise FleetError("--workers needs redis-server on the PATH, or give --redis URL")
     proc = await _open("redis-server", argv, directory / "redis.log", os.environ)
     with trio.move_on_after(10.0):
         while proc.process.returncode is None:
