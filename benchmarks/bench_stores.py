@@ -13,19 +13,15 @@ Usage: python benchmarks/bench_stores.py [--n N]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import trio
 
+from toolvisor._bench._redis import redis_server
 from toolvisor.supervisor.stores import IdempotencyStore, MemoryStore, SQLiteStore
 
 RESULT = '{"status": "ok", "id": 12345, "items": [1, 2, 3]}'
@@ -68,48 +64,18 @@ def bench_sqlite_in_loop(store: SQLiteStore, n: int) -> float:
     samples = []
     from toolvisor.supervisor.stores import sqlite as mod
 
+    live = threading.Event()  # never set: the caller never gives up here
+    namespace = store.namespace
     for i in range(n):
         key = f"inloop-{i}"
         t0 = time.perf_counter_ns()
         now = time.time()
-        store._claim_sync(key, "fp", "owner", now, now + 30.0)
-        store._execute_sync(mod._COMPLETE, (now + 3600.0, RESULT, None, key, "owner", now))
+        store._claim_sync(live, key, "fp", "owner", now, now + 30.0)
+        store._execute_sync(
+            live, mod._COMPLETE, (now + 3600.0, RESULT, None, namespace, key, "owner", now)
+        )
         samples.append(time.perf_counter_ns() - t0)
     return median_us(samples)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str | None]:
-    url = os.environ.get("TOOLVISOR_REDIS_URL")
-    if url:
-        yield url
-        return
-    exe = shutil.which("redis-server")
-    if exe is None:
-        yield None
-        return
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 async def main(n: int) -> None:
@@ -124,7 +90,7 @@ async def main(n: int) -> None:
         rows.append(("SQLiteStore, all on the trio thread", in_loop, float("nan")))
         rows.append(("SQLiteStore, get via the worker thread", float("nan"), get_thread))
         await sqlite.aclose()
-    with redis_server() as url:
+    with redis_server() as (url, _how):
         if url is None:
             print("Redis: skipped (no redis-server and no TOOLVISOR_REDIS_URL)")
         else:
