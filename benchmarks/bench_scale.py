@@ -15,6 +15,10 @@ runs in a fresh interpreter:
   breaker, exponential retry, ``timeout_s=30``, ``max_concurrency = N / T``);
 - ``asyncio``: asyncio + tenacity + aiobreaker (one breaker per tool), as the scale
   section's contender;
+- ``executor``: ``FunctionToolExecutor.execute()`` with the same policies, which runs
+  them in the caller's task (no actor, no worker task; each attempt in its own
+  ``timeout_s`` cancel scope): a bound on what running toolvisor's calls without a
+  second task per call could save;
 - ``trio``: one bare trio task per call awaiting the tool.
 
 ``--top K`` also lists the K source lines that allocated the most bytes per call.
@@ -40,7 +44,7 @@ from typing import Any
 import trio
 import trio.testing
 
-CONTENDERS = ("toolvisor", "asyncio", "trio")
+CONTENDERS = ("toolvisor", "executor", "asyncio", "trio")
 
 
 class _Census:
@@ -123,6 +127,36 @@ async def _toolvisor(calls: int, tools: int, top: int) -> dict[str, Any]:
     return figures
 
 
+async def _executor(calls: int, tools: int, top: int) -> dict[str, Any]:
+    from toolvisor import FunctionToolExecutor
+    from toolvisor._bench._contenders import STANDARD, tool_spec
+
+    per_tool = calls // tools
+    release = trio.Event()
+    entered = 0
+
+    async def tool(args: dict[str, Any]) -> object:
+        nonlocal entered
+        entered += 1
+        await release.wait()
+        return args["i"]
+
+    executors = [
+        FunctionToolExecutor(tool_spec(STANDARD, name=f"tool_{t}", max_concurrency=per_tool), tool)
+        for t in range(tools)
+    ]
+    tasks_before = sum(1 for _ in _trio_tasks())
+    census = _Census(per_tool * tools, top)
+    async with trio.open_nursery() as nursery:
+        for k in range(per_tool * tools):
+            nursery.start_soon(executors[k % tools].execute, {"i": k})
+        await trio.testing.wait_all_tasks_blocked()
+        assert entered == per_tool * tools, entered
+        figures = census.take(sum(1 for _ in _trio_tasks()) - tasks_before - 1)
+        release.set()
+    return figures
+
+
 async def _trio(calls: int, _tools: int, top: int) -> dict[str, Any]:
     release = trio.Event()
     entered = 0
@@ -181,6 +215,8 @@ def measure(contender: str, calls: int, tools: int, top: int) -> dict[str, Any]:
     """One contender's census, in this process."""
     if contender == "toolvisor":
         return trio.run(_toolvisor, calls, tools, top)
+    if contender == "executor":
+        return trio.run(_executor, calls, tools, top)
     if contender == "trio":
         return trio.run(_trio, calls, tools, top)
     if contender == "asyncio":
