@@ -18,8 +18,8 @@ same time (a trio scheduler pass is one asyncio callback), so
 caller makes its :class:`~toolvisor.actors.call.Call` and puts it into the tool's inbox
 itself (the one send path, ``supervisor.calls.post``), and the call's end
 (``Call.on_end``) resolves the caller's asyncio future: no trio task of the caller's, no
-crossing but the actor's own scheduler pass. Only a call that must wait (for a rate-
-limit token, or for room in a full inbox) waits in a trio task.
+crossing but the actor's own scheduler pass. Only a call that must wait (for a
+rate-limit token, or for room in a full inbox) waits in a trio task.
 
 :meth:`Guest.call` runs any other trio coroutine function for an asyncio caller with
 *exactly one* outcome: the function's value or exception, or the caller's own
