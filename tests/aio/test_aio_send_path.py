@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from aio_helpers import add_up, make_spec, run
+from aio_helpers import add_up, make_spec, run, settled
 
 import toolvisor as tv
 from toolvisor import aio
-from toolvisor.aio._guest import SPIN_PASSES, SPIN_S, HostClock
+from toolvisor.aio._guest import SPIN_PASSES, SPIN_S, Guest, HostClock
 
 
 def test_a_rate_limited_call_waits_for_its_token_then_runs() -> None:
@@ -80,3 +80,61 @@ def test_the_clock_spins_for_a_number_of_passes_after_close_crossings_only() -> 
     now[0] += SPIN_S / 10
     clock.touch()
     assert clock.spins == SPIN_PASSES
+
+
+def test_every_end_of_a_call_lets_go_of_its_reply_and_its_deadline_timer() -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def tool(args: dict[str, Any]) -> Any:
+        if args.get("x") == 1:
+            raise KeyError("a tool's own failure")
+        if args.get("x") == 2:
+            entered.set()
+            await release.wait()
+        return args.get("x")
+
+    def held(loop: asyncio.AbstractEventLoop) -> tuple[int, int]:
+        timers = [
+            h
+            for h in loop._scheduled  # type: ignore[attr-defined]
+            if not h.cancelled() and getattr(h._callback, "__name__", "") == "time_out"
+        ]
+        return len(Guest._by_loop[loop]._calls), len(timers)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with aio.open_supervisor() as sup:
+            spec = make_spec(max_concurrency=1, queue_size=1, overflow="reject")
+            spec.circuit_breaker_policy = tv.StandardCircuitBreakerPolicy(
+                failure_threshold=1, recovery_timeout=60, exclude=[KeyError]
+            )
+            await sup.spawn(spec, tool)
+            assert await sup.execute("t", {"x": 0}, timeout=30) == 0  # a value
+            with pytest.raises(KeyError):
+                await sup.execute("t", {"x": 1}, timeout=30)  # the tool's error
+            with pytest.raises(tv.ValidationError):
+                await sup.execute("t", {"x": "not an int"}, timeout=30)  # no call made
+            with pytest.raises(tv.ToolTimeoutError):
+                await sup.execute("t", {"x": 2}, timeout=0.02)  # its deadline
+            await settled(sup, "t")  # its attempt's task ended: the bulkhead is free
+            entered.clear()
+            running = asyncio.ensure_future(sup.execute("t", {"x": 2}, timeout=30))
+            await entered.wait()
+            queued = asyncio.ensure_future(sup.execute("t", {"x": 2}, timeout=30))
+            async with asyncio.timeout(5):
+                while sup.stats("t").queued == 0:  # noqa: ASYNC110 - no event to wait on
+                    await asyncio.sleep(0.001)
+            with pytest.raises(tv.ToolOverloadedError):  # refused in the send itself
+                await sup.execute("t", {"x": 0}, timeout=30)
+            queued.cancel()  # its caller gives up
+            with pytest.raises(asyncio.CancelledError):
+                await queued
+            release.set()
+            assert await running == 2
+            stats = sup.stats("t")
+            assert stats.calls == 6 and stats.rejected == 1 and stats.cancelled == 1
+            assert add_up(stats)
+            assert held(loop) == (0, 0)
+
+    run(main)

@@ -14,12 +14,12 @@ same time (a trio scheduler pass is one asyncio callback), so
   parked there);
 - trio code sets asyncio futures and creates asyncio tasks directly.
 
-:meth:`Guest.send_and_wait` is a tool call's path: the asyncio caller makes its
-:class:`~toolvisor.actors.call.Call` and puts it into the tool's inbox itself (the one
-send path, ``supervisor.calls.post``), and the call's end (``Call.on_end``) resolves the
-caller's asyncio future: no trio task of the caller's, no crossing but the actor's own
-scheduler pass. Only a call that must wait (for a rate-limit token, or for room in a full
-inbox) waits in a trio task.
+:class:`Reply` is a tool call's path (``toolvisor.aio.Supervisor.execute``): the asyncio
+caller makes its :class:`~toolvisor.actors.call.Call` and puts it into the tool's inbox
+itself (the one send path, ``supervisor.calls.post``), and the call's end
+(``Call.on_end``) resolves the caller's asyncio future: no trio task of the caller's, no
+crossing but the actor's own scheduler pass. Only a call that must wait (for a
+rate-limit token, or for room in a full inbox) waits in a trio task.
 
 :meth:`Guest.call` runs any other trio coroutine function for an asyncio caller with
 *exactly one* outcome: the function's value or exception, or the caller's own
@@ -31,7 +31,6 @@ side (a trio cancel scope) and waits until it has ended, so whatever the trio si
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -40,12 +39,10 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
-from ..actors.call import Call, CallState
+from ..actors.call import Call
 from ..errors import SupervisorClosedError
-from ..supervisor.calls import _wait_for_room, post
-from ..supervisor.restarts import Route
 
-__all__ = ["Guest", "wait_through_cancellation"]
+__all__ = ["Guest", "Reply", "wait_through_cancellation"]
 
 T = TypeVar("T")
 
@@ -156,31 +153,45 @@ class _Call:
             self.waiter.set_result(None)
 
 
-class _Reply:
-    """An asyncio caller's wait for the end of the Call it sent (see ``send_and_wait``).
+class Reply:
+    """An asyncio caller's wait for the end of the Call it sent (see ``Supervisor.execute``).
 
     Chained to the call's end (``Call.on_end``, after an observer's hook if the call has
-    one): the end resolves ``future`` with None (the reply is the call's own outcome), or
-    the guest run ending under the call resolves it with ``SupervisorClosedError``.
+    one) and held by the guest run from the moment it is made: the end resolves
+    ``future`` with None (the reply is the call's own outcome), or the guest run ending
+    under the call resolves it with ``SupervisorClosedError``. Every way a call ends
+    (its value, its error, a refusal in ``post()``, its caller's cancellation, its
+    ``timer``) passes through ``Call.on_end`` once, so the end is where the reply lets
+    go of the guest run and of the call's timer.
     """
 
-    __slots__ = ("chained", "future")
+    __slots__ = ("calls", "chained", "future", "timer")
 
-    def __init__(self, future: asyncio.Future[outcome.Outcome[Any] | None], call: Call) -> None:
-        self.future = future
+    def __init__(self, guest: Guest, call: Call) -> None:
+        guest.clock.touch()  # a crossing: the caller's call goes to trio
+        self.future: asyncio.Future[outcome.Outcome[Any] | None] = guest.loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None  # the call's deadline, if it has one
+        self.calls = guest._calls
         self.chained = call.on_end
         call.on_end = self.ended
+        self.calls.add(self)
 
     def ended(self, call: Call) -> None:
+        self.calls.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
         chained = self.chained
         if chained is not None:
             self.chained = None
             chained(call)
+        # done already when its caller was cancelled (the task cancels what it awaits)
         if not self.future.done():
             self.future.set_result(None)
 
     def finish(self, result: outcome.Outcome[Any]) -> None:
         """The guest run ended before the call did."""
+        if self.timer is not None:
+            self.timer.cancel()
         if not self.future.done():
             self.future.set_result(result)
 
@@ -200,7 +211,7 @@ class Guest:
         self.ended: asyncio.Future[outcome.Outcome[None]] = loop.create_future()
         self._nursery: trio.Nursery | None = None
         self._stop: trio.Event | None = None
-        self._calls: set[_Call | _Reply] = set()
+        self._calls: set[_Call | Reply] = set()
         self.clock = HostClock()
         try:
             trio.lowlevel.start_guest_run(
@@ -290,42 +301,6 @@ class Guest:
         """Raise SupervisorClosedError once the guest run has ended."""
         if self.ended.done():
             raise SupervisorClosedError()
-
-    async def send_and_wait(
-        self, route: Route, call: Call, *, nursery: trio.Nursery | None = None
-    ) -> Any:
-        """``supervisor.calls.send_and_wait`` for an asyncio caller, in its own task.
-
-        ``call`` (made here, with ``Call.new``) goes into ``route``'s inbox now; a call
-        that must wait for a rate-limit token or for room waits in a trio task (of
-        ``nursery``). The call's end answers the caller; past the call's deadline it times
-        out (``ToolTimeoutError``, its running attempt cancelled), and an asyncio caller
-        cancelled meanwhile ends it as cancelled (counted, its running attempt cancelled)
-        before its ``CancelledError`` comes out. Returns the call's value or raises its
-        error, as the trio ``send_and_wait``.
-        """
-        loop = self.loop
-        reply = _Reply(loop.create_future(), call)
-        self.clock.touch()
-        if not post(route, call):  # raises what post() raises, the call ended with it
-            await self.call(_wait_for_room, route, call, nursery=nursery)
-        timer = None
-        if call.deadline != math.inf and call.state != CallState.DONE:
-            delay = call.deadline - trio.current_time()
-            timer = loop.call_at(loop.time() + delay, call.time_out)
-        self._calls.add(reply)
-        try:
-            result = await reply.future
-        except asyncio.CancelledError:
-            call.cancel()  # a no-op if it ended already
-            raise
-        finally:
-            self._calls.discard(reply)
-            if timer is not None:
-                timer.cancel()
-        if result is not None:
-            return result.unwrap()
-        return call.result()
 
     async def call(
         self, fn: Callable[..., Awaitable[T]], *args: Any, nursery: trio.Nursery | None = None

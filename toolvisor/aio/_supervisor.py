@@ -2,7 +2,8 @@
 
 The trio :class:`toolvisor.Supervisor` runs unchanged, as a task of the loop's trio guest
 run (see ``_guest``). ``execute`` makes its call in the asyncio caller's task and sends
-it through the trio supervisor's own send path (``Guest.send_and_wait``); this class
+it through the trio supervisor's own send path (``supervisor.calls.post``; its reply is a
+``_guest.Reply``, resolved at the call's end); this class
 forwards each other coroutine of its API into that run and hands the outcome back to
 the asyncio caller; its plain methods (``stats``, ``tools``,
 ``function_schemas``, ``subscribe``) read the trio supervisor directly, which is safe
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
@@ -21,8 +23,9 @@ from typing import Any, Literal, TypeVar
 import attrs
 import trio
 
-from ..actors.call import Call
+from ..actors.call import Call, CallState
 from ..actors.stats import ToolStats
+from ..errors import SupervisorClosedError
 from ..events import Event
 from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
@@ -32,13 +35,13 @@ from ..policies.hedging import HedgingPolicy
 from ..policies.rate_limit import RateLimit
 from ..policies.retry import IRetryPolicy
 from ..spec import ExecutionContext, ToolSpec, Unchanged
-from ..supervisor.calls import CallSpec
+from ..supervisor.calls import CallSpec, _wait_for_room, post
 from ..supervisor.core import Supervisor as TrioSupervisor
 from ..supervisor.open import open_supervisor as open_trio_supervisor
 from ..supervisor.results import PendingCall as TrioPendingCall
 from ..supervisor.results import ToolResult
 from ..supervisor.stores.base import IdempotencyStore
-from ._guest import Guest, wait_through_cancellation
+from ._guest import Guest, Reply, wait_through_cancellation
 from ._tasks import on_asyncio
 
 __all__ = ["EventStream", "PendingCall", "Supervisor", "ToolRef", "open_supervisor", "run_trio"]
@@ -155,15 +158,37 @@ class Supervisor:
         """Run ``tool`` with ``args``; return its value or raise (as the trio ``execute``)."""
         # The trio Supervisor.execute, made in this asyncio task: the same route, Call and
         # send path, the reply from the call's end (no trio task of the caller's).
-        self._guest.check_running()
-        sup = self._sup
+        guest = self._guest
+        if guest.ended.done():
+            raise SupervisorClosedError()
+        sup = self._trio
+        if sup is None:
+            sup = self._sup  # raises: used outside its block
         route = sup._route(tool)
         if route.spec.idempotent:  # the idempotency cache's claims wait in trio
             return await self._call(
                 functools.partial(sup.execute, tool, args, ctx, timeout=timeout)
             )
         call = Call.new(route.spec, route.counters, args, ctx, timeout, sup._observer)
-        return await self._guest.send_and_wait(route, call, nursery=self._calls)
+        # Chained to the call's end before the send, which may end it (a refusal).
+        reply = Reply(guest, call)
+        if not post(route, call):  # raises what post() raises, the call ended with it
+            # a rate-limit token or room in the inbox to wait for, in a trio task
+            await guest.call(_wait_for_room, route, call, nursery=self._calls)
+        if call.deadline != math.inf and call.state != CallState.DONE:
+            loop = guest.loop
+            delay = call.deadline - trio.current_time()
+            reply.timer = loop.call_at(loop.time() + delay, call.time_out)
+        try:
+            result = await reply.future
+        except asyncio.CancelledError:
+            # Ends the call as cancelled (its running attempt cut), counted before the
+            # caller's CancelledError comes out; a no-op if it ended already.
+            call.cancel()
+            raise
+        if result is not None:
+            return result.unwrap()  # the guest run ended under the call
+        return call.result()
 
     async def submit(
         self,

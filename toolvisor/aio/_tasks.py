@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -22,13 +23,15 @@ import sniffio
 import trio
 from trio._core._run import GLOBAL_RUN_CONTEXT
 
-from ..actors.pipeline import ends_after_cleanup, make_invoker
+from ..actors.pipeline import ends_after_cleanup, make_invoker, takes_context
 from ..spec import ExecutionContext
 
 __all__ = ["on_asyncio", "start_task"]
 
 T = TypeVar("T")
-TrioTool = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
+TrioTool = Callable[..., Awaitable[Any]]
+
+_NO_CONTEXT = ExecutionContext()
 
 
 def start_task(
@@ -88,15 +91,17 @@ def _reraise(exc: BaseException) -> None:
 
 
 class _Attempt:
-    """One attempt: its asyncio task, and the trio task parked until that task has ended."""
+    """One attempt: its asyncio task, and the trio task parked until that task has ended.
 
-    __slots__ = ("parked", "task", "touch", "woken")
+    Made before the task (the task's last step wakes it), filled in only once the
+    attempt parks: for a task that ends in its first step the class's defaults stand
+    (nothing is parked, there is nothing to wake).
+    """
 
-    def __init__(self, touch: Callable[[], None]) -> None:
-        self.parked: trio.lowlevel.Task | None = None  # set as the attempt parks
-        self.touch = touch
-        self.woken = False
-        self.task: asyncio.Task[Any] | None = None
+    parked: trio.lowlevel.Task | None = None
+    task: asyncio.Task[Any] | None = None
+    touch: Callable[[], None] | None = None
+    woken = False
 
     def wake(self, _: object = None) -> None:
         """The asyncio task has ended: reschedule the parked trio task, exactly once."""
@@ -105,6 +110,7 @@ class _Attempt:
         # (run inside the attempt, before it parks) has nothing to wake.
         if self.parked is not None and not self.woken:
             self.woken = True
+            assert self.touch is not None  # set as it parked
             self.touch()
             trio.lowlevel.reschedule(self.parked)
 
@@ -127,7 +133,7 @@ def on_asyncio(
     Each task runs in a copy of ``context``; ``touch()`` is called as a task ends (it
     tells the guest run's clock a crossing happened). Raises TypeError (as ``spawn()``
     does for any tool) when ``fn`` is not an async function taking ``args`` (and maybe
-    ``ctx``).
+    ``ctx``); the wrapper takes ``ctx`` only if ``fn`` does.
     """
     invoke = make_invoker(fn, tool_name)
 
@@ -145,23 +151,30 @@ def on_asyncio(
         finally:
             # The task's last step: it is done before trio's next pass runs the attempt
             # (one loop iteration sooner than a done callback would wake it).
-            attempt.wake()
+            if attempt.parked is not None:
+                attempt.wake()
 
-    async def run_as_asyncio_task(args: Mapping[str, Any], ctx: ExecutionContext) -> Any:
-        attempt = _Attempt(touch)
+    async def run_as_asyncio_task(
+        args: Mapping[str, Any], ctx: ExecutionContext = _NO_CONTEXT
+    ) -> Any:
+        attempt = _Attempt()
         task, ended = start_task(loop, body(args, ctx, attempt), context.copy())
-        attempt.task = task
         if not ended:
+            attempt.task = task
+            attempt.touch = touch
             # A task cancelled before its first step never runs body's finally.
             task.add_done_callback(attempt.wake)
             attempt.parked = trio.lowlevel.current_task()
             # Parked until the task has ended; trio's cancellation cancels the task.
             await trio.lowlevel.wait_task_rescheduled(attempt.abort)
-        # Whatever the task returned, an attempt cancelled meanwhile ends with trio's
-        # Cancelled: by the abort above, or (when the caller gave up in the same loop
-        # pass as the task ended, after its wake-up) now; its call then counts as
-        # cancelled only, never also as a success nobody received.
-        await trio.lowlevel.checkpoint_if_cancelled()
+            # Whatever the task returned, an attempt cancelled meanwhile ends with trio's
+            # Cancelled: by the abort above, or (when the caller gave up in the same loop
+            # pass as the task ended, after its wake-up) now; its call then counts as
+            # cancelled only, never also as a success nobody received.
+            await trio.lowlevel.checkpoint_if_cancelled()
+        # A task that ended in its first step ran inside this trio step and nothing else
+        # ran meanwhile (no trio task, no asyncio callback): the attempt's outcome is the
+        # task's, as a trio tool's that returns before its first checkpoint.
         if task.cancelled():
             raise RuntimeError(
                 f"tool {tool_name!r}: its asyncio task was cancelled from outside "
@@ -170,6 +183,13 @@ def on_asyncio(
         return task.result()
 
     run_as_asyncio_task.__qualname__ = f"on_asyncio({getattr(fn, '__qualname__', fn)!r})"
+    if not takes_context(invoke):
+        # The runner builds an attempt's ctx only for a tool that takes one: this one
+        # takes ``args`` alone, as ``fn`` does (``ctx`` keeps its default, unread).
+        signature = inspect.signature(run_as_asyncio_task)
+        run_as_asyncio_task.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[signature.parameters["args"]]
+        )
     # A cut attempt answers its caller once the asyncio task's cleanup ended (docs/asyncio.md).
     ends_after_cleanup(run_as_asyncio_task)
     return run_as_asyncio_task
