@@ -86,6 +86,19 @@ class _Census:
         }
 
 
+class _Gate:
+    """The trio contenders' tool: it counts the calls inside it and waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+        self.entered = 0
+
+    async def tool(self, args: dict[str, Any]) -> object:
+        self.entered += 1
+        await self.release.wait()
+        return args["i"]
+
+
 def _trio_tasks() -> Iterator[trio.lowlevel.Task]:
     stack = [trio.lowlevel.current_root_task()]
     while stack:
@@ -102,14 +115,8 @@ async def _toolvisor(calls: int, tools: int, top: int) -> dict[str, Any]:
     from toolvisor._bench._contenders import STANDARD, tool_spec
 
     per_tool = calls // tools
-    release = trio.Event()
-    entered = 0
-
-    async def tool(args: dict[str, Any]) -> object:
-        nonlocal entered
-        entered += 1
-        await release.wait()
-        return args["i"]
+    gate = _Gate()
+    tool = gate.tool
 
     async with open_supervisor() as sup:
         for t in range(tools):
@@ -121,9 +128,9 @@ async def _toolvisor(calls: int, tools: int, top: int) -> dict[str, Any]:
             for k in range(per_tool * tools):
                 nursery.start_soon(sup.execute, f"tool_{k % tools}", {"i": k})
             await trio.testing.wait_all_tasks_blocked()
-            assert entered == per_tool * tools, entered
+            assert gate.entered == per_tool * tools, gate.entered
             figures = census.take(sum(1 for _ in _trio_tasks()) - tasks_before)
-            release.set()
+            gate.release.set()
     return figures
 
 
@@ -132,14 +139,8 @@ async def _executor(calls: int, tools: int, top: int) -> dict[str, Any]:
     from toolvisor._bench._contenders import STANDARD, tool_spec
 
     per_tool = calls // tools
-    release = trio.Event()
-    entered = 0
-
-    async def tool(args: dict[str, Any]) -> object:
-        nonlocal entered
-        entered += 1
-        await release.wait()
-        return args["i"]
+    gate = _Gate()
+    tool = gate.tool
 
     executors = [
         FunctionToolExecutor(tool_spec(STANDARD, name=f"tool_{t}", max_concurrency=per_tool), tool)
@@ -151,21 +152,15 @@ async def _executor(calls: int, tools: int, top: int) -> dict[str, Any]:
         for k in range(per_tool * tools):
             nursery.start_soon(executors[k % tools].execute, {"i": k})
         await trio.testing.wait_all_tasks_blocked()
-        assert entered == per_tool * tools, entered
+        assert gate.entered == per_tool * tools, gate.entered
         figures = census.take(sum(1 for _ in _trio_tasks()) - tasks_before - 1)
-        release.set()
+        gate.release.set()
     return figures
 
 
 async def _trio(calls: int, _tools: int, top: int) -> dict[str, Any]:
-    release = trio.Event()
-    entered = 0
-
-    async def tool(args: dict[str, Any]) -> object:
-        nonlocal entered
-        entered += 1
-        await release.wait()
-        return args["i"]
+    gate = _Gate()
+    tool = gate.tool
 
     async def one(k: int) -> None:
         await tool({"i": k})
@@ -176,9 +171,9 @@ async def _trio(calls: int, _tools: int, top: int) -> dict[str, Any]:
         for k in range(calls):
             nursery.start_soon(one, k)
         await trio.testing.wait_all_tasks_blocked()
-        assert entered == calls, entered
+        assert gate.entered == calls, gate.entered
         figures = census.take(sum(1 for _ in _trio_tasks()) - tasks_before - 1)
-        release.set()
+        gate.release.set()
     return figures
 
 
