@@ -25,7 +25,6 @@ import trio
 
 from ..actors.call import Call, CallState
 from ..actors.stats import ToolStats
-from ..errors import SupervisorClosedError
 from ..events import Event
 from ..policies.budget import RetryBudget
 from ..policies.circuit_breaker import ICircuitBreakerPolicy
@@ -159,11 +158,8 @@ class Supervisor:
         # The trio Supervisor.execute, made in this asyncio task: the same route, Call and
         # send path, the reply from the call's end (no trio task of the caller's).
         guest = self._guest
-        if guest.ended.done():
-            raise SupervisorClosedError()
-        sup = self._trio
-        if sup is None:
-            sup = self._sup  # raises: used outside its block
+        guest.check_running()
+        sup = self._sup
         route = sup._route(tool)
         if route.spec.idempotent:  # the idempotency cache's claims wait in trio
             return await self._call(
