@@ -151,8 +151,7 @@ def on_asyncio(
         finally:
             # The task's last step: it is done before trio's next pass runs the attempt
             # (one loop iteration sooner than a done callback would wake it).
-            if attempt.parked is not None:
-                attempt.wake()
+            attempt.wake()  # a no-op for a task that ends in its first step (not parked)
 
     async def run_as_asyncio_task(
         args: Mapping[str, Any], ctx: ExecutionContext = _NO_CONTEXT
