@@ -107,3 +107,40 @@ async def test_attempts_cut_at_their_timeout_are_recorded_by_the_breaker(
         stats = sup.stats("hangs")
         assert (stats.timeouts, stats.failures, stats.rejected) == (2, 2, 1)
         assert stats.breaker_state == "open"
+
+
+async def test_a_timeout_storm_answers_every_caller_before_any_cut_attempt_unwinds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # N calls time out in the same instant: the watchdog answers all of their callers
+    # first and cuts their workers a scheduling round later, so no caller waits behind
+    # the unwinding of the others' attempts; each attempt still unwinds and is recorded.
+    seen: list[str] = []
+
+    async def hang(_args: dict[str, Any]) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            seen.append("unwound")
+
+    spec = _spec("storm", timeout_s=1.0)
+    spec.circuit_breaker_policy = tv.StandardCircuitBreakerPolicy(
+        failure_threshold=N, recovery_timeout=60
+    )
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, hang)
+
+        async def one() -> None:
+            with pytest.raises(tv.ToolTimeoutError):
+                await sup.execute("storm", {"sleep": 0})
+            seen.append("answered")
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(N):
+                nursery.start_soon(one)
+        # The workers unwind once their callers ran; the breaker records every attempt.
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == ["answered"] * N + ["unwound"] * N
+        stats = sup.stats("storm")
+        assert (stats.timeouts, stats.failures, stats.in_flight) == (N, N, 0)
+        assert stats.breaker_state == "open"  # N failures recorded: the threshold

@@ -101,6 +101,8 @@ class ToolActor:
         "_limiter",
         "_nursery",
         "_pool",
+        "_recorded",
+        "_unrecorded",
         "_waiting",
         "_watchdog_stop",
         "_workers",
@@ -125,6 +127,10 @@ class ToolActor:
         self._watchdog_stop: trio.CancelScope | None = None
         self._alarm: trio.CancelScope | None = None  # the watchdog's sleep, once started
         self._alarm_at = math.inf  # when the watchdog wakes next (inf: not started)
+        # Attempts the watchdog answered for whose breaker record (the worker's replay)
+        # is still to come, and what workers about to start a call wait on meanwhile.
+        self._unrecorded = 0
+        self._recorded: trio.Event | None = None
         # self._clock() without its lookups (the run's clock is fixed for the run).
         self._clock = trio.lowlevel.current_clock().current_time
         # The gate of an adaptive (or reconfigured) bulkhead; None: the pool is the gate.
@@ -226,6 +232,8 @@ class ToolActor:
                         return  # the pool is larger than the bulkhead: retire
                     del cut  # waiting for the next call, this frame holds none
         finally:
+            if me.answered is not None:
+                self._record_done()  # killed before its replay: no record is coming
             self._pool.remove(me)
             self._workers -= 1
             if self._workers == 0 and self._watchdog_stop is not None:
@@ -282,6 +290,8 @@ class ToolActor:
         clock = self._clock
         call = me.current
         while call is not None:
+            if self._unrecorded:
+                await self._until_recorded()
             if self._limiter is not None:
                 await self._acquire(me)
             now = clock()
@@ -298,7 +308,11 @@ class ToolActor:
                     me.inflight = self._limiter.borrowed_tokens  # type: ignore[union-attr]
                 await runner.run(call, me)
                 me.deadline = math.inf
-                me.answered = None  # the tool returned as the watchdog answered: it stands
+                if me.answered is not None:
+                    # The tool returned before its deferred cut: its value is what the
+                    # breaker recorded, and the watchdog's answer, first, stands.
+                    me.answered = None
+                    self._record_done()
             held.pop(call, None)
             me.current = None
             if me.slot and self._release(call, me):
@@ -406,11 +420,15 @@ class ToolActor:
         # The watchdog answered the caller already: the loop still records the cut
         # attempt (the breaker, the observer), and its end is a no-op on the ended call.
         timed_out = answered if answered is not None else runner.attempt_timed_out(call)
-        with trio.CancelScope() as scope:
-            me.scope = scope
-            call.start_again(scope)
-            self._watch(me, call.deadline)
-            await runner.run(call, me, replay=timed_out)
+        try:
+            with trio.CancelScope() as scope:
+                me.scope = scope
+                call.start_again(scope)
+                self._watch(me, call.deadline)
+                await runner.run(call, me, replay=timed_out)
+        finally:
+            if answered is not None:
+                self._record_done()
         me.deadline = math.inf
         self.held.pop(call, None)
         if call.state == CallState.RUNNING:
@@ -429,14 +447,16 @@ class ToolActor:
                 self._alarm = trio.CancelScope()  # placeholder until the watchdog sleeps
                 self._nursery.start_soon(self._watchdog)
 
-    def _answer(self, worker: _Worker, now: float) -> None:
+    def _answer(self, worker: _Worker, now: float) -> bool:
         """``worker``'s first attempt ran out of ``timeout_s``, and that ends its call:
         end it now with the attempt's error (the caller wakes at the deadline, not after
-        the worker's cleanup).
+        the worker's cleanup); True if it did.
 
         The call's one end keeps "exactly one reply": if the tool returned in the same
         instant, whichever end comes first stands and the other is a no-op. A call whose
-        own deadline passed too is left to its caller (it times out as a call).
+        own deadline passed too is left to its caller (it times out as a call). The
+        attempt's breaker record comes later, when the worker replays the error; until
+        it did, no worker of this actor starts a call (:meth:`_until_recorded`).
         """
         call = worker.current
         if (
@@ -446,14 +466,35 @@ class ToolActor:
             or not call.in_attempt
             or now >= call.deadline
         ):
-            return
+            return False
         error = self.runner.attempt_timed_out(call)
         worker.answered = error
+        self._unrecorded += 1
         self.held.pop(call, None)  # answered: no longer in flight, nothing for a crash
         call.fail(error)
+        return True
+
+    async def _until_recorded(self) -> None:
+        """Wait until the breaker recorded every attempt the watchdog answered for.
+
+        A call starting now must see the breaker as those attempts left it (one of them
+        may have opened it), as it would had each worker recorded its attempt at once.
+        """
+        event = self._recorded
+        if event is None:
+            event = self._recorded = trio.Event()
+        await event.wait()
+
+    def _record_done(self) -> None:
+        """One attempt the watchdog answered for is recorded (or never will be)."""
+        self._unrecorded -= 1
+        event = self._recorded
+        if self._unrecorded == 0 and event is not None:
+            self._recorded = None
+            event.set()
 
     async def _watchdog(self) -> None:
-        """Cancel every worker whose deadline passed; sleep until the next one."""
+        """Answer or cut every worker whose deadline passed; sleep until the next one."""
         horizon = self.runner.spec.timeout_s
         with trio.CancelScope() as stop:
             self._watchdog_stop = stop
@@ -467,21 +508,41 @@ class ToolActor:
             # overall deadlines move the alarm forward themselves (_watch).
             wake = now + horizon
             cut: list[_Worker] = []
+            answered: list[tuple[_Worker, Call]] = []
             for worker in self._pool:
                 due = worker.deadline
                 if due <= now:
                     worker.deadline = math.inf
                     if worker.scope is not None:
-                        if worker.answers:
-                            self._answer(worker, now)
-                        cut.append(worker)
+                        if worker.answers and self._answer(worker, now):
+                            answered.append((worker, worker.current))  # type: ignore[arg-type]
+                        else:
+                            cut.append(worker)
                 elif due < wake:
                     wake = due
-            # Every caller answered here is rescheduled before any worker it cut: trio
-            # runs them in that order (or its reverse) in its next batch.
             for worker in cut:
                 worker.scope.cancel()  # type: ignore[union-attr]
+            if answered:
+                # The callers answered here run in trio's next batch; their workers are
+                # cut one batch later, so a timeout storm's replies do not wait behind
+                # the cleanup of as many cut attempts. A worker whose tool returned
+                # meanwhile (its value stands, see _serve) is not cut: it may serve
+                # another call by now.
+                await trio.lowlevel.checkpoint()
+                _cut_answered(answered)
+                del answered  # this frame lives as long as the actor: it keeps no call
+                now = self._clock()
+                for worker in self._pool:
+                    if worker.deadline < wake:
+                        wake = max(worker.deadline, now)
             self._alarm_at = wake
             with trio.CancelScope(deadline=wake) as alarm:
                 self._alarm = alarm
                 await trio.sleep_forever()
+
+
+def _cut_answered(answered: list[tuple[_Worker, Call]]) -> None:
+    """Cut the workers of the calls the watchdog answered, each still on that call."""
+    for worker, call in answered:
+        if worker.current is call and worker.answered is not None:
+            worker.scope.cancel()  # type: ignore[union-attr]
