@@ -73,10 +73,12 @@ def test_a_failing_process_retries_on_the_fleets_credit(redis_url: str, name: st
     # Two healthy processes deposit first; the third's calls all fail.
     run_fleet(redis_url, name, [("succeed", "300")] * 2)
     (storm,) = run_fleet(redis_url, name, [("storm", "300")])
-    # Alone it could retry 0.2 x 300 = 60 times; the fleet's 900 calls pay for 180. It
-    # gets most of them (~150 measured here: its leases trail a burst of calls).
+    # Alone it could retry 0.2 x 300 = 60 times; the fleet's 900 calls pay for 180. How
+    # much of the fleet's credit it gets depends on when its leases come (they trail a
+    # burst of calls): 120-166 measured, 120 on a loaded machine. More than 60 can only
+    # be the fleet's credit; more than 180 would be credit nobody deposited.
     print(f"the failing process: {storm['retries']} retries")
-    assert 2 * 60 < storm["retries"] <= 180
+    assert 60 < storm["retries"] <= 180
 
 
 def test_a_shared_rate_limit_admits_at_most_rate_t_plus_burst(redis_url: str, name: str) -> None:
