@@ -531,10 +531,7 @@ class ToolActor:
                 await trio.lowlevel.checkpoint()
                 _cut_answered(answered)
                 del answered  # this frame lives as long as the actor: it keeps no call
-                now = self._clock()
-                for worker in self._pool:
-                    if worker.deadline < wake:
-                        wake = max(worker.deadline, now)
+                continue  # deadlines written down meanwhile: look at the pool again
             self._alarm_at = wake
             with trio.CancelScope(deadline=wake) as alarm:
                 self._alarm = alarm
