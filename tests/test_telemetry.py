@@ -14,6 +14,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from otel_support import Otel
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -342,6 +343,63 @@ async def test_the_callers_span_is_the_parent_and_context_crosses_a_message(otel
     assert telemetry.extract_context({"traceparent": "garbage"}) == otel_context.Context()
     with pytest.raises(TypeError, match="mapping"):
         telemetry.extract_context("traceparent")  # type: ignore[arg-type]
+
+
+async def test_spans_the_tool_opens_are_children_of_their_attempts_span(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Attempt 1 (kept on time by the actor's watchdog) is cut at its timeout, attempt 2
+    (under its own scope) fails, attempt 3 returns: each opened a span of its own."""
+    tracer = otel.tracer_provider.get_tracer("tool")
+    script = iter([10.0, ConnectionError("reset"), 0.0])
+
+    async def traced(args: dict[str, Any], ctx: tv.ExecutionContext) -> str:
+        with tracer.start_as_current_span("query", attributes={"n": ctx.attempt}):
+            step = next(script)
+            if isinstance(step, Exception):
+                raise step
+            await trio.sleep(step)
+            return "ok"
+
+    retry = tv.FixedRetryPolicy(max_attempts=3, delay_seconds=1)
+    async with tv.open_supervisor() as sup:
+        otel.instrument(sup)
+        await sup.spawn(spec("traced", retry_policy=retry, timeout_s=1), traced)
+        assert await sup.execute("traced", {}) == "ok"
+    attempts = {a.attributes["attempt.number"]: a for a in otel.spans("attempt ")}
+    queries = {q.attributes["n"]: q for q in otel.spans("query")}
+    assert sorted(queries) == sorted(attempts) == [1, 2, 3]
+    for n, query in queries.items():
+        assert query.parent is not None
+        assert query.parent.span_id == attempts[n].context.span_id
+        assert query.context.trace_id == attempts[n].context.trace_id
+
+
+async def test_after_an_attempt_its_span_is_no_longer_current_in_the_actor(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An attempt cut at its timeout leaves no span current in the worker: the next
+    calls (one traced, one after uninstrument) see their own attempt's span, or none."""
+    seen: list[Any] = []
+
+    async def hangs_once(args: dict[str, Any]) -> str:
+        seen.append(trace.get_current_span().get_span_context())
+        if len(seen) == 1:
+            await trio.sleep_forever()
+        return "ok"
+
+    async with tv.open_supervisor() as sup:
+        instrumentation = otel.instrument(sup)
+        await sup.spawn(spec("hangs", timeout_s=1, max_concurrency=1), hangs_once)
+        with pytest.raises(tv.ToolTimeoutError):
+            await sup.execute("hangs", {})
+        assert await sup.execute("hangs", {}) == "ok"
+        telemetry.uninstrument(sup)
+        assert not instrumentation.active
+        assert await sup.execute("hangs", {}) == "ok"
+    cut, second = sorted(otel.spans("attempt "), key=lambda s: s.start_time or 0)
+    assert [c.span_id for c in seen[:2]] == [cut.context.span_id, second.context.span_id]
+    assert not seen[2].is_valid  # uninstrumented: no span left behind by the others
 
 
 # --------------------------------------------------------------------------- cardinality

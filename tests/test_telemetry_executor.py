@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from opentelemetry import trace
 from otel_support import Otel
 
 import toolvisor as tv
@@ -97,3 +98,28 @@ async def test_an_executor_keeps_its_own_on_event_beside_the_instrumentation(
     assert otel.counts("toolvisor.breaker.state")[key(tool="pay", state="open")] == 1
     with pytest.raises(ValueError, match="instrumented already"):
         telemetry.instrument(ex, meter_provider=otel.meter_provider)
+
+
+async def test_an_executors_tool_spans_are_children_of_the_attempt_in_the_callers_task(
+    otel: Otel, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The executor runs attempts in the caller's task: the attempt's span is current
+    for the tool alone, and the caller's own span is current again once it returns."""
+    tracer = otel.tracer_provider.get_tracer("tool")
+
+    async def traced(args: dict[str, Any]) -> str:
+        with tracer.start_as_current_span("query"):
+            await trio.sleep(0.25)
+        return "paid"
+
+    ex = executor(traced)
+    telemetry.instrument(
+        ex, meter_provider=otel.meter_provider, tracer_provider=otel.tracer_provider
+    )
+    with tracer.start_as_current_span("handle request") as request:
+        assert await ex.execute({}) == "paid"
+        assert trace.get_current_span() is request
+    spans = {s.name: s for s in otel.exporter.get_finished_spans()}
+    query, attempt, call = spans["query"], spans["attempt pay"], spans["call pay"]
+    assert query.parent is not None and query.parent.span_id == attempt.context.span_id
+    assert call.parent is not None and call.parent.span_id == request.get_span_context().span_id

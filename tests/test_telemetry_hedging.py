@@ -63,3 +63,40 @@ async def test_a_race_is_one_attempt_span_and_no_span_is_left_open(
     finally:
         meters.shutdown()
         tracers.shutdown()
+
+
+async def test_every_hedged_attempts_tool_spans_are_children_of_the_race(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tracers.get_tracer("tool")
+
+    async def search(args: dict[str, Any], ctx: tv.ExecutionContext) -> str:
+        with tracer.start_as_current_span("query", attributes={"n": ctx.attempt}):
+            await trio.sleep(10.0 if ctx.attempt == 1 else 0.5)
+        return f"attempt {ctx.attempt}"
+
+    spec = tv.FunctionToolSpec(
+        id="search-v1", tool_name="search", read_only=True, hedging=tv.HedgingPolicy(delay=1.0)
+    )
+    try:
+        async with tv.open_supervisor() as sup:
+            telemetry.instrument(sup, meter_provider=MeterProvider(), tracer_provider=tracers)
+            await sup.spawn(spec, search)
+            assert await sup.execute("search", {}) == "attempt 2"
+        spans = exporter.get_finished_spans()
+        (race,) = [s for s in spans if s.name == "attempt search"]
+        queries = sorted(
+            (s for s in spans if s.name == "query"),
+            key=lambda s: s.attributes["n"] if s.attributes else 0,
+        )
+        assert [q.attributes["n"] for q in queries if q.attributes] == [
+            1,
+            2,
+        ]  # the loser's ends too
+        for query in queries:
+            assert query.parent is not None and query.parent.span_id == race.context.span_id
+    finally:
+        tracers.shutdown()

@@ -24,6 +24,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -260,6 +261,17 @@ class Instrumentation:
                 {"tool": call.tool, "attempt.number": call.attempts},
             )
         record.attempt_started = trio.current_time()
+
+    def attempt_context(self, call: Call) -> AbstractContextManager[object] | None:
+        """The running attempt's span as the current span while its tool runs: spans the
+        tool opens are the attempt's children. None when no attempt span is open."""
+        record: _Trace | None = call.trace
+        if record is None or record.attempt is None:
+            return None
+        # The tool's exceptions are the attempt's outcome, which attempt_ended records
+        # (its status and error.type): nothing else may write them on the span (an
+        # exception's message can hold an argument value).
+        return trace.use_span(record.attempt, record_exception=False, set_status_on_exception=False)
 
     def attempt_ended(
         self, call: Call, error: BaseException | None, retry_in: float | None

@@ -8,6 +8,7 @@ task (the rest), never concurrently with each other.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -31,6 +32,16 @@ class CallObserver(Protocol):
 
     def attempt_started(self, call: Call) -> None:
         """An attempt starts running the tool; ``call.attempts`` is its number."""
+
+    def attempt_context(self, call: Call) -> AbstractContextManager[object] | None:
+        """What the running attempt's tool runs inside, or None for nothing.
+
+        Asked as each attempt starts (after :meth:`attempt_started`, and for each hedged
+        attempt of a race), in the task that then runs the tool: the context manager is
+        entered in that task just before the tool runs and exited when the tool's
+        coroutine ends, however it ends (returned, raised, cut). Telemetry makes the
+        attempt's span the current one there, so spans the tool opens are its children.
+        """
 
     def attempt_ended(
         self, call: Call, error: BaseException | None, retry_in: float | None

@@ -42,6 +42,7 @@ import inspect
 import math
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from types import CoroutineType
 from typing import Any, Protocol
 
@@ -338,11 +339,17 @@ class ToolRunner:
         raise self.attempt_timed_out(call)
 
     async def _race(
-        self, call: Call, hedging: HedgingPolicy, first: Callable[[], Awaitable[Any]]
+        self,
+        call: Call,
+        hedging: HedgingPolicy,
+        first: Callable[[], Awaitable[Any]],
+        observer: CallObserver | None,
     ) -> Any:
         """One attempt of the loop, hedged: race ``first`` and then hedged attempts (each
         through the breaker) as ``hedging`` schedules them; the winner's value, or the
-        error of a lost race (see the module docstring)."""
+        error of a lost race (see the module docstring). ``observer`` (the call's) sees
+        the race as one attempt, and each hedged attempt's tool runs inside its
+        ``attempt_context``, as the first's does."""
         schedule = hedging.schedule(trio.current_time())
 
         def hedge() -> Awaitable[Any]:
@@ -351,7 +358,8 @@ class ToolRunner:
             self.counters.hedged += 1
             if self.publish is not None:
                 self.publish(HedgeLaunched(tool=call.tool, attempt=n, at=trio.current_time()))
-            return self._timed(call)
+            attempt = self._timed(call)
+            return attempt if observer is None else _observed(observer, call, attempt)
 
         send, receive = trio.open_memory_channel[outcome.Outcome[Any]](math.inf)
         scopes: list[trio.CancelScope] = []
@@ -533,7 +541,7 @@ class _Attempts:
             return spec.breaker.execute_with_breaker(_raiser(replay), spec.tool_name)
         hedging = spec.hedging
         if hedging is not None:
-            return self.runner._race(self.call, hedging, self.once)
+            return self.runner._race(self.call, hedging, self.once, self.observer)
         return spec.breaker.execute_with_breaker(self.once, spec.tool_name)
 
     def once(self) -> Awaitable[Any]:
@@ -548,9 +556,14 @@ class _Attempts:
             observer.attempt_started(call)
         if n == 1 and self.watchdog is not None:  # the watchdog keeps its time
             if self.spec.chaos:
-                return runner._chaotic(call)
-            return runner.invoke(call.args, runner.context(call) if runner.takes_ctx else call.ctx)
-        return runner._timed(call)
+                attempt = runner._chaotic(call)
+            else:
+                attempt = runner.invoke(
+                    call.args, runner.context(call) if runner.takes_ctx else call.ctx
+                )
+        else:
+            attempt = runner._timed(call)
+        return attempt if observer is None else _observed(observer, call, attempt)
 
     def on_retry(self, failed: int, delay: float, exc: BaseException) -> None:
         call = self.call
@@ -575,6 +588,24 @@ class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never 
     def __init__(self, error: Exception) -> None:
         super().__init__(error)
         self.error = error
+
+
+def _observed(observer: CallObserver, call: Call, attempt: Awaitable[Any]) -> Awaitable[Any]:
+    """``attempt``, to be awaited inside the observer's ``attempt_context`` if it has one.
+
+    The context manager is entered by the coroutine that awaits the tool, so in the task
+    that runs it, and exited there when the tool ends: a contextvar it sets (the current
+    span) holds for the tool's code alone and is reset in the context that set it.
+    """
+    scope = observer.attempt_context(call)
+    if scope is None:
+        return attempt
+    return _inside(scope, attempt)
+
+
+async def _inside(scope: AbstractContextManager[object], attempt: Awaitable[Any]) -> Any:
+    with scope:
+        return await attempt
 
 
 def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:
