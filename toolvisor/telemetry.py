@@ -17,14 +17,15 @@ the program. The table of names, units and attributes is in docs/telemetry.md.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import itertools
 import math
+import sys
 import threading
 import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -42,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
     ) from exc
 
 from .actors.call import Call
+from .actors.observer import AttemptContext
 from .actors.stats import ToolStats
 from .errors import ToolvisorError
 from .events import (
@@ -52,10 +54,13 @@ from .events import (
 from .executor import FunctionToolExecutor
 
 if TYPE_CHECKING:
+    from .aio import Supervisor as AsyncioSupervisor
     from .supervisor.core import Supervisor
 
     #: What instrument() observes: a supervisor's tools, or one executor's tool.
     Target = Supervisor | FunctionToolExecutor
+    #: What instrument() takes: a target, or a ``toolvisor.aio`` supervisor (its trio one).
+    Instrumented = Target | AsyncioSupervisor
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -262,7 +267,7 @@ class Instrumentation:
             )
         record.attempt_started = trio.current_time()
 
-    def attempt_context(self, call: Call) -> AbstractContextManager[object] | None:
+    def attempt_context(self, call: Call) -> AttemptContext | None:
         """The running attempt's span as the current span while its tool runs: spans the
         tool opens are the attempt's children. None when no attempt span is open."""
         record: _Trace | None = call.trace
@@ -271,7 +276,9 @@ class Instrumentation:
         # The tool's exceptions are the attempt's outcome, which attempt_ended records
         # (its status and error.type): nothing else may write them on the span (an
         # exception's message can hold an argument value).
-        return trace.use_span(record.attempt, record_exception=False, set_status_on_exception=False)
+        return functools.partial(
+            trace.use_span, record.attempt, record_exception=False, set_status_on_exception=False
+        )
 
     def attempt_ended(
         self, call: Call, error: BaseException | None, retry_in: float | None
@@ -611,7 +618,7 @@ class _Instruments:
 
 
 def instrument(
-    sup: Target,
+    sup: Instrumented,
     *,
     meter_provider: metrics.MeterProvider | None = None,
     tracer_provider: trace.TracerProvider | None = None,
@@ -619,7 +626,8 @@ def instrument(
     """Record metrics and spans of every call of ``sup``'s tools, spawned now or later.
 
     Args:
-        sup: an open supervisor, or a ``FunctionToolExecutor`` (the same instruments
+        sup: an open supervisor (toolvisor's, or a ``toolvisor.aio`` one inside its
+            ``async with`` block), or a ``FunctionToolExecutor`` (the same instruments
             and spans for its one tool; its in-flight and queued gauges read 0).
         meter_provider: where the instruments go (default: OpenTelemetry's global one).
         tracer_provider: where the spans go (default: the global one).
@@ -634,9 +642,11 @@ def instrument(
     """
     from .supervisor.core import Supervisor
 
+    sup = _target(sup)
     if not isinstance(sup, Supervisor | FunctionToolExecutor):
         raise TypeError(
-            f"instrument() takes a Supervisor or a FunctionToolExecutor, got {type(sup).__name__}"
+            "instrument() takes a Supervisor (toolvisor's or toolvisor.aio's) or a "
+            f"FunctionToolExecutor, got {type(sup).__name__}"
         )
     ref = _INSTRUMENTED.get(sup)
     if ref is not None and ref() is not None:
@@ -652,9 +662,19 @@ def instrument(
     return instrumentation
 
 
-def uninstrument(sup: Target) -> bool:
+def _target(sup: Instrumented) -> Target:
+    """What is observed for ``sup``: a ``toolvisor.aio`` supervisor's trio supervisor
+    (RuntimeError outside its ``async with`` block), else ``sup`` itself."""
+    aio = sys.modules.get("toolvisor.aio._supervisor")  # imported by any aio supervisor
+    if aio is not None and isinstance(sup, aio.Supervisor):
+        trio_sup: Target = sup._sup
+        return trio_sup
+    return sup  # type: ignore[return-value]
+
+
+def uninstrument(sup: Instrumented) -> bool:
     """Stop recording ``sup``'s calls; False if it was not instrumented."""
-    ref = _INSTRUMENTED.get(sup)
+    ref = _INSTRUMENTED.get(_target(sup))
     instrumentation = None if ref is None else ref()
     if instrumentation is None:
         return False
@@ -730,9 +750,9 @@ def remote_context(traceparent: str, tracestate: str = "") -> otel_context.Conte
     return context
 
 
-def is_instrumented(sup: Target) -> bool:
+def is_instrumented(sup: Instrumented) -> bool:
     """Whether ``sup`` is instrumented now (by :func:`instrument` or :func:`serve_prometheus`)."""
-    ref = _INSTRUMENTED.get(sup)
+    ref = _INSTRUMENTED.get(_target(sup))
     instrumentation = None if ref is None else ref()
     return instrumentation is not None and instrumentation.active
 
@@ -791,7 +811,9 @@ def require_prometheus() -> None:
         ) from exc
 
 
-def serve_prometheus(sup: Supervisor, port: int, *, host: str = "127.0.0.1") -> MetricsServer:
+def serve_prometheus(
+    sup: Supervisor | AsyncioSupervisor, port: int, *, host: str = "127.0.0.1"
+) -> MetricsServer:
     """Instrument ``sup`` and serve its metrics in Prometheus' format on ``/metrics``.
 
     Names are the instruments' with underscores and their unit
@@ -800,7 +822,7 @@ def serve_prometheus(sup: Supervisor, port: int, *, host: str = "127.0.0.1") -> 
     prometheus-client). The server runs in a thread of its own; ``close()`` stops it.
 
     Args:
-        sup: an open supervisor, not instrumented yet.
+        sup: an open supervisor (toolvisor's or ``toolvisor.aio``'s), not instrumented yet.
         port: the TCP port (0: any free one; see ``MetricsServer.port``).
         host: the address to listen on (default loopback only).
 

@@ -8,13 +8,26 @@ task (the rest), never concurrently with each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .call import Call
 
-__all__ = ["CallObserver"]
+__all__ = ["ATTEMPT_CONTEXT", "AttemptContext", "CallObserver"]
+
+AttemptContext = Callable[[], AbstractContextManager[object]]
+"""Makes a context manager for the running attempt's tool to run inside (see
+:meth:`CallObserver.attempt_context`)."""
+
+#: While an attempt's tool runs, its observer's ``attempt_context`` (None: none). A tool
+#: wrapper that runs the tool's code in a task of its own (an asyncio tool runs as an
+#: asyncio task, in a context of its own) enters one more context manager there.
+ATTEMPT_CONTEXT: ContextVar[AttemptContext | None] = ContextVar(
+    "toolvisor_attempt_context", default=None
+)
 
 
 class CallObserver(Protocol):
@@ -33,14 +46,15 @@ class CallObserver(Protocol):
     def attempt_started(self, call: Call) -> None:
         """An attempt starts running the tool; ``call.attempts`` is its number."""
 
-    def attempt_context(self, call: Call) -> AbstractContextManager[object] | None:
+    def attempt_context(self, call: Call) -> AttemptContext | None:
         """What the running attempt's tool runs inside, or None for nothing.
 
         Asked as each attempt starts (after :meth:`attempt_started`, and for each hedged
-        attempt of a race), in the task that then runs the tool: the context manager is
-        entered in that task just before the tool runs and exited when the tool's
-        coroutine ends, however it ends (returned, raised, cut). Telemetry makes the
-        attempt's span the current one there, so spans the tool opens are its children.
+        attempt of a race), in the task that then runs the tool. The context manager it
+        makes is entered in that task just before the tool runs and exited when the
+        tool's coroutine ends, however it ends (returned, raised, cut); an asyncio tool
+        enters a second one in its asyncio task. Telemetry makes the attempt's span the
+        current one there, so spans the tool opens are its children.
         """
 
     def attempt_ended(

@@ -42,7 +42,6 @@ import inspect
 import math
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractContextManager
 from types import CoroutineType
 from typing import Any, Protocol
 
@@ -61,7 +60,7 @@ from ..policies.hedging import HedgingPolicy
 from ..policies.retry import ExponentialBackoffRetryPolicy, FixedRetryPolicy, NoRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
 from .call import Call
-from .observer import CallObserver
+from .observer import ATTEMPT_CONTEXT, AttemptContext, CallObserver
 from .stats import Counters
 
 __all__ = [
@@ -597,15 +596,19 @@ def _observed(observer: CallObserver, call: Call, attempt: Awaitable[Any]) -> Aw
     that runs it, and exited there when the tool ends: a contextvar it sets (the current
     span) holds for the tool's code alone and is reset in the context that set it.
     """
-    scope = observer.attempt_context(call)
-    if scope is None:
+    enter = observer.attempt_context(call)
+    if enter is None:
         return attempt
-    return _inside(scope, attempt)
+    return _inside(enter, attempt)
 
 
-async def _inside(scope: AbstractContextManager[object], attempt: Awaitable[Any]) -> Any:
-    with scope:
-        return await attempt
+async def _inside(enter: AttemptContext, attempt: Awaitable[Any]) -> Any:
+    token = ATTEMPT_CONTEXT.set(enter)  # for an asyncio tool's task (see ATTEMPT_CONTEXT)
+    try:
+        with enter():
+            return await attempt
+    finally:
+        ATTEMPT_CONTEXT.reset(token)
 
 
 def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:

@@ -23,6 +23,7 @@ import sniffio
 import trio
 from trio._core._run import GLOBAL_RUN_CONTEXT
 
+from ..actors.observer import ATTEMPT_CONTEXT, AttemptContext
 from ..actors.pipeline import ends_after_cleanup, make_invoker, takes_context
 from ..spec import ExecutionContext
 
@@ -137,9 +138,17 @@ def on_asyncio(
     """
     invoke = make_invoker(fn, tool_name)
 
-    async def body(args: Mapping[str, Any], ctx: ExecutionContext, attempt: _Attempt) -> Any:
+    async def body(
+        args: Mapping[str, Any],
+        ctx: ExecutionContext,
+        attempt: _Attempt,
+        enter: AttemptContext | None,
+    ) -> Any:
         try:
-            return await invoke(args, ctx)
+            if enter is None:
+                return await invoke(args, ctx)
+            with enter():  # the attempt's observer (its span) in this task's context too
+                return await invoke(args, ctx)
         except RuntimeError as exc:
             # what trio's functions raise when awaited in an asyncio task
             if "must be called from async context" in str(exc) or "bad yield" in str(exc):
@@ -157,7 +166,8 @@ def on_asyncio(
         args: Mapping[str, Any], ctx: ExecutionContext = _NO_CONTEXT
     ) -> Any:
         attempt = _Attempt()
-        task, ended = start_task(loop, body(args, ctx, attempt), context.copy())
+        enter = ATTEMPT_CONTEXT.get()
+        task, ended = start_task(loop, body(args, ctx, attempt, enter), context.copy())
         if not ended:
             attempt.task = task
             attempt.touch = touch
