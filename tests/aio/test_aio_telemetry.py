@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from aio_helpers import make_spec, run
 from opentelemetry import trace
 from otel_support import Otel
+from prometheus_client.parser import text_string_to_metric_families
 
 import toolvisor as tv
 import toolvisor.aio as aio
@@ -82,3 +84,32 @@ def test_an_asyncio_supervisor_is_instrumented_once(otel: Otel) -> None:
             assert not telemetry.uninstrument(sup)
 
     run(main)
+
+
+def test_an_asyncio_app_serves_its_calls_on_prometheus() -> None:
+    async def echo(args: dict[str, Any]) -> Any:
+        await asyncio.sleep(0)
+        return args
+
+    async def main() -> str:
+        async with aio.open_supervisor() as sup:
+            await sup.spawn(make_spec("echo"), echo)
+            server = telemetry.serve_prometheus(sup, 0)
+            try:
+                for _ in range(3):
+                    await sup.execute("echo", {})
+                async with httpx.AsyncClient() as client:  # an asyncio client, on this loop
+                    response = await client.get(server.url)
+            finally:
+                server.close()
+            response.raise_for_status()
+            return response.text
+
+    text = run(main)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    [count] = [
+        s.value
+        for s in families["toolvisor_call_duration_seconds"].samples
+        if s.name == "toolvisor_call_duration_seconds_count" and s.labels["tool"] == "echo"
+    ]
+    assert count == 3.0
