@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,12 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mcp_tools
 import pytest
 import trio
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
+from prometheus_client.parser import text_string_to_metric_families
 
 from toolvisor import (
     ExecutionContext,
@@ -418,6 +421,67 @@ async def test_toolvisor_mcp_over_http_prints_its_url_and_serves() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+@pytest.mark.slow
+async def test_toolvisor_mcp_serves_its_calls_metrics_on_the_metrics_port() -> None:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "toolvisor", "mcp", "mcp_tools:TOOLS", "--transport", "http",
+         "--port", "0", "--metrics-port", "0"],
+        stderr=subprocess.PIPE,
+        env=_env(),
+        cwd=str(TESTS),
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        seen = b""
+        with trio.fail_after(20):
+            while b"/mcp" not in seen:
+                chunk = await proc.stderr.receive_some()
+                assert chunk, seen.decode()
+                seen += chunk
+        lines = seen.decode().splitlines()
+        metrics = next(x for x in lines if "metrics on" in x).rsplit(" on ", 1)[1].strip()
+        url = next(x for x in lines if "serving" in x).rsplit(" at ", 1)[1].strip()
+        assert metrics.startswith("http://127.0.0.1:") and metrics.endswith("/metrics")
+        async with Client(url) as client:
+            for a in (1, 2):
+                assert _text(await client.call_tool("add", {"a": a, "b": 1})) == str(a + 1)
+            assert (await client.call_tool("decline", {})).is_error
+        async with httpx.AsyncClient() as http:
+            response = await http.get(metrics)
+        response.raise_for_status()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    counts = {
+        (sample.labels["tool"], sample.labels["outcome"]): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "toolvisor_call_duration_seconds_count"
+    }
+    assert counts == {("add", "succeeded"): 2.0, ("decline", "failed"): 1.0}
+
+
+def test_toolvisor_mcp_metrics_port_in_use_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from toolvisor.cli import main
+
+    cwd = os.getcwd()
+    os.chdir(TESTS)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            status = main(["mcp", "mcp_tools:TOOLS", "--metrics-port", str(port)])
+    finally:
+        os.chdir(cwd)
+    assert status == 1
+    err = capsys.readouterr().err
+    assert f"toolvisor: error: --metrics-port {port}: cannot listen on it" in err
+    assert main(["mcp", "mcp_tools:TOOLS", "--metrics-port", "http"]) == 2
 
 
 @pytest.mark.slow

@@ -244,6 +244,14 @@ def _build_parser() -> _Parser:
         metavar="PATH",
         help="keep idempotent results in this SQLite file (default: in memory)",
     )
+    mcp.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="serve the tools' metrics for Prometheus on http://127.0.0.1:PORT/metrics while "
+        "serving (0: any free port; needs toolvisor[prometheus]; see docs/telemetry.md)",
+    )
 
     worker = commands.add_parser(
         "worker",
@@ -335,12 +343,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return 130
         return 0
     if args.metrics_port is not None:
-        try:
-            from .telemetry import require_prometheus
-
-            require_prometheus()
-        except ImportError as exc:
-            raise UsageError(f"--metrics-port: {exc}") from None
+        _require_prometheus()
     if args.plot is not None:
         from ._demo.plot import PlotDependencyError, require_matplotlib
 
@@ -485,6 +488,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_mcp(args: argparse.Namespace) -> int:
     import trio
 
+    from ._metrics_port import metrics_endpoint
     from ._target import TargetError, load_target, spawn_target
     from .supervisor import SQLiteStore, open_supervisor
 
@@ -502,28 +506,35 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
         db = args.db.expanduser()
         if db.is_dir() or not db.parent.is_dir():
             raise UsageError(f"--db {str(args.db)!r}: no such directory for the SQLite file")
+    if args.metrics_port is not None:
+        _require_prometheus()
 
     async def serve() -> None:
         store = SQLiteStore(str(args.db.expanduser())) if args.db is not None else None
         try:
             async with open_supervisor(idempotency_store=store) as sup:
                 names = await spawn_target(sup, target)
-                if args.transport == "stdio":
-                    print(f"{_PROG} mcp: serving {', '.join(names)} over stdio", file=sys.stderr)
-                    await tv_mcp.serve_stdio(sup, timeout=args.timeout)
-                    return
-                async with trio.open_nursery() as nursery:
-                    binds = await nursery.start(
-                        functools.partial(
-                            tv_mcp.serve_http,
-                            sup,
-                            host=args.host,
-                            port=args.port,
-                            timeout=args.timeout,
+                with metrics_endpoint(sup, args.metrics_port) as metrics:
+                    if metrics is not None:
+                        print(f"{_PROG} mcp: metrics on {metrics.url}", file=sys.stderr)
+                    if args.transport == "stdio":
+                        listing = ", ".join(names)
+                        print(f"{_PROG} mcp: serving {listing} over stdio", file=sys.stderr)
+                        await tv_mcp.serve_stdio(sup, timeout=args.timeout)
+                        return
+                    async with trio.open_nursery() as nursery:
+                        binds = await nursery.start(
+                            functools.partial(
+                                tv_mcp.serve_http,
+                                sup,
+                                host=args.host,
+                                port=args.port,
+                                timeout=args.timeout,
+                            )
                         )
-                    )
-                    where = ", ".join(f"{b}/mcp" for b in binds)
-                    print(f"{_PROG} mcp: serving {', '.join(names)} at {where}", file=sys.stderr)
+                        where = ", ".join(f"{b}/mcp" for b in binds)
+                        listing = ", ".join(names)
+                        print(f"{_PROG} mcp: serving {listing} at {where}", file=sys.stderr)
         finally:
             if store is not None:
                 await store.aclose()
@@ -538,6 +549,16 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
             raise leaves[0] from None
         raise
     return 0
+
+
+def _require_prometheus() -> None:
+    """``--metrics-port`` needs the ``prometheus`` extra: a usage error before starting."""
+    try:
+        from .telemetry import require_prometheus
+
+        require_prometheus()
+    except ImportError as exc:
+        raise UsageError(f"--metrics-port: {exc}") from None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -555,10 +576,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     import trio
 
+    from ._metrics_port import MetricsPortError
     from ._target import TargetError, load_target
     from .remote import WorkerOptions, run_worker
     from .remote._redis import redact, redis_errors
-    from .remote._run import MetricsPortError
     from .remote._wire import check_namespace
 
     try:
@@ -574,12 +595,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     except ImportError:
         raise UsageError("the worker needs coredis: pip install 'toolvisor[remote]'") from None
     if args.metrics_port is not None:
-        try:
-            from .telemetry import require_prometheus
-
-            require_prometheus()
-        except ImportError as exc:
-            raise UsageError(f"--metrics-port: {exc}") from None
+        _require_prometheus()
     try:
         target = load_target(args.target)
     except TargetError as exc:

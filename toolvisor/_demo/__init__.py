@@ -28,7 +28,8 @@ import attrs
 import trio
 import trio.lowlevel
 
-from ..supervisor import IdempotencyStore, SQLiteStore, Supervisor, open_supervisor
+from .._metrics_port import metrics_endpoint
+from ..supervisor import IdempotencyStore, SQLiteStore, open_supervisor
 from .backends import Database, PaymentGateway, SearchApi, Timeline
 from .report import PAYMENT_RESEND_S, DemoReport, PaymentSummary, ToolSummary, Tracker, plural
 from .tools import Backends, DemoTool, build_tools
@@ -36,7 +37,6 @@ from .view import MIN_WIDTH, LiveView, PlainView, StatsSource, View, layout_for,
 
 if TYPE_CHECKING:
     from ..events import Event
-    from ..telemetry import MetricsServer
 
 __all__ = [
     "DemoOptions",
@@ -251,15 +251,15 @@ async def _run(options: DemoOptions, view: View, store: IdempotencyStore | None)
         async with open_supervisor(idempotency_store=store, grace_s=1.0) as sup:
             for tool in tools:
                 await sup.spawn(tool.spec, tool.fn)
-            metrics = None if options.metrics_port is None else _serve_metrics(sup, options)
 
             async def send(name: str, args: Mapping[str, Any], timeout: float) -> object:
                 return await sup.execute(name, args, timeout=timeout)
 
-            async with sup.events(buffer=4096) as events:
-                interrupted = await _drive(options, view, sup, send, tools, tracker, events)
-            if metrics is not None:
-                metrics.close()
+            with metrics_endpoint(sup, options.metrics_port) as metrics:
+                if metrics is not None:
+                    print(f"toolvisor demo: metrics on {metrics.url}", file=sys.stderr, flush=True)
+                async with sup.events(buffer=4096) as events:
+                    interrupted = await _drive(options, view, sup, send, tools, tracker, events)
             view.close()
             summaries = tuple(
                 tracker.summarise(sup.stats(t.spec.tool_name), t.policies, t.backend_attempts())
@@ -329,19 +329,6 @@ async def _run_fleet(options: DemoOptions, view: View) -> DemoReport:
 def _catch_ctrl_c() -> bool:
     """Whether this run handles SIGINT itself (only the main thread can, and only once)."""
     return threading.current_thread() is threading.main_thread()
-
-
-def _serve_metrics(sup: Supervisor, options: DemoOptions) -> MetricsServer:
-    """Start the ``--metrics-port`` endpoint; say where it is on stderr."""
-    from ..telemetry import serve_prometheus
-
-    port = options.metrics_port or 0
-    try:
-        server = serve_prometheus(sup, port)
-    except OSError as exc:
-        raise OSError(f"--metrics-port {port}: cannot listen on it: {exc.strerror}") from exc
-    print(f"toolvisor demo: metrics on {server.url}", file=sys.stderr, flush=True)
-    return server
 
 
 def run_demo(

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import trio
 
+from .._metrics_port import MetricsPortError, metrics_endpoint
 from .._target import Target, spawn_target
 from ..supervisor import IdempotencyStore, RedisStore, open_supervisor
 from ._redis import open_client, redact, single_error
 from ._wire import Keys
 from ._worker import Worker, WorkerOptions
-
-if TYPE_CHECKING:
-    from ..supervisor import Supervisor
-    from ..telemetry import MetricsServer
 
 __all__ = ["MetricsPortError", "run_worker"]
 
@@ -39,11 +34,6 @@ def _module_store(target: Target) -> IdempotencyStore | None:
                 f"{method}() method)"
             )
     return store  # type: ignore[no-any-return]
-
-
-class MetricsPortError(OSError):
-    """The worker's metrics port cannot be listened on (in use, or not allowed): the
-    caller's choice of port."""
 
 
 async def run_worker(
@@ -93,33 +83,13 @@ async def _run(
         async with open_client(url) as client, open_supervisor(idempotency_store=store) as sup:
             await spawn_target(sup, target)
             worker = Worker(client, sup, options)
-            with _metrics(sup, metrics_port) as metrics:
+            with metrics_endpoint(sup, metrics_port) as metrics:
                 worker.metrics_url = None if metrics is None else metrics.url
                 await _serve(worker, on_ready, handle_signals, url, options)
     finally:
         if own is None:
             await store.aclose()
     return worker
-
-
-@contextlib.contextmanager
-def _metrics(sup: Supervisor, port: int | None) -> Iterator[MetricsServer | None]:
-    """The ``metrics_port`` endpoint while the worker runs (None without a port)."""
-    if port is None:
-        yield None
-        return
-    from ..telemetry import serve_prometheus
-
-    try:
-        server = serve_prometheus(sup, port)
-    except OSError as exc:
-        raise MetricsPortError(
-            f"--metrics-port {port}: cannot listen on it: {exc.strerror or exc}"
-        ) from exc
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def _serve(
