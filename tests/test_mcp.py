@@ -396,11 +396,13 @@ async def test_toolvisor_mcp_over_stdio_with_the_real_client() -> None:
         assert sorted(results, key=int) == [str(i) for i in range(200)]
 
 
-@pytest.mark.slow
-async def test_toolvisor_mcp_over_http_prints_its_url_and_serves() -> None:
+@asynccontextmanager
+async def toolvisor_mcp_http(*options: str) -> AsyncIterator[list[str]]:
+    """``toolvisor mcp mcp_tools:TOOLS --transport http --port 0 OPTIONS`` in a subprocess;
+    its stderr lines up to the one that says where it serves."""
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "toolvisor", "mcp", "mcp_tools:TOOLS", "--transport", "http",
-         "--port", "0"],
+         "--port", "0", *options],
         stderr=subprocess.PIPE,
         env=_env(),
         cwd=str(TESTS),
@@ -413,47 +415,37 @@ async def test_toolvisor_mcp_over_http_prints_its_url_and_serves() -> None:
                 chunk = await proc.stderr.receive_some()
                 assert chunk, seen.decode()
                 seen += chunk
-        line = next(x for x in seen.decode().splitlines() if "serving" in x)
-        url = line.rsplit(" at ", 1)[1].strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
-        async with Client(url) as client:
-            assert _text(await client.call_tool("add", {"a": 20, "b": 22})) == "42"
+        yield seen.decode().splitlines()
     finally:
         proc.terminate()
         await proc.wait()
 
 
+def _after(lines: list[str], marker: str, sep: str) -> str:
+    return next(x for x in lines if marker in x).rsplit(sep, 1)[1].strip()
+
+
+@pytest.mark.slow
+async def test_toolvisor_mcp_over_http_prints_its_url_and_serves() -> None:
+    async with toolvisor_mcp_http() as lines:
+        url = _after(lines, "serving", " at ")
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
+        async with Client(url) as client:
+            assert _text(await client.call_tool("add", {"a": 20, "b": 22})) == "42"
+
+
 @pytest.mark.slow
 async def test_toolvisor_mcp_serves_its_calls_metrics_on_the_metrics_port() -> None:
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "toolvisor", "mcp", "mcp_tools:TOOLS", "--transport", "http",
-         "--port", "0", "--metrics-port", "0"],
-        stderr=subprocess.PIPE,
-        env=_env(),
-        cwd=str(TESTS),
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        seen = b""
-        with trio.fail_after(20):
-            while b"/mcp" not in seen:
-                chunk = await proc.stderr.receive_some()
-                assert chunk, seen.decode()
-                seen += chunk
-        lines = seen.decode().splitlines()
-        metrics = next(x for x in lines if "metrics on" in x).rsplit(" on ", 1)[1].strip()
-        url = next(x for x in lines if "serving" in x).rsplit(" at ", 1)[1].strip()
+    async with toolvisor_mcp_http("--metrics-port", "0") as lines:
+        metrics = _after(lines, "metrics on", " on ")
         assert metrics.startswith("http://127.0.0.1:") and metrics.endswith("/metrics")
-        async with Client(url) as client:
+        async with Client(_after(lines, "serving", " at ")) as client:
             for a in (1, 2):
                 assert _text(await client.call_tool("add", {"a": a, "b": 1})) == str(a + 1)
             assert (await client.call_tool("decline", {})).is_error
         async with httpx.AsyncClient() as http:
             response = await http.get(metrics)
         response.raise_for_status()
-    finally:
-        proc.terminate()
-        await proc.wait()
     counts = {
         (sample.labels["tool"], sample.labels["outcome"]): sample.value
         for family in text_string_to_metric_families(response.text)

@@ -11,9 +11,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otel_support import Otel
 
 import toolvisor as tv
 from toolvisor import telemetry
+
+SEARCH = tv.FunctionToolSpec(
+    id="search-v1", tool_name="search", read_only=True, hedging=tv.HedgingPolicy(delay=1.0)
+)
 
 
 async def test_a_race_is_one_attempt_span_and_no_span_is_left_open(
@@ -31,13 +36,10 @@ async def test_a_race_is_one_attempt_span_and_no_span_is_left_open(
         await trio.sleep(10.0 if ctx.attempt == 1 else 0.5)
         return f"attempt {ctx.attempt}"
 
-    spec = tv.FunctionToolSpec(
-        id="search-v1", tool_name="search", read_only=True, hedging=tv.HedgingPolicy(delay=1.0)
-    )
     try:
         async with tv.open_supervisor() as sup:
             telemetry.instrument(sup, meter_provider=meters, tracer_provider=tracers)
-            await sup.spawn(spec, search)
+            await sup.spawn(SEARCH, search)
             [result] = await sup.execute_many([("search", {})])
             telemetry.uninstrument(sup)
         assert (result.value, result.attempts, started) == ("attempt 2", 2, [1, 2])
@@ -66,37 +68,21 @@ async def test_a_race_is_one_attempt_span_and_no_span_is_left_open(
 
 
 async def test_every_hedged_attempts_tool_spans_are_children_of_the_race(
-    autojump_clock: trio.testing.MockClock,
+    otel: Otel, autojump_clock: trio.testing.MockClock
 ) -> None:
-    exporter = InMemorySpanExporter()
-    tracers = TracerProvider()
-    tracers.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = tracers.get_tracer("tool")
+    tracer = otel.tracer_provider.get_tracer("tool")
 
     async def search(args: dict[str, Any], ctx: tv.ExecutionContext) -> str:
         with tracer.start_as_current_span("query", attributes={"n": ctx.attempt}):
             await trio.sleep(10.0 if ctx.attempt == 1 else 0.5)
         return f"attempt {ctx.attempt}"
 
-    spec = tv.FunctionToolSpec(
-        id="search-v1", tool_name="search", read_only=True, hedging=tv.HedgingPolicy(delay=1.0)
-    )
-    try:
-        async with tv.open_supervisor() as sup:
-            telemetry.instrument(sup, meter_provider=MeterProvider(), tracer_provider=tracers)
-            await sup.spawn(spec, search)
-            assert await sup.execute("search", {}) == "attempt 2"
-        spans = exporter.get_finished_spans()
-        (race,) = [s for s in spans if s.name == "attempt search"]
-        queries = sorted(
-            (s for s in spans if s.name == "query"),
-            key=lambda s: s.attributes["n"] if s.attributes else 0,
-        )
-        assert [q.attributes["n"] for q in queries if q.attributes] == [
-            1,
-            2,
-        ]  # the loser's ends too
-        for query in queries:
-            assert query.parent is not None and query.parent.span_id == race.context.span_id
-    finally:
-        tracers.shutdown()
+    async with tv.open_supervisor() as sup:
+        otel.instrument(sup)
+        await sup.spawn(SEARCH, search)
+        assert await sup.execute("search", {}) == "attempt 2"
+    (race,) = otel.spans("attempt search")
+    queries = {q.attributes["n"]: q for q in otel.spans("query")}
+    assert sorted(queries) == [1, 2]  # the loser's span ended too, cancelled
+    for query in queries.values():
+        assert query.parent is not None and query.parent.span_id == race.context.span_id

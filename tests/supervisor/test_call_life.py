@@ -2,7 +2,7 @@
 
 One trio run per example holds the supervisor for the whole example: it runs in a thread
 of its own under a MockClock that only moves when a rule moves it, and each rule is sent
-into that run with ``trio.from_thread.run``. Rules spawn tools, issue calls of every kind
+into that run (``trio_thread.TrioThread``). Rules spawn tools, issue calls of every kind
 (success, failure, hang past its timeout, refused by an open breaker, idempotent
 duplicates; through execute, submit, execute_many and a FunctionToolExecutor), cancel
 callers, kill (also twice at once), stop, respawn, reconfigure and close. After every
@@ -14,7 +14,6 @@ every call issued gets exactly one outcome.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +31,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from trio_thread import TrioThread
 
 import toolvisor as tv
 from toolvisor.actors.stats import Counters
@@ -91,7 +91,6 @@ class CallLife(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.clock = trio.testing.MockClock()
         self.callers: list[Caller] = []
         self.runs: Counter[tuple[str, int, Any]] = Counter()  # (tool, gen, n or key) -> runs
         self.gen = {"a": 0, "b": 0}
@@ -101,34 +100,17 @@ class CallLife(RuleBasedStateMachine):
         self.kills_pending = 0
         self.closed = False
         self.seq = 0
-        self._failure: BaseException | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._thread_main, daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        assert self._ready.is_set(), self._failure
+        self.run = TrioThread(self._setup)
+        self.clock = self.run.clock
 
     # -------------------------------------------------------------- the trio run
 
-    def _thread_main(self) -> None:
-        try:
-            trio.run(self._main, clock=self.clock)
-        except BaseException as exc:
-            self._failure = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self.token = trio.lowlevel.current_trio_token()
+    async def _setup(self, nursery: trio.Nursery) -> None:
         self.close_requested = trio.Event()
-        self.finish = trio.Event()
         self.sup_closed = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            await nursery.start(self._host)
-            self.executor = tv.FunctionToolExecutor(spec_for("x"), self._tool_fn("x"))
-            self._ready.set()
-            await self.finish.wait()
-            nursery.cancel_scope.cancel()
+        self.nursery = nursery
+        await nursery.start(self._host)
+        self.executor = tv.FunctionToolExecutor(spec_for("x"), self._tool_fn("x"))
 
     async def _host(self, task_status: trio.TaskStatus[None]) -> None:
         async with tv.open_supervisor(max_restarts=1000, within_s=1, grace_s=1) as sup:
@@ -166,12 +148,7 @@ class CallLife(RuleBasedStateMachine):
         return tool
 
     def step(self, fn: Callable[[], Awaitable[Any]]) -> Any:
-        async def run() -> Any:
-            value = await fn()
-            await trio.testing.wait_all_tasks_blocked()
-            return value
-
-        return trio.from_thread.run(run, trio_token=self.token)
+        return self.run.step(fn)
 
     async def _advance(self, seconds: float) -> None:
         for _ in range(round(seconds / STEP_S)):
@@ -401,7 +378,7 @@ class CallLife(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            if self._failure is None:
+            if self.run.failure is None:
                 if not self.closed:
                     self._close()
 
@@ -418,10 +395,7 @@ class CallLife(RuleBasedStateMachine):
                 self.no_kill_hangs()
                 self.settled_tools_balance()
         finally:
-            if self._failure is None:
-                trio.from_thread.run_sync(self.finish.set, trio_token=self.token)
-            self._thread.join(10)
-        assert self._failure is None, self._failure
+            self.run.stop()
 
 
 def test_call_life() -> None:

@@ -23,12 +23,11 @@ an open breaker refuses every call (its recovery is never reached here). It chec
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 import trio
-import trio.testing
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,6 +37,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from trio_thread import TrioThread
 
 import toolvisor as tv
 from toolvisor.events import CallFailed, Event
@@ -53,37 +53,27 @@ class DeclinedError(Exception):
 class TimeoutsAndBreaker(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.clock = trio.testing.MockClock()
         #: What happened, in order: ("start", n, t), ("ok", n, t), ("failed", error type, t).
         self.log: list[tuple[Any, ...]] = []
         self.kinds: dict[int, str] = {}
         self.outcomes: dict[int, list[tuple[str, Any, float]]] = {}
         self.seq = 0
         self.threshold = 1
-        self._failure: BaseException | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._thread_main, daemon=True)
+        self.run: TrioThread | None = None
 
     # -------------------------------------------------------------- the trio run
 
-    def _thread_main(self) -> None:
-        try:
-            trio.run(self._main, clock=self.clock)
-        except BaseException as exc:
-            self._failure = exc
-            self._ready.set()
+    async def _setup(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+        await nursery.start(self._host)
 
-    async def _main(self) -> None:
-        self.token = trio.lowlevel.current_trio_token()
-        self.finish = trio.Event()
-        async with tv.open_supervisor() as sup, trio.open_nursery() as nursery:
+    async def _host(self, task_status: trio.TaskStatus[None]) -> None:
+        async with tv.open_supervisor() as sup:
             self.sup = sup
-            self.nursery = nursery
             await sup.spawn(self.spec, self._tool)
             sup.subscribe(self._on_event)
-            self._ready.set()
-            await self.finish.wait()
-            nursery.cancel_scope.cancel()
+            task_status.started()
+            await trio.sleep_forever()  # until the run ends
 
     async def _tool(self, args: dict[str, Any]) -> int:
         n: int = args["n"]
@@ -101,12 +91,8 @@ class TimeoutsAndBreaker(RuleBasedStateMachine):
             self.log.append(("failed", event.error_type, event.at))
 
     def step(self, fn: Callable[[], Awaitable[Any]]) -> Any:
-        async def run() -> Any:
-            value = await fn()
-            await trio.testing.wait_all_tasks_blocked()
-            return value
-
-        return trio.from_thread.run(run, trio_token=self.token)
+        assert self.run is not None
+        return self.run.step(fn)
 
     async def _call(self, n: int) -> None:
         try:
@@ -131,11 +117,9 @@ class TimeoutsAndBreaker(RuleBasedStateMachine):
                 failure_threshold=threshold, recovery_timeout=10_000.0
             ),
         )
-        self._thread.start()
-        self._ready.wait(10)
-        assert self._ready.is_set() and self._failure is None, self._failure
+        self.run = TrioThread(self._setup)
 
-    @rule(kinds=st.lists(st.sampled_from(["ok", "fail", "hang"]), min_size=1, max_size=5))
+    @rule(kinds=st.lists(st.sampled_from(["ok", "fail", "hang", "hang"]), min_size=1, max_size=6))
     def issue(self, kinds: list[str]) -> None:
         async def issue() -> None:
             for kind in kinds:
@@ -149,8 +133,9 @@ class TimeoutsAndBreaker(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([0.25, 0.5, 1.0, 1.5]))
     def advance(self, seconds: float) -> None:
         async def advance() -> None:
+            assert self.run is not None
             for _ in range(round(seconds / STEP_S)):
-                self.clock.jump(STEP_S)
+                self.run.clock.jump(STEP_S)
                 await trio.testing.wait_all_tasks_blocked()
 
         self.step(advance)
@@ -175,7 +160,7 @@ class TimeoutsAndBreaker(RuleBasedStateMachine):
 
     @invariant()
     def the_breaker_is_the_models(self) -> None:
-        if not self._ready.is_set():
+        if self.run is None:
             return
         is_open, failures = self.replay()
 
@@ -210,15 +195,20 @@ class TimeoutsAndBreaker(RuleBasedStateMachine):
                 assert at == starts[n] + TIMEOUT_S
 
     def teardown(self) -> None:
-        if self._ready.is_set() and self._failure is None:
-            trio.from_thread.run_sync(self.finish.set, trio_token=self.token)
-        self._thread.join(10)
-        assert not self._thread.is_alive()
-        assert self._failure is None, self._failure
+        if self.run is not None:
+            self.run.stop()
 
 
 def test_timeouts_answered_at_the_deadline_keep_the_breaker_in_order() -> None:
     run_state_machine_as_test(
         TimeoutsAndBreaker,
-        settings=settings(max_examples=40, stateful_step_count=25, deadline=None),
+        settings=settings(max_examples=100, stateful_step_count=25, deadline=None),
+    )
+
+
+@pytest.mark.slow
+def test_timeouts_answered_at_the_deadline_keep_the_breaker_in_order_longer() -> None:
+    run_state_machine_as_test(
+        TimeoutsAndBreaker,
+        settings=settings(max_examples=600, stateful_step_count=40, deadline=None),
     )
