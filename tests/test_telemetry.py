@@ -15,6 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 from otel_support import Otel
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -620,3 +625,90 @@ def test_metrics_and_spans_agree_with_the_counters_on_any_mix(
     assert len(otel.spans("attempt ")) == sum(r.attempts for r in results)
     otel.meter_provider.shutdown()
     otel.tracer_provider.shutdown()
+
+
+async def test_a_tool_runs_in_the_supervisors_context_not_its_spawners(otel: Otel) -> None:
+    """A tool spawned inside a span (a request, another tool's attempt) does not keep
+    that span for its later calls: uninstrumented, its spans start traces of their own."""
+    tracer = otel.tracer_provider.get_tracer("app")
+
+    async def inner(args: dict[str, Any]) -> str:
+        with tracer.start_as_current_span("inner query"):
+            await trio.lowlevel.checkpoint()
+        return "inner"
+
+    async with tv.open_supervisor() as sup:
+
+        async def spawner(args: dict[str, Any]) -> str:
+            await sup.spawn(spec("inner"), inner)
+            return "spawned"
+
+        await sup.spawn(spec("spawner"), spawner)
+        otel.instrument(sup)
+        with tracer.start_as_current_span("handle request"):
+            assert await sup.execute("spawner", {}) == "spawned"
+        telemetry.uninstrument(sup)
+        assert await sup.execute("inner", {}) == "inner"
+    (query,) = otel.spans("inner query")
+    assert query.parent is None
+
+
+async def test_a_sampled_out_calls_tool_spans_are_sampled_out_with_it() -> None:
+    """With a parent-based sampler that drops the call spans, the tool's own spans are
+    dropped with their call instead of starting traces of their own."""
+    exporter = InMemorySpanExporter()
+
+    class DropCalls(Sampler):
+        def should_sample(
+            self, parent_context: Any, trace_id: int, name: str, *a: Any, **k: Any
+        ) -> SamplingResult:
+            keep = not name.startswith("call ")
+            return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP)
+
+        def get_description(self) -> str:
+            return "DropCalls"
+
+    tracers = TracerProvider(sampler=ParentBased(root=DropCalls()))
+    tracers.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = tracers.get_tracer("tool")
+
+    async def traced(args: dict[str, Any]) -> str:
+        with tracer.start_as_current_span("query"):
+            await trio.lowlevel.checkpoint()
+        return "ok"
+
+    async with tv.open_supervisor() as sup:
+        telemetry.instrument(sup, meter_provider=MeterProvider(), tracer_provider=tracers)
+        await sup.spawn(spec("traced"), traced)
+        for _ in range(3):
+            assert await sup.execute("traced", {}) == "ok"
+    assert exporter.get_finished_spans() == ()
+    with tracer.start_as_current_span("a root span the sampler keeps"):
+        pass
+    assert len(exporter.get_finished_spans()) == 1  # the sampler does keep other roots
+
+
+async def test_an_observer_without_attempt_context_still_observes() -> None:
+    """An observer written to the four hooks it had before ``attempt_context``."""
+    seen: list[str] = []
+
+    class Old:
+        def call_started(self, call: Any) -> None:
+            seen.append("call")
+
+        def call_running(self, call: Any) -> None:
+            pass
+
+        def attempt_started(self, call: Any) -> None:
+            seen.append(f"attempt {call.attempts}")
+
+        def attempt_ended(
+            self, call: Any, error: BaseException | None, retry_in: float | None
+        ) -> None:
+            seen.append("ended")
+
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec("ok"), ok)
+        sup.observe(Old())  # type: ignore[arg-type]
+        assert await sup.execute("ok", {}) == "ok"
+    assert seen == ["call", "attempt 1", "ended"]

@@ -140,11 +140,14 @@ def error_type(error: BaseException) -> str:
 class _Trace:
     """What the instrumentation keeps on one call (``Call.trace``)."""
 
-    __slots__ = ("attempt", "attempt_started", "span")
+    __slots__ = ("attempt", "attempt_started", "span", "unsampled")
 
-    def __init__(self, span: Span | None) -> None:
+    def __init__(self, span: Span | None, unsampled: Span | None = None) -> None:
         #: The call's span; None when the tracer records nothing (then no attempt spans).
         self.span = span
+        #: The call's span when the sampler dropped it (valid, not recording): current
+        #: while the tool runs, so the spans the tool opens follow that decision.
+        self.unsampled = unsampled
         self.attempt: Span | None = None  # the running attempt's span
         #: trio time the running attempt started; None while no attempt runs.
         self.attempt_started: float | None = None
@@ -234,7 +237,7 @@ class Instrumentation:
 
     def call_started(self, call: Call) -> None:
         """Open the call's span (child of the caller's current span)."""
-        span = None
+        span = unsampled = None
         if call.started >= self._no_spans_until:
             tool = call.tool
             started = self._tracer.start_span(
@@ -244,7 +247,9 @@ class Instrumentation:
                 span = started
             elif started is trace.INVALID_SPAN:  # a no-op tracer (no SDK configured)
                 self._no_spans_until = call.started + _NO_SPANS_S
-        call.trace = _Trace(span)
+            else:  # sampled out: nothing to end, but the tool's spans are its children
+                unsampled = started
+        call.trace = _Trace(span, unsampled)
         call.on_end = self._on_end
 
     def call_running(self, call: Call) -> None:
@@ -269,15 +274,21 @@ class Instrumentation:
 
     def attempt_context(self, call: Call) -> AttemptContext | None:
         """The running attempt's span as the current span while its tool runs: spans the
-        tool opens are the attempt's children. None when no attempt span is open."""
+        tool opens are the attempt's children. For a call the sampler dropped, its span
+        (not recording) is the current one instead, so the sampler drops the tool's spans
+        too rather than starting traces of their own. None without a span of either kind
+        (a no-op tracer, or a call made before instrument())."""
         record: _Trace | None = call.trace
-        if record is None or record.attempt is None:
+        if record is None:
+            return None
+        span = record.attempt or record.unsampled
+        if span is None:
             return None
         # The tool's exceptions are the attempt's outcome, which attempt_ended records
         # (its status and error.type): nothing else may write them on the span (an
         # exception's message can hold an argument value).
         return functools.partial(
-            trace.use_span, record.attempt, record_exception=False, set_status_on_exception=False
+            trace.use_span, span, record_exception=False, set_status_on_exception=False
         )
 
     def attempt_ended(

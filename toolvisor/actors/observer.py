@@ -54,7 +54,8 @@ class CallObserver(Protocol):
         makes is entered in that task just before the tool runs and exited when the
         tool's coroutine ends, however it ends (returned, raised, cut); an asyncio tool
         enters a second one in its asyncio task. Telemetry makes the attempt's span the
-        current one there, so spans the tool opens are its children.
+        current one there, so spans the tool opens are its children. Optional: an
+        observer without this method gets nothing entered.
         """
 
     def attempt_ended(

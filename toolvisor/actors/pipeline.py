@@ -596,7 +596,9 @@ def _observed(observer: CallObserver, call: Call, attempt: Awaitable[Any]) -> Aw
     that runs it, and exited there when the tool ends: a contextvar it sets (the current
     span) holds for the tool's code alone and is reset in the context that set it.
     """
-    enter = observer.attempt_context(call)
+    # An observer written before the hook existed has none: nothing to enter.
+    attempt_context = getattr(observer, "attempt_context", None)
+    enter = None if attempt_context is None else attempt_context(call)
     if enter is None:
         return attempt
     return _inside(enter, attempt)

@@ -8,6 +8,7 @@ restart loops (``restarts.py``); ``open.py`` opens and closes it.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -69,6 +70,11 @@ class Supervisor:
         self._hub = EventHub(self._wire)
         self._idem = IdempotencyCache(idempotency_store)
         self._observer: CallObserver | None = None
+        # What every tool's actor runs in, whoever spawns the tool: a copy of the context
+        # the supervisor was opened in. A tool spawned from a request or from another
+        # tool's attempt must not keep that request's context variables (its current
+        # span, its request id) for all its later calls.
+        self._context = contextvars.copy_context()
 
     # ------------------------------------------------------------------ tools
 
@@ -93,7 +99,11 @@ class Supervisor:
         route.runner.observer = self._observer
         self._routes[route.name] = route
         self._gone.pop(route.name, None)
-        await self._nursery.start(supervise, route, self._intensity, self._hub)
+        running = trio.Event()
+        task = functools.partial(supervise, route, self._intensity, self._hub, running)
+        # start_soon copies the context current while it runs: the supervisor's here.
+        self._context.run(self._nursery.start_soon, task)
+        await running.wait()
         return ToolRef(route.name, self)
 
     def tools(self) -> list[str]:

@@ -118,18 +118,13 @@ class Route:
         return ToolUnavailableError(self.name, self.reason or self.status)
 
 
-async def supervise(
-    route: Route,
-    intensity: Intensity,
-    hub: EventHub,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """The restart loop of one tool; returns when the tool is stopped, closed or failed."""
-    task_status.started()
-    # The status object keeps nursery.start()'s temporary nursery (its cancel scope and
-    # status) alive for as long as this frame: drop it, idle tools are many.
-    del task_status
+async def supervise(route: Route, intensity: Intensity, hub: EventHub, running: trio.Event) -> None:
+    """The restart loop of one tool; returns when the tool is stopped, closed or failed.
+
+    Sets ``running`` as it starts (``spawn()`` returns then).
+    """
+    running.set()
+    del running  # this frame lives as long as the tool: it keeps nothing it does not use
     try:
         while True:
             actor = ToolActor(route.runner, route.inbox_receive)
