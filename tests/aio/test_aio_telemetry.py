@@ -27,16 +27,11 @@ def test_an_asyncio_apps_call_and_its_tools_spans_join_the_callers_trace(
     tracer = otel.tracer_provider.get_tracer("app")
     failures = [ConnectionError("reset")]
 
-    async def a_lookup(args: dict[str, Any]) -> str:
-        with tracer.start_as_current_span("query"):
-            await asyncio.sleep(0.001)
-            if failures:
-                raise failures.pop()
-        return "found"
+    sleep = asyncio.sleep if runs_on == "asyncio" else trio.sleep  # the tool's own library
 
-    async def t_lookup(args: dict[str, Any]) -> str:
+    async def lookup(args: dict[str, Any]) -> str:
         with tracer.start_as_current_span("query"):
-            await trio.sleep(0.001)
+            await sleep(0.001)
             if failures:
                 raise failures.pop()
         return "found"
@@ -49,8 +44,7 @@ def test_an_asyncio_apps_call_and_its_tools_spans_join_the_callers_trace(
                 sup, meter_provider=otel.meter_provider, tracer_provider=otel.tracer_provider
             )
             assert telemetry.is_instrumented(sup)
-            fn = a_lookup if runs_on == "asyncio" else t_lookup
-            await sup.spawn(make_spec("lookup", retry_policy=retry), fn, runs_on=runs_on)
+            await sup.spawn(make_spec("lookup", retry_policy=retry), lookup, runs_on=runs_on)
             with tracer.start_as_current_span("handle request"):
                 assert await sup.execute("lookup", {}) == "found"
                 # the asyncio caller's own span is current again
