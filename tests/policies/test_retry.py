@@ -174,7 +174,7 @@ def test_unusable_retry_after_is_ignored(odd: Any) -> None:
 @pytest.mark.parametrize(
     "policy",
     [FixedRetryPolicy(retry_on=lambda e: True), ExponentialBackoffRetryPolicy(), NoRetryPolicy()],
-    ids=repr,
+    ids=lambda policy: type(policy).__name__,
 )
 def test_toolvisor_errors_are_never_retried(policy: Any, error: Exception) -> None:
     assert policy.next_delay(1, error) is None
@@ -401,7 +401,7 @@ async def test_custom_cancelled_is_not_caught(autojump_clock: trio.testing.MockC
         ExponentialBackoffRetryPolicy(),
         CustomRetryPolicy(lambda f, n, e: f()),
     ],
-    ids=repr,
+    ids=lambda policy: type(policy).__name__,
 )
 def test_builtins_satisfy_the_protocol(policy: object) -> None:
     assert isinstance(policy, IRetryPolicy)
