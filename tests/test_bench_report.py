@@ -180,6 +180,20 @@ def test_the_tables_follow_the_json(oldest: dict[str, Any]) -> None:
     assert "from x.json by toolvisor bench" in block.splitlines()[0]
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1221.18, "1,221"), (12345.6, "12,346"), (0.5664, "0.566"), (2.0, "2"), (float("nan"), "-")],
+)
+def test_a_target_shows_its_value_in_plain_digits(
+    oldest: dict[str, Any], value: float, shown: str
+) -> None:
+    report = copy.deepcopy(oldest)
+    target = report["targets"][0]
+    target["value"] = value
+    block = markdown_block(report, "x.json")
+    assert f"| {target['text']} | {shown} |" in block
+
+
 def test_cli_writes_the_tables_and_the_plot_from_a_saved_run(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     assert main(["--from-json", str(OLDEST), "--markdown", str(page)]) == 0

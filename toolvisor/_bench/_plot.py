@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._deps import require
+from ._report import measured_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -352,7 +353,7 @@ def build_figure(report: Mapping[str, Any]) -> Figure | None:
                 0.01,
                 0.99,
                 "\n".join(
-                    f"target (not drawn): {t['text']}: {t['value']:.3g} {t['op']} "
+                    f"target (not drawn): {t['text']}: {measured_text(t['value'])} {t['op']} "
                     f"{t['threshold']:g}, {_word(t['met'])}"
                     for t in unplaced
                 ),

@@ -37,6 +37,16 @@ def _num(value: float, digits: int = 0) -> str:
     return f"{value:.{digits}f}"
 
 
+def measured_text(value: object) -> str:
+    """A target's measured value in three significant digits, never in exponent form
+    (a lateness of 1221 ms reads "1,221", not "1.22e+03"); "-" when not measured."""
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def _ratio_text(
     ratios: Mapping[str, float], name: str, others: Sequence[str], key: str = ""
 ) -> str:
@@ -399,9 +409,7 @@ def markdown_block(report: Mapping[str, Any], source: str) -> str:
     for t in report.get("targets", ()):
         met = t["met"]
         result = "met" if met is True else ("**NOT MET**" if met is False else "not measured")
-        value = t["value"]
-        shown = f"{value:.3g}" if isinstance(value, int | float) and math.isfinite(value) else "-"
-        lines.append(f"| {_cell(t['text'])} | {shown} | {result} |")
+        lines.append(f"| {_cell(t['text'])} | {measured_text(t['value'])} | {result} |")
     lines.append(MARKDOWN_END)
     return "\n".join(lines) + "\n"
 
