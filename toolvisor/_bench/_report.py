@@ -42,9 +42,7 @@ def measured_text(value: object) -> str:
     (a lateness of 1221 ms reads "1,221", not "1.22e+03"); "-" when not measured."""
     if not isinstance(value, int | float) or not math.isfinite(value):
         return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"
+    return _num(value) if abs(value) >= 100 else f"{value:.3g}"
 
 
 def _ratio_text(
