@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Mapping
@@ -14,13 +15,8 @@ import pydantic
 import pytest
 import trio
 import trio.lowlevel
-from anthropic.lib._parse._transform import transform_schema
-from anthropic.types import ToolParam, ToolResultBlockParam
 from hypothesis import given
 from hypothesis import strategies as st
-from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionToolMessageParam
-from openai.types.responses import FunctionToolParam
-from openai.types.responses.response_input_param import FunctionCallOutput
 from test_parameters import EVERY_KIND
 
 from toolvisor import (
@@ -65,8 +61,24 @@ def spec(*params: Any, name: str = "order", **kw: Any) -> FunctionToolSpec:
     )
 
 
-def conforms(typed_dict: Any, value: Mapping[str, Any]) -> None:
-    """``value`` validates as the SDK's TypedDict and uses none but its keys."""
+def sdk_type(path: str) -> Any:
+    """A provider SDK's type by its dotted path, imported when a test first needs it.
+
+    The two SDKs take about 4 s to import, half of collecting the whole suite; every test
+    process collects this module, and only the one that runs these tests needs them.
+    """
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def transform_schema(schema: Mapping[str, Any]) -> Any:
+    """The anthropic SDK's strict-mode transform of ``schema``."""
+    return sdk_type("anthropic.lib._parse._transform.transform_schema")(schema)
+
+
+def conforms(path: str, value: Mapping[str, Any]) -> None:
+    """``value`` validates as the SDK's TypedDict at ``path`` and uses none but its keys."""
+    typed_dict = sdk_type(path)
     pydantic.TypeAdapter(typed_dict).validate_python(value)
     known = typed_dict.__required_keys__ | typed_dict.__optional_keys__
     assert set(value) <= known, set(value) - known
@@ -104,7 +116,7 @@ def check_openai_strict(schema: Mapping[str, Any], *, root: bool = True) -> None
 def test_openai_chat_tools_match_the_sdk_type_and_strict_rules() -> None:
     tools = openai_tools(spec(*STRICT_KINDS))
     assert len(tools) == 1
-    conforms(ChatCompletionFunctionToolParam, tools[0])
+    conforms("openai.types.chat.ChatCompletionFunctionToolParam", tools[0])
     fn = tools[0]["function"]
     assert (fn["name"], fn["description"], fn["strict"]) == ("order", "The order tool", True)
     check_openai_strict(fn["parameters"])
@@ -113,7 +125,7 @@ def test_openai_chat_tools_match_the_sdk_type_and_strict_rules() -> None:
 
 def test_openai_responses_tools_match_the_sdk_type() -> None:
     tools = openai_tools(spec(*STRICT_KINDS), api="responses")
-    conforms(FunctionToolParam, tools[0])
+    conforms("openai.types.responses.FunctionToolParam", tools[0])
     assert tools[0]["type"] == "function" and tools[0]["name"] == "order"
     check_openai_strict(tools[0]["parameters"])
 
@@ -167,7 +179,7 @@ def test_strict_refuses_what_it_cannot_express_and_says_so(param: Any, what: str
 
 def test_anthropic_tools_match_the_sdk_type() -> None:
     tools = anthropic_tools(spec(*EVERY_KIND))
-    conforms(ToolParam, tools[0])
+    conforms("anthropic.types.ToolParam", tools[0])
     assert tools[0]["input_schema"] == spec(*EVERY_KIND).json_schema()
     assert tools[0]["description"] == "The order tool"
 
@@ -179,7 +191,7 @@ def test_anthropic_sdk_strict_transform_takes_every_kind() -> None:
 
 def test_anthropic_strict_is_what_its_sdk_transform_would_send() -> None:
     tools = anthropic_tools(spec(*STRICT_KINDS), strict=True)
-    conforms(ToolParam, tools[0])
+    conforms("anthropic.types.ToolParam", tools[0])
     assert tools[0]["strict"] is True
     schema = tools[0]["input_schema"]
     assert transform_schema(schema) == schema
@@ -352,19 +364,19 @@ def test_openai_tool_messages_match_the_sdk_types() -> None:
     results = [ok({"a": 1}), failed(DeclinedError("no"))]
     chat = openai_tool_messages(results, ["call_1", "call_2"])
     for message in chat:
-        conforms(ChatCompletionToolMessageParam, message)
+        conforms("openai.types.chat.ChatCompletionToolMessageParam", message)
     assert chat[0] == {"role": "tool", "tool_call_id": "call_1", "content": '{"a": 1}'}
     assert chat[1]["content"].startswith("Error (DeclinedError): no.")
     responses = openai_tool_messages(results, ["c1", "c2"], api="responses")
     for item in responses:
-        conforms(FunctionCallOutput, item)
+        conforms("openai.types.responses.response_input_param.FunctionCallOutput", item)
     assert responses[1]["call_id"] == "c2"
 
 
 def test_anthropic_tool_results_match_the_sdk_type() -> None:
     blocks = anthropic_tool_results([ok(3), failed(DeclinedError("no"))], ["tu_1", "tu_2"])
     for block in blocks:
-        conforms(ToolResultBlockParam, block)
+        conforms("anthropic.types.ToolResultBlockParam", block)
     assert blocks[0] == {
         "type": "tool_result",
         "tool_use_id": "tu_1",
