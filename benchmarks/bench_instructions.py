@@ -15,6 +15,9 @@ interpreter's own allocation pattern still varies a little), whatever else the m
 does, so two checkouts compare directly, and a change to the call path can be judged
 before any timed run.
 
+``--contenders mcp_bare,mcp_toolvisor`` counts bench_mcp.py's in-memory servers the same
+way: one call is a ``tools/call`` of the SDK's client (the ``mcp`` extra).
+
 Instructions are not time: a task switch or a cache miss costs more per instruction
 than a dict lookup. The timed section stays the reference; this is its steady second
 opinion. Needs valgrind (Debian: ``apt-get install valgrind``) and the bench extra
@@ -40,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CONTENDERS = ("toolvisor", "executor", "trio", "asyncio")
+#: bench_mcp.py's in-memory servers behind the SDK's client (``--contenders mcp_bare,...``).
+MCP_CONTENDERS = ("mcp_bare", "mcp_toolvisor")
 #: Calls made before the counted ones in both runs (first-call costs: caches, pools).
 WARMUP = 300
 
@@ -58,7 +63,43 @@ def _contender(name: str) -> Any:
         return c.ceiling_contender(instant)
     if name == "asyncio":
         return c.asyncio_contender(c.STANDARD, instant)
-    raise SystemExit(f"unknown contender {name!r}; one of {', '.join(CONTENDERS)}")
+    if name in MCP_CONTENDERS:
+        return _mcp_contender(name.removeprefix("mcp_"))
+    known = ", ".join(CONTENDERS + MCP_CONTENDERS)
+    raise SystemExit(f"unknown contender {name!r}; one of {known}")
+
+
+def _mcp_contender(kind: str) -> Any:
+    """A server of bench_mcp.py (``bare`` or ``toolvisor``, the same adding tool) called
+    in memory by the SDK's client: a call is one ``tools/call``, checked like bench_mcp's."""
+    from contextlib import asynccontextmanager
+
+    from mcp import Client
+
+    from toolvisor import open_supervisor
+    from toolvisor._bench._harness import Contender
+    from toolvisor.mcp import mcp_server
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_mcp
+
+    @asynccontextmanager
+    async def setup() -> Any:
+        async with open_supervisor() as sup:
+            await sup.spawn(bench_mcp.spec(), bench_mcp.add)
+            server = mcp_server(sup) if kind == "toolvisor" else bench_mcp.bare_server()
+            async with Client(server) as client:
+
+                async def call(args: dict[str, Any]) -> object:
+                    result = await client.call_tool("add", {"a": args["i"], "b": 1})
+                    text = result.content[0].text  # type: ignore[union-attr]
+                    if result.is_error or text != str(args["i"] + 1):
+                        raise AssertionError(f"wrong answer: {result}")
+                    return text
+
+                yield call
+
+    return Contender(f"mcp_{kind}", f"MCP tools/call, {kind} server", "trio", setup)
 
 
 async def _load(contender: Any, calls: int, concurrency: int, nursery: Any) -> None:
