@@ -71,7 +71,7 @@ def _contender(name: str) -> Any:
 
 def _mcp_contender(kind: str) -> Any:
     """A server of bench_mcp.py (``bare`` or ``toolvisor``, the same adding tool) called
-    in memory by the SDK's client: a call is one ``tools/call``, checked like bench_mcp's."""
+    in memory by the SDK's client: a call is bench_mcp's ``call_add`` (one ``tools/call``)."""
     from contextlib import asynccontextmanager
 
     from mcp import Client
@@ -91,11 +91,7 @@ def _mcp_contender(kind: str) -> Any:
             async with Client(server) as client:
 
                 async def call(args: dict[str, Any]) -> object:
-                    result = await client.call_tool("add", {"a": args["i"], "b": 1})
-                    text = result.content[0].text  # type: ignore[union-attr]
-                    if result.is_error or text != str(args["i"] + 1):
-                        raise AssertionError(f"wrong answer: {result}")
-                    return text
+                    return await bench_mcp.call_add(client, args["i"], 1)
 
                 yield call
 

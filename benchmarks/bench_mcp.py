@@ -192,15 +192,22 @@ async def serve(kind: str) -> None:
         await serve_stdio(sup)
 
 
+async def call_add(client: Client, a: int, b: int) -> str:
+    """One ``tools/call`` of the adding tool; its text, checked to be ``a + b``."""
+    result = await client.call_tool("add", {"a": a, "b": b})
+    text = result.content[0].text  # type: ignore[union-attr]
+    if result.is_error or text != str(a + b):
+        raise AssertionError(f"wrong answer: {result}")
+    return text
+
+
 async def load(client: Client, calls: int, concurrency: int) -> float:
     """Calls per second of ``calls`` calls, ``concurrency`` at a time."""
     per_task = calls // concurrency
 
     async def caller(i: int) -> None:
         for j in range(per_task):
-            result = await client.call_tool("add", {"a": i, "b": j})
-            if result.is_error or result.content[0].text != str(i + j):  # type: ignore[union-attr]
-                raise AssertionError(f"wrong answer: {result}")
+            await call_add(client, i, j)
 
     start = time.perf_counter()
     async with trio.open_nursery() as nursery:
