@@ -141,3 +141,23 @@ async def test_no_budget_means_the_retry_policy_alone_decides(
         await storm(sup, "down", calls=20, callers=4, pause=0.0)
         stats = sup.stats("down")
     assert stats.retries == 40 and stats.budget_exhausted == 0
+
+
+async def test_a_call_whose_first_attempt_timed_out_deposits_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The actor's watchdog cuts a first attempt at timeout_s and the attempt loop goes on
+    # from that cut: the call is still one call for the budget.
+    budget = tv.RetryBudget(ratio=0.5, min_retries_per_s=0.0, ttl_s=10.0)
+
+    async def slow(args: dict[str, Any]) -> Any:
+        await trio.sleep(10)
+
+    spec = make_spec("slow", budget, attempts=2)
+    spec.timeout_s = 1.0
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, slow)
+        result = (await sup.execute_many([("slow", {"i": 0})]))[0]
+        assert isinstance(result.error, tv.ToolTimeoutError)
+        # 0.5 credit deposited, less than the one a retry needs: no retry ran.
+        assert result.attempts == 1 and sup.stats("slow").budget_exhausted == 1

@@ -251,7 +251,7 @@ class ToolRunner:
                 watchdog = None
             elif replay is None:
                 watchdog.answers = self.cut_is_final(spec)
-        if budget is not None:
+        if budget is not None and replay is None:  # a replay goes on with the same call
             budget.deposit(trio.current_time())
         if observer is not None:
             observer.call_running(call)
