@@ -419,6 +419,15 @@ class ToolActor:
         call.in_attempt = False  # the attempt is over (cut): the loop goes on from it
         # The watchdog answered the caller already: the loop still records the cut
         # attempt (the breaker, the observer), and its end is a no-op on the ended call.
+        if answered is not None and runner.cut_is_final(runner.spec):
+            # The call is over and its loop cannot retry: the replay only records the
+            # attempt (breaker, observer) and never waits, so it needs no scope to
+            # bound it.
+            try:
+                await runner.run(call, me, replay=answered)
+            finally:
+                self._record_done()
+            return
         timed_out = answered if answered is not None else runner.attempt_timed_out(call)
         try:
             with trio.CancelScope() as scope:
