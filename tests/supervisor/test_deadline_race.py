@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import toolvisor as tv
+from toolvisor.testing import settle
 
 N = 40
 
@@ -113,8 +114,9 @@ async def test_a_timeout_storm_answers_every_caller_before_any_cut_attempt_unwin
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # N calls time out in the same instant: the watchdog answers all of their callers
-    # first and cuts their workers a scheduling round later, so no caller waits behind
-    # the unwinding of the others' attempts; each attempt still unwinds and is recorded.
+    # first and their workers are cut once the program is idle, so no caller waits
+    # behind the unwinding of the others' attempts; each attempt still unwinds and is
+    # recorded.
     seen: list[str] = []
 
     async def hang(_args: dict[str, Any]) -> None:
@@ -140,6 +142,8 @@ async def test_a_timeout_storm_answers_every_caller_before_any_cut_attempt_unwin
                 nursery.start_soon(one)
         # The workers unwind once their callers ran; the breaker records every attempt.
         await trio.testing.wait_all_tasks_blocked()
+        assert seen == ["answered"] * N
+        await settle()
         assert seen == ["answered"] * N + ["unwound"] * N
         stats = sup.stats("storm")
         assert (stats.timeouts, stats.failures, stats.in_flight) == (N, N, 0)

@@ -2,8 +2,9 @@
 
 A tool with one attempt per call (``NoRetryPolicy``) and ``timeout_s=1`` behind a
 Standard breaker: a first attempt cut at its timeout ends its call, so the actor's
-watchdog answers the caller at the deadline and cuts the attempt one scheduling round
-later; the breaker records the failure when the cut attempt unwinds. Rules issue
+watchdog answers the caller at the deadline and the attempt is cut once the program is
+idle (or as the next call is about to start); the breaker records the failure when the
+cut attempt unwinds. Rules issue
 batches of calls in one instant (instant successes, instant failures, hangs), against a
 small bulkhead so that calls queue, and move a MockClock. The model replays, in the
 order they happened, every attempt's start, every success, and every call's failure
@@ -16,7 +17,7 @@ an open breaker refuses every call (its recovery is never reached here). It chec
   breaker records it later;
 - a call is refused with ``CircuitOpenError`` only while the model's breaker is open,
   and the breaker's own state and failure count agree with the model's once every task
-  has settled;
+  has settled (``toolvisor.testing.settle``: the deferred cuts included);
 - every call ends exactly once, a hang with ``ToolTimeoutError`` exactly ``timeout_s``
   after its attempt started (the answer is not late by a single clock tick).
 """
@@ -41,6 +42,7 @@ from trio_thread import TrioThread
 
 import toolvisor as tv
 from toolvisor.events import CallFailed, Event
+from toolvisor.testing import settle
 
 TIMEOUT_S = 1.0
 STEP_S = 0.25
@@ -162,6 +164,9 @@ class TimeoutsAndBreaker(RuleBasedStateMachine):
     def the_breaker_is_the_models(self) -> None:
         if self.run is None:
             return
+        # The breaker records the timed-out attempts once the run is idle; calls queued
+        # behind them may start meanwhile, so the model reads the log after that.
+        self.step(settle)
         is_open, failures = self.replay()
 
         async def read() -> tuple[str, int]:

@@ -40,6 +40,7 @@ import trio
 
 from ..errors import ToolTimeoutError
 from ..events import ConcurrencyLimitChanged
+from . import sweeper
 from .call import Call, CallState
 from .pipeline import ToolRunner
 
@@ -97,6 +98,7 @@ class ToolActor:
         "_alarm",
         "_alarm_at",
         "_clock",
+        "_deferred",
         "_idle",
         "_limiter",
         "_nursery",
@@ -131,6 +133,9 @@ class ToolActor:
         # is still to come, and what workers about to start a call wait on meanwhile.
         self._unrecorded = 0
         self._recorded: trio.Event | None = None
+        # The workers of answered calls whose cut waits for the sweeper, oldest first
+        # (None while there are none: idle actors are many).
+        self._deferred: list[tuple[_Worker, Call]] | None = None
         # self._clock() without its lookups (the run's clock is fixed for the run).
         self._clock = trio.lowlevel.current_clock().current_time
         # The gate of an adaptive (or reconfigured) bulkhead; None: the pool is the gate.
@@ -171,6 +176,9 @@ class ToolActor:
         """Crash this incarnation: every worker is cancelled, ``crash`` says why."""
         if self.crash is None:
             self.crash = reason
+        if self._deferred is not None:
+            self._deferred = None  # the cancellation below cuts them
+            sweeper.forget(self)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
         elif self._waiting is not None:
@@ -487,8 +495,12 @@ class ToolActor:
         """Wait until the breaker recorded every attempt the watchdog answered for.
 
         A call starting now must see the breaker as those attempts left it (one of them
-        may have opened it), as it would had each worker recorded its attempt at once.
+        may have opened it), as it would had each worker recorded its attempt at once:
+        the workers whose cut was deferred are cut now.
         """
+        if self._deferred is not None:
+            self.cut_deferred(math.inf)
+            sweeper.forget(self)
         event = self._recorded
         if event is None:
             event = self._recorded = trio.Event()
@@ -532,23 +544,41 @@ class ToolActor:
             for worker in cut:
                 worker.scope.cancel()  # type: ignore[union-attr]
             if answered:
-                # The callers answered here run in trio's next batch; their workers are
-                # cut one batch later, so a timeout storm's replies do not wait behind
-                # the cleanup of as many cut attempts. A worker whose tool returned
-                # meanwhile (its value stands, see _serve) is not cut: it may serve
-                # another call by now.
-                await trio.lowlevel.checkpoint()
-                _cut_answered(answered)
+                # The callers answered here run in trio's next batch; their workers'
+                # cuts wait until the program is idle (see sweeper.py), so a timeout
+                # storm's replies do not wait behind the cleanup of as many attempts.
+                deferred = self._deferred
+                if deferred is None:
+                    self._deferred = answered
+                    sweeper.defer(self)
+                else:
+                    deferred += answered
                 del answered  # this frame lives as long as the actor: it keeps no call
-                continue  # deadlines written down meanwhile: look at the pool again
             self._alarm_at = wake
             with trio.CancelScope(deadline=wake) as alarm:
                 self._alarm = alarm
                 await trio.sleep_forever()
 
+    def has_deferred(self) -> bool:
+        """Whether workers of answered calls wait for their cut."""
+        return self._deferred is not None
 
-def _cut_answered(answered: list[tuple[_Worker, Call]]) -> None:
-    """Cut the workers of the calls the watchdog answered, each still on that call."""
-    for worker, call in answered:
-        if worker.current is call and worker.answered is not None:
-            worker.scope.cancel()  # type: ignore[union-attr]
+    def cut_deferred(self, budget: float) -> float:
+        """Cut up to ``budget`` of the workers of answered calls, oldest first; return
+        what is left of ``budget``.
+
+        A worker whose tool returned meanwhile (its value stands, see _serve) is not
+        cut: it may serve another call by now.
+        """
+        deferred = self._deferred
+        if deferred is None:
+            return budget
+        n = len(deferred) if budget >= len(deferred) else int(budget)
+        for worker, call in deferred[:n]:
+            if worker.current is call and worker.answered is not None:
+                worker.scope.cancel()  # type: ignore[union-attr]
+        if n == len(deferred):
+            self._deferred = None
+        else:
+            del deferred[:n]
+        return budget - n

@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
+from ..actors import sweeper
 from ..actors.pipeline import make_invoker
 from ..errors import RateLimitError
 from ..events import Event
@@ -64,6 +65,7 @@ __all__ = [
     "RateLimitError",
     "make_supervisor_fixture",
     "open_test_supervisor",
+    "settle",
 ]
 
 _E = TypeVar("_E", bound=Event)
@@ -293,6 +295,23 @@ class EventLog:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+
+async def settle() -> None:
+    """Wait until every task is blocked, with the cleanup toolvisor defers done.
+
+    ``trio.testing.wait_all_tasks_blocked()``, then the cleanup of attempts whose callers
+    were answered at their timeout, then that wait again. toolvisor cancels those
+    attempts (and the breaker records them) once the program is idle, so that a timeout
+    storm's answers do not wait behind that cleanup; a test that checks the breaker or
+    the tool's own cleanup right after a timeout awaits this first. It does not move the
+    clock.
+    """
+    import trio.testing  # here: it imports pytest, which only tests have
+
+    await trio.testing.wait_all_tasks_blocked()
+    sweeper.flush()
+    await trio.testing.wait_all_tasks_blocked()
 
 
 @asynccontextmanager

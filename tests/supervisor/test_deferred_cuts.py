@@ -1,0 +1,160 @@
+"""Attempts answered at their timeout are cut later, by the run's sweeper: when?
+
+The watchdog answers a caller whose first attempt ran out of ``timeout_s`` at the
+deadline; cancelling the attempt (and the breaker's record of it) waits until the
+program is idle, or at most ``MAX_DEFER_S`` in a program that never is, or until a
+worker of the tool is about to start a call. These tests pin each of those moments on
+trio's MockClock, and check that nothing is lost when the actor is killed meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+
+import toolvisor as tv
+from toolvisor.actors import sweeper
+from toolvisor.testing import settle
+
+
+def _spec(name: str, **kw: Any) -> tv.FunctionToolSpec:
+    return tv.FunctionToolSpec(
+        id=f"{name}-v1",
+        tool_name=name,
+        parameters=[tv.NumericParameter(name="sleep", required=True)],
+        timeout_s=1.0,
+        circuit_breaker_policy=tv.StandardCircuitBreakerPolicy(
+            failure_threshold=1, recovery_timeout=60
+        ),
+        **kw,
+    )
+
+
+class Hang:
+    """A tool that sleeps ``args["sleep"]`` seconds and notes when it was cut."""
+
+    def __init__(self) -> None:
+        self.cut_at: list[float] = []
+
+    async def __call__(self, args: dict[str, Any]) -> float:
+        try:
+            await trio.sleep(args["sleep"])
+        except trio.Cancelled:
+            self.cut_at.append(trio.current_time())
+            raise
+        return float(args["sleep"])
+
+
+async def time_out(sup: tv.Supervisor) -> float:
+    """Call the hanging tool until its timeout answers; return when it did."""
+    start = trio.current_time()
+    with pytest.raises(tv.ToolTimeoutError):
+        await sup.execute("hang", {"sleep": 100.0})
+    answered = trio.current_time()
+    assert answered - start == 1.0  # the answer is at the deadline
+    return answered
+
+
+async def test_an_answered_attempt_is_cut_and_recorded_once_the_program_is_idle(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hang = Hang()
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(_spec("hang"), hang)
+        answered = await time_out(sup)
+        await trio.testing.wait_all_tasks_blocked()
+        assert hang.cut_at == []  # not yet: the sweeper looks every IDLE_S
+        assert sup.stats("hang").breaker_state == "closed"
+        await trio.sleep(3 * sweeper.IDLE_S)
+        # The run was idle at the sweeper's first look: cut then, and recorded.
+        assert hang.cut_at == [pytest.approx(answered + sweeper.IDLE_S)]
+        assert sup.stats("hang").breaker_state == "open"
+
+
+async def test_in_a_program_that_never_idles_the_cut_waits_at_most_max_defer_s(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hang = Hang()
+
+    async def busy() -> None:
+        while True:  # noqa: ASYNC110 - a timer always due within IDLE_S: never idle
+            await trio.sleep(sweeper.IDLE_S / 4)
+
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(_spec("hang"), hang)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(busy)
+            answered = await time_out(sup)
+            await trio.sleep(sweeper.MAX_DEFER_S / 2)
+            assert hang.cut_at == []
+            await trio.sleep(sweeper.MAX_DEFER_S)
+            assert len(hang.cut_at) == 1
+            assert answered < hang.cut_at[0] <= answered + sweeper.MAX_DEFER_S + sweeper.IDLE_S
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_call_about_to_start_cuts_the_answered_attempts_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The next call must see the breaker the timed-out attempt opened, and must not run
+    # beside it: the worker that takes it cuts the deferred attempt and waits for its
+    # record, in the same instant.
+    hang = Hang()
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(_spec("hang"), hang)
+        answered = await time_out(sup)
+        with pytest.raises(tv.CircuitOpenError):
+            await sup.execute("hang", {"sleep": 0.0})
+        assert hang.cut_at == [answered]
+        assert trio.current_time() == answered
+
+
+async def test_more_than_a_chunk_is_cut_over_several_idle_moments(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = sweeper.CHUNK + 10
+    hang = Hang()
+    spec = _spec("hang", max_concurrency=calls)
+    spec.circuit_breaker_policy = tv.StandardCircuitBreakerPolicy(
+        failure_threshold=calls + 1, recovery_timeout=60
+    )
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, hang)
+
+        async def one() -> None:
+            with pytest.raises(tv.ToolTimeoutError):
+                await sup.execute("hang", {"sleep": 100.0})
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(calls):
+                nursery.start_soon(one)
+        answered = trio.current_time()
+        await trio.sleep(10 * sweeper.IDLE_S)
+        # A chunk at each of the sweeper's first two looks (the run idle at both).
+        first, second = answered + sweeper.IDLE_S, answered + 2 * sweeper.IDLE_S
+        assert sorted(hang.cut_at) == [pytest.approx(first)] * sweeper.CHUNK + [
+            pytest.approx(second)
+        ] * (calls - sweeper.CHUNK)
+        stats = sup.stats("hang")
+        assert (stats.timeouts, stats.failures, stats.in_flight) == (calls, calls, 0)
+        assert spec.circuit_breaker_policy.failure_count("hang") == calls
+
+
+async def test_an_actor_killed_with_deferred_cuts_restarts_and_serves(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hang = Hang()
+    spec = _spec("hang")
+    spec.circuit_breaker_policy = tv.NoOpCircuitBreakerPolicy()
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, hang)
+        await time_out(sup)
+        await sup.kill("hang")  # before the sweeper's first look
+        assert len(hang.cut_at) == 1  # the kill cancelled the attempt
+        await settle()
+        assert len(hang.cut_at) == 1
+        assert await sup.execute("hang", {"sleep": 0.5}) == 0.5
+        stats = sup.stats("hang")
+        assert (stats.timeouts, stats.successes, stats.in_flight) == (1, 1, 0)
