@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import outcome
 import trio
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from ..policies.fallback import FallbackPolicy
     from .observer import CallObserver
 
-__all__ = ["Call", "CallState", "deadline_of"]
+__all__ = ["Call", "CallState", "deadline_of", "raise_alone"]
 
 log = logging.getLogger("toolvisor")
 
@@ -222,7 +222,12 @@ class Call:
         if isinstance(result, outcome.Value):
             return result.value
         if isinstance(result, outcome.Error):
-            raise result.error
+            # The error's traceback keeps this frame: it must keep neither the call
+            # (whose outcome is the error) nor the error, or each failed call leaves a
+            # reference cycle that only the garbage collector frees.
+            box: list[BaseException] = [result.error]
+            del self, result
+            raise_alone(box)
         raise RuntimeError("this call was cancelled; it has no reply")
 
     @property
@@ -423,23 +428,55 @@ class Call:
         """
         if self.state == CallState.DONE:
             return self.result()
+        abort = _Abort(self)
         try:
             if self.deadline == math.inf:
                 self._waiter = trio.lowlevel.current_task()
-                return await trio.lowlevel.wait_task_rescheduled(self._abort)
+                return await trio.lowlevel.wait_task_rescheduled(abort)
             with trio.move_on_at(self.deadline):
                 self._waiter = trio.lowlevel.current_task()
-                return await trio.lowlevel.wait_task_rescheduled(self._abort)
+                return await trio.lowlevel.wait_task_rescheduled(abort)
         except trio.Cancelled:
             self.cancel()
             raise
+        except BaseException:
+            # The call's error, raised: its traceback keeps this frame and trio's (which
+            # holds ``abort``), so neither may keep the call (see result()).
+            del self
+            raise
+        finally:
+            abort.call = None
         # The call times out, unless it ended as the deadline fired (its outcome stands);
         # either way its reply is its outcome (a fallback's value, maybe).
         self.time_out()
         return self.result()
 
-    def _abort(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
-        """The waiting task is cancelled: give up the call (the waiter ends it next)."""
-        self._waiter = None
-        self.abandon()
+
+def raise_alone(box: list[BaseException]) -> NoReturn:
+    """Raise the one error in ``box`` from a frame that keeps no reference to it.
+
+    A frame on an error's traceback that refers to the error (or to a call whose outcome
+    it is) makes a reference cycle, freed only by the garbage collector.
+    """
+    error = box.pop()
+    try:
+        raise error
+    finally:
+        del error
+
+
+class _Abort:
+    """``wait()``'s abort function: its waiting task is cancelled, so the call is given
+    up (the waiter ends it next). It lets go of the call once the wait is over."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Call) -> None:
+        self.call: Call | None = call
+
+    def __call__(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        call = self.call
+        if call is not None:
+            call._waiter = None
+            call.abandon()
         return trio.lowlevel.Abort.SUCCEEDED

@@ -38,6 +38,7 @@ they propagate, and whoever cancelled ends the call.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import weakref
@@ -59,7 +60,7 @@ from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, R
 from ..policies.hedging import HedgingPolicy
 from ..policies.retry import ExponentialBackoffRetryPolicy, FixedRetryPolicy, NoRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
-from .call import Call
+from .call import Call, raise_alone
 from .observer import ATTEMPT_CONTEXT, AttemptContext, CallObserver
 from .stats import Counters
 
@@ -286,6 +287,13 @@ class ToolRunner:
             if self.publish is not None:
                 self._observe_breaker()
             call.succeed(value)
+        finally:
+            # The tool's errors keep in their tracebacks the frames of this loop (this
+            # one, the retry policy's, the breaker's), and the call keeps its errors
+            # (its outcome, last_error): those frames must not keep the call, or each
+            # failed call leaves a reference cycle that only the garbage collector frees.
+            attempts.call = None  # type: ignore[assignment]
+            del call, replay
 
     def cut_is_final(self, spec: CompiledSpec) -> bool:
         """Whether a first attempt of ``spec`` cut at ``timeout_s`` ends its call.
@@ -331,11 +339,21 @@ class ToolRunner:
 
     async def _timed(self, call: Call) -> Any:
         """One attempt under its own ``timeout_s`` scope."""
-        with trio.move_on_after(self.spec.timeout_s):
-            if self.spec.chaos:
-                return await self._chaotic(call)
-            return await self.invoke(call.args, self.context(call) if self.takes_ctx else call.ctx)
-        raise self.attempt_timed_out(call)
+        # The attempt's error keeps this frame in its traceback: on the way out the frame
+        # lets go of the call and of the error (a reference cycle otherwise, see run).
+        try:
+            with trio.move_on_after(self.spec.timeout_s):
+                if self.spec.chaos:
+                    return await self._chaotic(call)
+                return await self.invoke(
+                    call.args, self.context(call) if self.takes_ctx else call.ctx
+                )
+        except BaseException:
+            del call
+            raise
+        box: list[BaseException] = [self.attempt_timed_out(call)]
+        del call
+        return raise_alone(box)
 
     async def _race(
         self,
@@ -615,11 +633,14 @@ async def _inside(enter: AttemptContext, attempt: Awaitable[Any]) -> Any:
 
 def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:
     """An attempt that ends at once with ``error`` (an outcome that already happened)."""
+    box: list[BaseException] = [error]
+    return functools.partial(_raise, box)
 
-    async def replayed() -> Any:
-        raise error
 
-    return replayed
+async def _raise(box: list[BaseException]) -> Any:
+    # Boxed so that this frame, which the error's traceback keeps, does not keep the
+    # error (a closure over it would: a cycle).
+    raise_alone(box)
 
 
 def _race_lost(errors: list[Exception]) -> Exception:

@@ -444,7 +444,12 @@ class _PybreakerPolicy(abc.ABC):
         except Exception as exc:
             tripped = circuit.record_failure(epoch, exc)
             if tripped is not None:
-                raise tripped from exc
+                # This frame is on both errors' tracebacks: it must not keep them (a
+                # reference cycle, freed only by the garbage collector).
+                try:
+                    raise tripped from exc
+                finally:
+                    del tripped
             raise
         except BaseException:
             circuit.abandon(epoch)

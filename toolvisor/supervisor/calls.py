@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..actors.call import Call
+from ..actors.call import Call, raise_alone
 from ..errors import CircuitOpenError, RateLimitedError, ToolOverloadedError
 from ..events import RateLimited
 from ..spec import ExecutionContext
@@ -41,12 +41,23 @@ def post(route: Route, call: Call) -> bool:
     ``ToolUnavailableError`` / ``SupervisorClosedError`` (the tool does not run),
     ``ToolOverloadedError`` (inbox full, ``overflow="reject"``).
     """
+    sent = _post(route, call)
+    if type(sent) is bool:
+        return sent
+    # The error's traceback keeps this frame: it lets go of the call (whose outcome is
+    # the error) and of the error before raising it (see Call.result).
+    box: list[BaseException] = [sent]
+    del sent, call
+    return raise_alone(box)
+
+
+def _post(route: Route, call: Call) -> bool | Exception:
+    """:func:`post`, returning the error of a call it ended instead of raising it."""
     retry_after = route.spec.retry_after
     if retry_after is not None:
         wait = retry_after(route.name)
         if wait is not None:
-            refuse(call, CircuitOpenError(route.name, wait))
-            return True
+            return refusal(call, CircuitOpenError(route.name, wait))
     refused: Exception
     if route.status == "running":
         limit = route.spec.rate_limit
@@ -57,8 +68,7 @@ def post(route: Route, call: Call) -> bool:
                 if delay > 0:
                     call.admit_at = now + delay
                     return False
-                _rate_limited(route, call, -delay)
-                return True
+                return _rate_limited(route, call, -delay)
         try:
             route.inbox_send.send_nowait(call)
         except trio.WouldBlock:
@@ -74,25 +84,33 @@ def post(route: Route, call: Call) -> bool:
             return True
     else:
         refused = route.unavailable()
-    refuse(call, refused)
-    return True
+    return refusal(call, refused)
+
+
+def refusal(call: Call, error: Exception) -> bool | Exception:
+    """End ``call`` as rejected with ``error`` (the tool did not run); ``error`` to
+    raise, or True if the spec's fallback answered the call instead."""
+    call.reject(error)
+    return True if call.replaced is not None else error
 
 
 def refuse(call: Call, error: Exception) -> None:
     """End ``call`` as rejected with ``error`` (the tool did not run) and raise it, unless
     the spec's fallback answered the call instead."""
-    call.reject(error)
-    if call.replaced is None:
-        raise error
+    refused = refusal(call, error)
+    if isinstance(refused, Exception):
+        box: list[BaseException] = [refused]
+        del refused, error, call  # see post()
+        raise_alone(box)
 
 
-def _rate_limited(route: Route, call: Call, retry_after: float) -> None:
-    """The rate limit has no token for ``call`` in time: refuse it (see :func:`post`)."""
+def _rate_limited(route: Route, call: Call, retry_after: float) -> bool | Exception:
+    """The rate limit has no token for ``call`` in time: refuse it (see :func:`_post`)."""
     call.counters.rate_limited += 1
     publish = route.runner.publish
     if publish is not None:
         publish(RateLimited(tool=route.name, retry_after=retry_after, at=trio.current_time()))
-    refuse(call, RateLimitedError(route.name, retry_after))
+    return refusal(call, RateLimitedError(route.name, retry_after))
 
 
 async def send(route: Route, call: Call) -> None:
@@ -112,7 +130,12 @@ def send_and_wait(route: Route, call: Call) -> Awaitable[Any]:
     here and the caller awaits ``call.wait()`` directly, one frame less per call in
     flight (100,000 calls in flight hold 100,000 of them).
     """
-    if post(route, call):
+    try:
+        sent = post(route, call)
+    except BaseException:
+        del call  # the error's traceback keeps this frame (see post)
+        raise
+    if sent:
         return call.wait()
     return _send_then_wait(route, call)
 

@@ -386,7 +386,11 @@ class Supervisor:
         call = Call.new(route.spec, route.counters, args, ctx, timeout, self._observer)
         if route.spec.idempotent:
             return call, self._idem.run(route.spec, call, functools.partial(send_and_wait, route))
-        return call, send_and_wait(route, call)
+        try:
+            return call, send_and_wait(route, call)
+        except BaseException:
+            del call  # a refusal's traceback keeps this frame (see calls.post)
+            raise
 
     async def _idempotent_in_task(self, route: Route, call: Call, relay: Relay) -> None:
         """Run an idempotent ``submit()`` in the supervisor's nursery; answer ``relay``."""
