@@ -9,6 +9,7 @@ trio's MockClock, and check that nothing is lost when the actor is killed meanwh
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -47,11 +48,11 @@ class Hang:
         return float(args["sleep"])
 
 
-async def time_out(sup: tv.Supervisor) -> float:
-    """Call the hanging tool until its timeout answers; return when it did."""
+async def time_out(sup: tv.Supervisor, tool: str = "hang") -> float:
+    """Call a hanging tool until its timeout answers; return when it did."""
     start = trio.current_time()
     with pytest.raises(tv.ToolTimeoutError):
-        await sup.execute("hang", {"sleep": 100.0})
+        await sup.execute(tool, {"sleep": 100.0})
     answered = trio.current_time()
     assert answered - start == 1.0  # the answer is at the deadline
     return answered
@@ -158,3 +159,34 @@ async def test_an_actor_killed_with_deferred_cuts_restarts_and_serves(
         assert await sup.execute("hang", {"sleep": 0.5}) == 0.5
         stats = sup.stats("hang")
         assert (stats.timeouts, stats.successes, stats.in_flight) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("queued", [True, False], ids=["queued before", "sent after"])
+async def test_a_call_waiting_for_a_busy_bulkhead_does_not_wait_for_the_sweeper(
+    autojump_clock: trio.testing.MockClock, queued: bool
+) -> None:
+    # One worker, hung and answered: the next call, queued behind it or sent once it was
+    # answered, starts as the worker is cut, in the instant of the answer.
+    started: list[float] = []
+
+    async def tool(args: dict[str, Any]) -> float:
+        started.append(trio.current_time())
+        await trio.sleep(args["sleep"])
+        return float(args["sleep"])
+
+    spec = _spec("one", max_concurrency=1)
+    spec.circuit_breaker_policy = tv.NoOpCircuitBreakerPolicy()
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(spec, tool)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(time_out, sup, "one"))
+            await trio.testing.wait_all_tasks_blocked()
+            if queued:
+                assert await sup.execute("one", {"sleep": 0.5}) == 0.5
+            else:
+                await trio.sleep(1.0)
+                await trio.testing.wait_all_tasks_blocked()
+                # The answer came; the worker waits for its cut (the sweeper looks at 1.001).
+                assert sup.stats("one").in_flight == 0
+                assert await sup.execute("one", {"sleep": 0.5}) == 0.5
+        assert started == [0.0, 1.0]

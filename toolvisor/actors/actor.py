@@ -302,6 +302,8 @@ class ToolActor:
                 await self._until_recorded()
             if self._limiter is not None:
                 await self._acquire(me)
+                if self._unrecorded:  # answered while this worker waited for its slot
+                    await self._until_recorded()
             now = clock()
             if call.state != CallState.QUEUED:
                 pass  # the caller gave up while it was queued: drop it
@@ -412,7 +414,8 @@ class ToolActor:
 
         The caller gave up (the call is over), the call's deadline passed (it times out),
         or the watchdog cut the first attempt at ``timeout_s``: that attempt's outcome is a
-        retryable ``ToolTimeoutError``, replayed into the attempt loop under a new scope.
+        retryable ``ToolTimeoutError``, replayed into the attempt loop (under a new scope,
+        unless the watchdog answered the call and the loop cannot retry).
         """
         answered, me.answered = me.answered, None
         if answered is None:
@@ -435,6 +438,9 @@ class ToolActor:
                 await runner.run(call, me, replay=answered)
             finally:
                 self._record_done()
+                # What the replay wrote down (a reconfigured spec's call deadline) is
+                # not this worker's next call's.
+                me.deadline = math.inf
             return
         timed_out = answered if answered is not None else runner.attempt_timed_out(call)
         try:
@@ -498,9 +504,7 @@ class ToolActor:
         may have opened it), as it would had each worker recorded its attempt at once:
         the workers whose cut was deferred are cut now.
         """
-        if self._deferred is not None:
-            self.cut_deferred(math.inf)
-            sweeper.forget(self)
+        self.cut_all_deferred()
         event = self._recorded
         if event is None:
             event = self._recorded = trio.Event()
@@ -554,10 +558,25 @@ class ToolActor:
                 else:
                     deferred += answered
                 del answered  # this frame lives as long as the actor: it keeps no call
+                if self.inbox.statistics().current_buffer_used:
+                    self.cut_all_deferred()  # calls wait for those workers: no delay
             self._alarm_at = wake
             with trio.CancelScope(deadline=wake) as alarm:
                 self._alarm = alarm
                 await trio.sleep_forever()
+
+    def cut_all_deferred(self) -> None:
+        """Cut every deferred worker now: a call of this actor needs them (or their
+        records) to start."""
+        if self._deferred is not None:
+            self.cut_deferred(math.inf)
+            sweeper.forget(self)
+
+    def wants_workers(self) -> None:
+        """A call just went into the inbox: if every worker is busy, the deferred ones
+        are cut now rather than when the run is idle (the call waits for one)."""
+        if self._idle == 0:
+            self.cut_all_deferred()
 
     def has_deferred(self) -> bool:
         """Whether workers of answered calls wait for their cut."""

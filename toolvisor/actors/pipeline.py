@@ -632,7 +632,10 @@ async def _inside(enter: AttemptContext, attempt: Awaitable[Any]) -> Any:
 
 
 def _raiser(error: Exception) -> Callable[[], Awaitable[Any]]:
-    """An attempt that ends at once with ``error`` (an outcome that already happened)."""
+    """An attempt that ends at once with ``error`` (an outcome that already happened).
+
+    It runs once: a breaker runs its ``func`` at most once per attempt.
+    """
     box: list[BaseException] = [error]
     return functools.partial(_raise, box)
 

@@ -22,7 +22,9 @@ Nothing waits on the sweeper for correctness:
 * a worker of the actor about to start a call cuts that actor's deferred workers itself
   and waits for their records (``ToolActor._until_recorded``), so every call starts
   after the breaker saw the cut attempts, and after they stopped running, as it would
-  had they been cut at once;
+  had they been cut at once; and a call that goes into the inbox while every worker of
+  the actor is busy (``ToolActor.wants_workers``), or waits there as calls are answered,
+  has the deferred workers cut at once: it does not wait for the sweeper;
 * the attempt may still return on its own meanwhile: its value is what the breaker
   records (the caller's answer, first, stands), and its worker is not cut;
 * ``kill()`` cancels every worker of the actor, deferred or not.
@@ -83,7 +85,7 @@ class _Sweeper:
         for actor in list(actors):
             budget = actor.cut_deferred(budget)
             if not actor.has_deferred():
-                del actors[actor]
+                actors.pop(actor, None)
             if budget <= 0:
                 return
 

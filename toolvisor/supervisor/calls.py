@@ -81,6 +81,9 @@ def _post(route: Route, call: Call) -> bool | Exception:
         except trio.ClosedResourceError:
             refused = route.unavailable()
         else:
+            actor = route.actor
+            if actor is not None and actor.has_deferred():
+                actor.wants_workers()  # timed-out attempts wait for their cut
             return True
     else:
         refused = route.unavailable()
