@@ -88,6 +88,12 @@ async def _hangs(args: dict[str, Any]) -> Any:
             id="the tool raises on every retry",
         ),
         pytest.param(
+            _spec("hedged", read_only=True, hedging=tv.HedgingPolicy(delay=0.1)),
+            _declines,
+            DeclinedError,
+            id="a hedged race every attempt lost",
+        ),
+        pytest.param(
             _spec("hangs", timeout_s=1.0),
             _hangs,
             tv.ToolTimeoutError,

@@ -368,19 +368,14 @@ class ToolRunner:
         the race as one attempt, and each hedged attempt's tool runs inside its
         ``attempt_context``, as the first's does."""
         schedule = hedging.schedule(trio.current_time())
-
-        def hedge() -> Awaitable[Any]:
-            n = call.attempts = call.attempts + 1
-            call.in_attempt = True
-            self.counters.hedged += 1
-            if self.publish is not None:
-                self.publish(HedgeLaunched(tool=call.tool, attempt=n, at=trio.current_time()))
-            attempt = self._timed(call)
-            return attempt if observer is None else _observed(observer, call, attempt)
-
+        hedge = functools.partial(self._hedge, call, observer)
         send, receive = trio.open_memory_channel[outcome.Outcome[Any]](math.inf)
         scopes: list[trio.CancelScope] = []
         errors: list[Exception] = []
+        result: outcome.Outcome[Any] | None = None
+        error: BaseException | None = None
+        run: Callable[[], Awaitable[Any]] = first
+        lost: BaseException
         try:
             async with trio.open_nursery() as nursery:
                 try:
@@ -414,8 +409,27 @@ class ToolRunner:
                     for scope in scopes:
                         scope.cancel()
         except BaseExceptionGroup as group:
-            raise _one_of(group) from None
-        raise _race_lost(errors)
+            lost = _one_of(group)
+            lost.__cause__ = None  # raised "from None", as the race's own
+        else:
+            lost = _race_lost(errors)
+        finally:
+            receive.close()  # drops the outcomes no one took
+        # The lost race's error keeps this frame (and the attempts') in its traceback:
+        # they let go of the call, which keeps that error (a cycle otherwise, see run).
+        box: list[BaseException] = [lost]
+        del lost, errors, result, error, call, hedge, run
+        return raise_alone(box)
+
+    def _hedge(self, call: Call, observer: CallObserver | None) -> Awaitable[Any]:
+        """A hedged attempt of ``call``'s race (not its first), under its own scope."""
+        n = call.attempts = call.attempts + 1
+        call.in_attempt = True
+        self.counters.hedged += 1
+        if self.publish is not None:
+            self.publish(HedgeLaunched(tool=call.tool, attempt=n, at=trio.current_time()))
+        attempt = self._timed(call)
+        return attempt if observer is None else _observed(observer, call, attempt)
 
     async def _contend(
         self,
@@ -429,15 +443,7 @@ class ToolRunner:
         Started (``task_status``) as soon as the breaker let the attempt begin, or
         refused it.
         """
-        began = False
-
-        def begin() -> Awaitable[Any]:
-            nonlocal began
-            attempt = run()
-            began = True
-            task_status.started()
-            return attempt
-
+        begin = _Begin(run, task_status)
         result: outcome.Outcome[Any]
         with scope:
             try:
@@ -450,9 +456,14 @@ class ToolRunner:
                 result = outcome.Error(exc)
             else:
                 result = outcome.Value(value)
-            if not began:
+            if not begin.began:
                 task_status.started()  # refused, or answered without running the tool
             send.send_nowait(result)
+            # An error's traceback keeps this frame and the breaker's (whose ``func`` is
+            # ``begin``): they keep neither the outcome nor the attempt, whose call
+            # keeps the error (a cycle otherwise, see run).
+            begin.run = None
+            del result, begin, run
 
     def _chaotic(self, call: Call) -> Awaitable[Any]:
         """One attempt inside the spec's chaos strategies (an injected fault is its failure)."""
@@ -597,6 +608,27 @@ class _Attempts:
         if observer is not None:
             observer.attempt_ended(call, exc, delay)
         self.runner._on_retry(failed, delay, exc)
+
+
+class _Begin:
+    """A race's attempt as its breaker runs it: it says it began once the tool started."""
+
+    __slots__ = ("began", "run", "task_status")
+
+    def __init__(
+        self, run: Callable[[], Awaitable[Any]], task_status: trio.TaskStatus[None]
+    ) -> None:
+        self.run: Callable[[], Awaitable[Any]] | None = run
+        self.task_status = task_status
+        self.began = False
+
+    def __call__(self) -> Awaitable[Any]:
+        run = self.run
+        assert run is not None, "a race's attempt runs once"
+        attempt = run()
+        self.began = True
+        self.task_status.started()
+        return attempt
 
 
 class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never raised out
