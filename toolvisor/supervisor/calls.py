@@ -57,7 +57,7 @@ def _post(route: Route, call: Call) -> bool | Exception:
     if retry_after is not None:
         wait = retry_after(route.name)
         if wait is not None:
-            return refusal(call, CircuitOpenError(route.name, wait))
+            return _refusal(call, CircuitOpenError(route.name, wait))
     refused: Exception
     if route.status == "running":
         limit = route.spec.rate_limit
@@ -87,10 +87,10 @@ def _post(route: Route, call: Call) -> bool | Exception:
             return True
     else:
         refused = route.unavailable()
-    return refusal(call, refused)
+    return _refusal(call, refused)
 
 
-def refusal(call: Call, error: Exception) -> bool | Exception:
+def _refusal(call: Call, error: Exception) -> bool | Exception:
     """End ``call`` as rejected with ``error`` (the tool did not run); ``error`` to
     raise, or True if the spec's fallback answered the call instead."""
     call.reject(error)
@@ -100,7 +100,7 @@ def refusal(call: Call, error: Exception) -> bool | Exception:
 def refuse(call: Call, error: Exception) -> None:
     """End ``call`` as rejected with ``error`` (the tool did not run) and raise it, unless
     the spec's fallback answered the call instead."""
-    refused = refusal(call, error)
+    refused = _refusal(call, error)
     if isinstance(refused, Exception):
         box: list[BaseException] = [refused]
         del refused, error, call  # see post()
@@ -113,7 +113,7 @@ def _rate_limited(route: Route, call: Call, retry_after: float) -> bool | Except
     publish = route.runner.publish
     if publish is not None:
         publish(RateLimited(tool=route.name, retry_after=retry_after, at=trio.current_time()))
-    return refusal(call, RateLimitedError(route.name, retry_after))
+    return _refusal(call, RateLimitedError(route.name, retry_after))
 
 
 async def send(route: Route, call: Call) -> None:
