@@ -575,7 +575,7 @@ class ToolActor:
     def wants_workers(self) -> None:
         """A call just went into the inbox: if every worker is busy, the deferred ones
         are cut now rather than when the run is idle (the call waits for one)."""
-        if self._idle == 0:
+        if self._deferred is not None and self._idle == 0:
             self.cut_all_deferred()
 
     def has_deferred(self) -> bool:

@@ -93,11 +93,18 @@ class _Sweeper:
 _SWEEPER: trio.lowlevel.RunVar[_Sweeper] = trio.lowlevel.RunVar("toolvisor_sweeper")
 
 
+def _current() -> _Sweeper | None:
+    """This run's sweeper, if a cut was deferred in it."""
+    try:
+        return _SWEEPER.get()
+    except LookupError:
+        return None
+
+
 def defer(actor: ToolActor) -> None:
     """``actor`` has deferred cuts now: have this run's sweeper make them."""
-    try:
-        sweeper = _SWEEPER.get()
-    except LookupError:
+    sweeper = _current()
+    if sweeper is None:
         sweeper = _Sweeper()
         _SWEEPER.set(sweeper)
         trio.lowlevel.spawn_system_task(sweeper.run, name="toolvisor deferred cuts")
@@ -110,17 +117,13 @@ def defer(actor: ToolActor) -> None:
 
 def flush() -> None:
     """Cut every deferred worker of this run now."""
-    try:
-        sweeper = _SWEEPER.get()
-    except LookupError:
-        return
-    sweeper.sweep(math.inf)
+    sweeper = _current()
+    if sweeper is not None:
+        sweeper.sweep(math.inf)
 
 
 def forget(actor: ToolActor) -> None:
     """``actor`` has no deferred cut left (it cut them itself, or was killed)."""
-    try:
-        sweeper = _SWEEPER.get()
-    except LookupError:
-        return
-    sweeper.actors.pop(actor, None)
+    sweeper = _current()
+    if sweeper is not None:
+        sweeper.actors.pop(actor, None)

@@ -82,8 +82,8 @@ def _post(route: Route, call: Call) -> bool | Exception:
             refused = route.unavailable()
         else:
             actor = route.actor
-            if actor is not None and actor.has_deferred():
-                actor.wants_workers()  # timed-out attempts wait for their cut
+            if actor is not None:
+                actor.wants_workers()  # timed-out attempts may wait for their cut
             return True
     else:
         refused = route.unavailable()
