@@ -57,6 +57,7 @@ from ..errors import (
     ToolTimeoutError,
 )
 from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, RetryScheduled
+from ..policies._breaker_core import CircuitState
 from ..policies.hedging import HedgingPolicy
 from ..policies.retry import ExponentialBackoffRetryPolicy, FixedRetryPolicy, NoRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
@@ -75,11 +76,14 @@ __all__ = [
 ]
 
 Invoker = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
+_STATE_NAMES: Mapping[CircuitState, str] = {state: state.value for state in CircuitState}
 Publish = Callable[[Event], None]
 
 
 def state_name(state: object) -> str:
     """``"closed"`` for ``CircuitState.CLOSED`` or a user policy's plain ``"closed"``."""
+    if type(state) is CircuitState:
+        return _STATE_NAMES[state]  # read on every call while events are subscribed
     value = getattr(state, "value", state)
     return value if isinstance(value, str) else str(value)
 

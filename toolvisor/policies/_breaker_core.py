@@ -465,7 +465,9 @@ class _PybreakerPolicy(abc.ABC):
         ``HALF_OPEN``. Outside a trio run the recorded state is returned.
         """
         circuit = self._circuits.get(tool_name)
-        return CircuitState.CLOSED if circuit is None else circuit.state_at(_now())
+        if circuit is None or circuit.clean:
+            return CircuitState.CLOSED  # closed with nothing counted: no clock to read
+        return circuit.state_at(_now())
 
     def reset(self, tool_name: str) -> None:
         """Close ``tool_name``'s breaker and clear its counters.
