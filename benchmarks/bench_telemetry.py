@@ -16,7 +16,10 @@ order rotating round by round):
   ``BatchSpanProcessor`` exports to an exporter that drops the spans (its thread's CPU
   time counts);
 * ``unbatched`` (run only when named): ``metrics`` with ``telemetry.FLUSH_AT = 1``,
-  every duration recorded in the SDK as its call or attempt ends, for comparison.
+  every duration recorded in the SDK as its call or attempt ends, for comparison;
+* ``hooks`` (run only when named): ``instrument`` with the API's no-op meter provider
+  and tracer, so the records cost nothing: toolvisor's own share (its call hooks and the
+  event subscription).
 
 The reader collects once at the end of the timed load: the durations still waiting
 for the SDK are recorded then, inside the timing (the work is paid, not deferred).
@@ -35,6 +38,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import trio
+from opentelemetry import metrics
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -45,7 +50,7 @@ from toolvisor import telemetry
 from toolvisor.telemetry import instrument
 
 CONTENDERS = ("plain", "metrics", "metrics+traces")
-ALL = (*CONTENDERS, "unbatched")
+ALL = (*CONTENDERS, "unbatched", "hooks")
 FLUSH_AT = telemetry.FLUSH_AT
 
 
@@ -75,9 +80,12 @@ def _spec() -> tv.FunctionToolSpec:
 
 
 def _round(contender: str, callers: int, calls: int) -> float:
-    meter_provider = tracer_provider = None
+    meter_provider: metrics.MeterProvider | None = None
+    tracer_provider = None
     reader = InMemoryMetricReader()
-    if contender != "plain":
+    if contender == "hooks":
+        meter_provider = NoOpMeterProvider()
+    elif contender != "plain":
         meter_provider = MeterProvider(metric_readers=[reader])
     telemetry.FLUSH_AT = 1 if contender == "unbatched" else FLUSH_AT
     if contender == "metrics+traces":
@@ -105,7 +113,7 @@ def _round(contender: str, callers: int, calls: int) -> float:
             async with trio.open_nursery() as nursery:
                 for _ in range(callers):
                     nursery.start_soon(caller, per)
-            if meter_provider is not None:
+            if isinstance(meter_provider, MeterProvider):
                 reader.get_metrics_data()  # records what waits: part of the cost
             if tracer_provider is not None:
                 tracer_provider.force_flush()  # the spans' export is part of the cost
@@ -113,7 +121,7 @@ def _round(contender: str, callers: int, calls: int) -> float:
 
     trio.run(main)
     telemetry.FLUSH_AT = FLUSH_AT
-    if meter_provider is not None:
+    if isinstance(meter_provider, MeterProvider):
         meter_provider.shutdown()
     if tracer_provider is not None:
         tracer_provider.shutdown()

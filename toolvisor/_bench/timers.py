@@ -27,19 +27,27 @@ from ._config import Config, Target, make_target
 from ._harness import Args, Tick
 from ._stats import paired_ratio, percentile, summarize
 
-__all__ = ["run_timers", "steps_timers"]
+__all__ = ["Log", "run_timers", "steps_timers"]
 
 KEYS = ("p50_ms", "p99_ms", "max_ms", "e2e_p50_ms", "e2e_p99_ms", "e2e_max_ms", "wait_p99_ms")
 
 
-class _Log:
-    """What one round saw: per call, its start, its attempt's start and its error's arrival."""
+class Log:
+    """What one round saw: per call, its start, its attempt's start and its error's arrival
+    (``time.perf_counter()``; NaN where it did not happen)."""
 
     def __init__(self, calls: int) -> None:
         self.started = [math.nan] * calls
         self.entered = [math.nan] * calls
         self.arrived = [math.nan] * calls
         self.errors = 0
+
+    def window(self, timeout_s: float) -> tuple[float, float]:
+        """When the errors were due and came: from the first attempt's deadline to the
+        last error's arrival (``time.perf_counter()``)."""
+        entered = [e for e in self.entered if e == e]
+        arrived = [a for a in self.arrived if a == a]
+        return min(entered) + timeout_s, max(arrived)
 
     def figures(self, wall: float, timeout_s: float) -> dict[str, Any]:
         late: list[float] = []
@@ -73,10 +81,12 @@ class _Log:
         }
 
 
-async def _toolvisor(calls: int, tools: int, timeout_s: float) -> dict[str, Any]:
+async def _toolvisor(
+    calls: int, tools: int, timeout_s: float, log: Log | None = None
+) -> dict[str, Any]:
     per_tool = calls // tools
     calls = per_tool * tools
-    log = _Log(calls)
+    log = Log(calls) if log is None else log
     clock = time.perf_counter
 
     async def hang(args: Args) -> object:
@@ -116,8 +126,8 @@ async def _toolvisor(calls: int, tools: int, timeout_s: float) -> dict[str, Any]
     return log.figures(wall, timeout_s)
 
 
-async def _trio(calls: int, timeout_s: float) -> dict[str, Any]:
-    log = _Log(calls)
+async def _trio(calls: int, timeout_s: float, log: Log | None = None) -> dict[str, Any]:
+    log = Log(calls) if log is None else log
     clock = time.perf_counter
 
     async def one(k: int) -> None:
@@ -140,7 +150,7 @@ async def _trio(calls: int, timeout_s: float) -> dict[str, Any]:
 
 
 async def _asyncio(calls: int, timeout_s: float) -> dict[str, Any]:
-    log = _Log(calls)
+    log = Log(calls)
     clock = time.perf_counter
     loop = asyncio.get_running_loop()
 
