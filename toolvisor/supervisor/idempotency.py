@@ -27,7 +27,10 @@ fails before the execution raises ``IdempotencyStoreError`` and nothing runs: wi
 the store, toolvisor cannot prove the call would not run twice. A store that fails
 *after* a success (``complete``) cannot take the result back: the caller gets its value,
 an error is logged, a ``ResultNotStored`` event says why, and the key is recorded as
-unknown if the store still lets it be (else the claim blocks it until its lease ends).
+unknown. Settling a key after its execution waits for the store at most ``_CLEANUP_S``;
+when the store has not answered by then (or failed to record the key either way), the
+claim stays held and renewed and the settling is tried again in the background until
+the store answers: a key is never freed by a store that is merely slow.
 
 The in-process flight table is owned by this object and mutated only synchronously
 (between awaits), so the supervisor's tasks need no lock.
@@ -93,6 +96,28 @@ class _Lease:
 
 Execute = Callable[[Call], Awaitable[Any]]
 """Sends a call to its tool and waits for its end (the supervisor's send-and-wait)."""
+
+Settle = Callable[[], Awaitable[bool]]
+"""A store operation that settles a key after its execution (complete, mark_unknown or
+release, its arguments bound)."""
+
+
+async def _bounded(settling: Awaitable[bool]) -> bool | None:
+    """Await ``settling`` (a store operation after the execution) shielded from the
+    caller's cancellation, for at most ``_CLEANUP_S``; None if the store did not answer
+    by then."""
+    with trio.move_on_after(_CLEANUP_S, shield=True):
+        return await settling
+    return None
+
+
+def _unknown(spec: CompiledSpec, call: Call, exc: BaseException) -> bool:
+    """Whether an execution that ended with ``exc`` leaves the key's outcome unknown: an
+    attempt had started and was cut (it may have had its effect) and the spec says
+    ``on_unknown_outcome="fail"``. A clean failure releases the key instead."""
+    return spec.on_unknown_outcome == "fail" and (
+        call.in_attempt or isinstance(exc, IdempotencyOutcomeUnknownError)
+    )
 
 
 class IdempotencyCache:
@@ -209,7 +234,11 @@ class IdempotencyCache:
         if stored is not None:
             call.succeed(stored.value, cached=True)
             return stored.value
-        self._hold(owner, _Lease(store, key, lease))
+        held = _Lease(store, key, lease)
+        self._hold(owner, held)
+        # The store operation that settles the key after the execution, to be tried again
+        # while the claim is kept if the store does not answer it (None: settled).
+        unsettled: Settle | None = None
         try:
             try:
                 value = await execute(call)
@@ -218,17 +247,40 @@ class IdempotencyCache:
                     # waiting on it) follow the failure it replaced.
                     raise call.replaced  # noqa: TRY301 - the failure path below settles the key
             except BaseException as exc:
-                with trio.move_on_after(_CLEANUP_S, shield=True):
-                    await self._after_failure(spec, call, store, key, owner, exc)
+                unknown = _unknown(spec, call, exc)
+                answered = await _bounded(
+                    self._after_failure(spec, call, store, key, owner, exc, unknown)
+                )
+                if not answered:
+                    if unknown:
+                        ttl = spec.idempotency_ttl_s
+                        unsettled = functools.partial(store.mark_unknown, key, owner, ttl)
+                    else:
+                        unsettled = functools.partial(store.release, key, owner)
+                    if answered is None:
+                        self._not_answered(spec, key, "settling the key after its call failed")
                 raise
+            result_json, reason = _encode(value)
             if store.persistent:  # I/O: finish it even if the caller is being cancelled now
-                with trio.move_on_after(_CLEANUP_S, shield=True):
-                    await self._store_success(spec, store, key, owner, value)
-            else:  # in memory: nothing in it waits, so nothing can cut it
-                await self._store_success(spec, store, key, owner, value)
+                answered = await _bounded(
+                    self._store_success(spec, store, key, owner, result_json, reason)
+                )
+            else:  # in memory: nothing in it waits or fails
+                answered = await self._store_success(spec, store, key, owner, result_json, reason)
+            if not answered:
+                unsettled = functools.partial(
+                    store.complete, key, owner, spec.idempotency_ttl_s, result_json, reason
+                )
+                if answered is None:
+                    self._not_answered(spec, key, "recording the success (the tool ran)")
             return value
         finally:
-            self._leases.pop(owner, None)
+            if unsettled is None:
+                self._leases.pop(owner, None)
+            else:  # the claim stays held (renewed): the key does not run again meanwhile
+                trio.lowlevel.spawn_system_task(
+                    self._settle_later, owner, held, unsettled, name="toolvisor idempotency settle"
+                )
 
     async def _delivered_again(
         self, spec: CompiledSpec, call: Call, store: IdempotencyStore, key: str, owner: str
@@ -295,15 +347,10 @@ class IdempotencyCache:
         key: str,
         owner: str,
         exc: BaseException,
-    ) -> None:
-        """The execution ended without a value: release the key, or record it unknown.
-
-        Unknown when an attempt had started and was cut (it may have had its effect) and
-        the spec says ``on_unknown_outcome="fail"``; a clean failure releases the key.
-        """
-        unknown = spec.on_unknown_outcome == "fail" and (
-            call.in_attempt or isinstance(exc, IdempotencyOutcomeUnknownError)
-        )
+        unknown: bool,
+    ) -> bool:
+        """The execution ended without a value: release the key, or record it unknown
+        (``unknown``: see :func:`_unknown`); whether the store answered."""
         try:
             if unknown:
                 done = await store.mark_unknown(key, owner, spec.idempotency_ttl_s)
@@ -320,17 +367,27 @@ class IdempotencyCache:
         except Exception as exc:
             # No traceback: the store error's own message would say the call did not run.
             log.error(  # noqa: TRY400
-                "settling idempotency key %r after its call failed: %s", key, _detail(exc)
+                "settling idempotency key %r after its call failed: %s; the claim is kept "
+                "and the store asked again",
+                key,
+                _detail(exc),
             )
-            return
+            return False
         if not done:
             log.warning("idempotency key %r: the claim was lost before the call ended", key)
+        return True
 
     async def _store_success(
-        self, spec: CompiledSpec, store: IdempotencyStore, key: str, owner: str, value: Any
-    ) -> None:
-        """Record the success of ``key``; never silent when that fails."""
-        result_json, reason = _encode(value)
+        self,
+        spec: CompiledSpec,
+        store: IdempotencyStore,
+        key: str,
+        owner: str,
+        result_json: str | None,
+        reason: str | None,
+    ) -> bool:
+        """Record the success of ``key``; never silent when that fails. False when the
+        store failed to record it, as done or as unknown (the claim then stays held)."""
         try:
             stored = await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
@@ -340,7 +397,7 @@ class IdempotencyCache:
             if not stored:
                 reason = "the claim was lost before the success could be recorded"
         if reason is None:
-            return
+            return True
         log.error("idempotency key %r of tool %r: %s", key, spec.tool_name, reason)
         if self.publish is not None:
             self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
@@ -350,8 +407,50 @@ class IdempotencyCache:
                 await store.mark_unknown(key, owner, spec.idempotency_ttl_s)
             except Exception as exc:
                 log.error(  # noqa: TRY400 - as above: the tool ran
-                    "recording idempotency key %r as unknown failed: %s", key, _detail(exc)
+                    "recording idempotency key %r as unknown failed: %s; the claim is kept "
+                    "and the store asked again",
+                    key,
+                    _detail(exc),
                 )
+                return False
+        return True
+
+    def _not_answered(self, spec: CompiledSpec, key: str, what: str) -> None:
+        """The store did not answer the operation settling ``key`` within ``_CLEANUP_S``."""
+        reason = (
+            f"the idempotency store did not answer within {_CLEANUP_S:g} s while {what}; "
+            "the claim is kept (the key does not run again) and the store asked again"
+        )
+        log.error("idempotency key %r of tool %r: %s", key, spec.tool_name, reason)
+        if self.publish is not None:
+            self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
+
+    async def _settle_later(self, owner: str, lease: _Lease, settle: Settle) -> None:
+        """Keep ``owner``'s claim held and try ``settle`` again until the store answers
+        it, then let the claim go (a system task: it never raises).
+
+        The claim stays renewed meanwhile, so no call runs the key; it is given up only
+        when the renewer finds it lost (its lease ended in the store).
+        """
+        wait = min(1.0, lease.ttl_s / 3)
+        try:
+            while self._leases.get(owner) is lease:
+                await trio.sleep(wait)
+                wait = min(wait * 2, lease.ttl_s / 3)
+                try:
+                    with trio.move_on_after(lease.ttl_s / 3) as waiting:
+                        await settle()
+                except Exception as exc:
+                    log.error(  # noqa: TRY400 - the store's own words say enough
+                        "settling idempotency key %r failed again: %s", lease.key, _detail(exc)
+                    )
+                    continue
+                if not waiting.cancelled_caught:
+                    log.warning("idempotency key %r: settled once the store answered", lease.key)
+                    return
+        finally:
+            if self._leases.get(owner) is lease:
+                del self._leases[owner]
 
     def _new_owner(self) -> str:
         """A fresh owner for a claim."""
@@ -378,23 +477,38 @@ class IdempotencyCache:
                 with trio.move_on_after(period) as self._nap:
                     await trio.sleep_forever()
                 self._nap = None
-                for owner, lease in list(self._leases.items()):
-                    if self._leases.get(owner) is not lease:
-                        continue  # its call ended meanwhile
-                    try:
-                        with trio.move_on_after(period):
-                            renewed = await lease.store.renew(lease.key, owner, lease.ttl_s)
-                    except Exception:
-                        log.exception("renewing the claim on idempotency key %r failed", lease.key)
-                        continue
-                    # A call that ended while its renewal was on the way completed or released
-                    # its claim: not renewing it then is no loss.
-                    if not renewed and self._leases.get(owner) is lease:
-                        log.warning("idempotency key %r: its claim was lost", lease.key)
-                        del self._leases[owner]
+                # Side by side: a store slow to renew one claim holds up no other.
+                async with trio.open_nursery() as nursery:
+                    for owner, lease in list(self._leases.items()):
+                        nursery.start_soon(self._renew_one, owner, lease, period)
         finally:
             self._nap = None
             self._renewing = False
+
+    async def _renew_one(self, owner: str, lease: _Lease, period: float) -> None:
+        """Renew one claim, waiting at most ``period`` for the store (never raises)."""
+        if self._leases.get(owner) is not lease:
+            return  # its call ended meanwhile
+        renewed: bool | None = None
+        try:
+            with trio.move_on_after(period):
+                renewed = await lease.store.renew(lease.key, owner, lease.ttl_s)
+        except Exception:
+            log.exception("renewing the claim on idempotency key %r failed", lease.key)
+            return
+        if renewed is None:
+            log.warning(
+                "renewing the claim on idempotency key %r: the store did not answer within "
+                "%.3g s; renewed again next time",
+                lease.key,
+                period,
+            )
+            return
+        # A call that ended while its renewal was on the way completed or released its
+        # claim: not renewing it then is no loss.
+        if not renewed and self._leases.get(owner) is lease:
+            log.warning("idempotency key %r: its claim was lost", lease.key)
+            del self._leases[owner]
 
 
 def call_key(
