@@ -420,3 +420,22 @@ async def test_a_redis_restart_gives_clear_errors_then_the_fleet_recovers(
             proc.wait()
         caller.stdin.close()
         caller.stdout.close()
+
+
+async def test_workers_of_a_fleet_share_an_idempotent_tools_keys(
+    redis_url: str, namespace: str, start_worker: Any, trace_log: Path
+) -> None:
+    """`charge` does not set persist_result: its keys still go to the fleet's store, so
+    the same key sent again is answered from it, whichever worker takes the call."""
+    workers = [await start_worker(), await start_worker()]
+    async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
+        results = [
+            await remote.execute_many([("charge", {"key": "tx-1", "s": 0})]) for _ in range(12)
+        ]
+    outcomes = [r for batch in results for r in batch]
+    assert all(r.ok for r in outcomes), [r.error for r in outcomes][:2]
+    assert [r.cached for r in outcomes] == [False] + [True] * 11
+    assert [k for e, _t, k, _pid in read_trace(trace_log) if e == "start"] == ["tx-1"]
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0

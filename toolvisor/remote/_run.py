@@ -49,7 +49,9 @@ async def run_worker(
 
     The supervisor's idempotency store is a :class:`~toolvisor.RedisStore` on the same
     URL, under the namespace's prefix, so every worker of the fleet shares it; a module
-    that defines ``idempotency_store`` next to its tools gives its own instead.
+    that defines ``idempotency_store`` next to its tools gives its own instead. Every
+    idempotent tool's keys are claimed there, whether its spec sets ``persist_result``
+    or not (on one process, ``persist_result=False`` keeps them in its memory).
 
     ``metrics_port`` (the ``prometheus`` extra): serve the supervisor's metrics on
     ``http://127.0.0.1:PORT/metrics`` while the worker runs (0: any free port; the
@@ -81,6 +83,9 @@ async def _run(
     store = own if own is not None else RedisStore(url, prefix=keys.idem_prefix)
     try:
         async with open_client(url) as client, open_supervisor(idempotency_store=store) as sup:
+            # The fleet shares its keys: an idempotent tool's calls, whichever worker
+            # takes them, are claimed in this store even without persist_result.
+            sup._idem.shared = True
             await spawn_target(sup, target)
             worker = Worker(client, sup, options)
             with metrics_endpoint(sup, metrics_port) as metrics:

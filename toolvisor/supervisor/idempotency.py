@@ -143,6 +143,10 @@ class IdempotencyCache:
             store if store is not None and not store.persistent else MemoryStore()
         )
         self.store: IdempotencyStore = store if store is not None else self.local
+        #: Every idempotent tool's keys go to ``store``, ``persist_result`` or not: set on
+        #: a remote worker, whose store the fleet shares (keys kept in one worker's
+        #: memory would let another worker run the same key).
+        self.shared = False
         self.publish = publish
         self._flights: dict[str, Flight] = {}
         self._leases: dict[str, _Lease] = {}  # owner -> the claim it holds
@@ -199,8 +203,11 @@ class IdempotencyCache:
         """Drop the record of ``key`` (as the tool saw it); True if there was one."""
         if not isinstance(key, str) or not key:
             raise TypeError(f"key must be a non-empty str, got {key!r:.100}")
-        store = self.store if spec.persist_result else self.local
-        return await store.forget(storage_key(spec, tenant_id, key))
+        return await self._store_of(spec).forget(storage_key(spec, tenant_id, key))
+
+    def _store_of(self, spec: CompiledSpec) -> IdempotencyStore:
+        """Where ``spec``'s keys are claimed and their results kept."""
+        return self.store if spec.persist_result or self.shared else self.local
 
     async def _join(
         self, spec: CompiledSpec, call: Call, key: str, fp: str
@@ -221,7 +228,7 @@ class IdempotencyCache:
         self, spec: CompiledSpec, call: Call, key: str, fp: str, execute: Execute
     ) -> Any:
         """Claim ``key`` in the store, then execute ``call`` and store its result."""
-        store = self.store if spec.persist_result else self.local
+        store = self._store_of(spec)
         owner = self._new_owner()
         lease = spec.claim_ttl_s
         try:
