@@ -16,6 +16,8 @@ A **call** (``XADD {ns}:call:{tool}``), fields:
                none, or opentelemetry is not in use in the caller's process)
 ``tracestate`` W3C ``tracestate`` of that span (``""`` when empty); an instrumented
                worker's call span is a child of the caller's span
+``delivered_before``  only on a call a stopping worker handed back (a new entry): how
+               many times it had been delivered before that worker's delivery
 
 A **reply** (``XADD {ns}:reply:{caller}``), fields: ``id`` (the call's), ``ok`` (``"1"``
 or ``"0"``), ``value`` (JSON, when ok) or ``error`` (JSON, see :func:`encode_error`),
@@ -38,12 +40,14 @@ from ..errors import FieldError, RemoteToolError, ToolvisorError
 from ..spec import ExecutionContext
 
 __all__ = [
+    "DELIVERED_BEFORE",
     "FORMAT_VERSION",
     "IncomingCall",
     "Keys",
     "check_namespace",
     "decode_ctx",
     "decode_error",
+    "delivered_before",
     "dumps",
     "encode_ctx",
     "encode_error",
@@ -51,6 +55,17 @@ __all__ = [
 ]
 
 FORMAT_VERSION = "1"
+#: The field of a handed-back call that counts its deliveries before the hand-back.
+DELIVERED_BEFORE = "delivered_before"
+
+
+def delivered_before(fields: Mapping[str, str]) -> int:
+    """How many times a call was delivered before its entry was written (0 unless a
+    stopping worker handed it back; an unreadable count reads 0)."""
+    text = fields.get(DELIVERED_BEFORE, "")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 0
+
+
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 

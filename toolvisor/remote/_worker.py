@@ -44,7 +44,7 @@ from ..supervisor import PendingCall, Supervisor, ToolResult
 from . import _lua
 from ._batch import Batches
 from ._redis import Redis, redis_errors
-from ._wire import IncomingCall, Keys, dumps, encode_error
+from ._wire import DELIVERED_BEFORE, IncomingCall, Keys, delivered_before, dumps, encode_error
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -131,8 +131,10 @@ class _Held:
         self.scope: trio.CancelScope | None = None
         self.hand_back = False
         self.cancelled = False
-        #: Times Redis delivered this call (more than 1: claimed from a worker that died).
-        self.delivery = 1
+        #: Times this call was delivered (more than 1: claimed from a worker that died):
+        #: Redis counts the deliveries of this entry; a call a stopping worker handed
+        #: back is a new entry that carries the deliveries before it.
+        self.delivery = 1 + delivered_before(self.fields)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -469,7 +471,11 @@ class Worker:
             )
 
     async def _give_back(self, held: _Held) -> None:
-        args = [self._keys.group, held.entry_id, *_flat(held.fields)]
+        # Handed back unfinished: the deliveries before this one may have run it (a
+        # worker that died), and the next worker must know, as Redis would have counted
+        # them had the entry stayed.
+        fields = {**held.fields, DELIVERED_BEFORE: str(held.delivery - 1)}
+        args = [self._keys.group, held.entry_id, *_flat(fields)]
         try:
             await self._hand_back(keys=[held.stream], args=args)
         except self._errors as exc:
@@ -512,7 +518,7 @@ class Worker:
             if entry.identifier in self._held:
                 # Ours already (renewed late under load): it keeps running where it is.
                 continue
-            count = delivered.get(entry.identifier, 1)
+            count = delivered.get(entry.identifier, 1) + delivered_before(entry.field_values)
             if count <= self.options.max_deliveries:
                 log.info(
                     "worker %s: claimed call %s (delivery %d)",
