@@ -34,6 +34,7 @@ that a crash can answer each of them.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 
 import outcome
 import trio
@@ -83,6 +84,15 @@ class _Worker:
     def watch(self, deadline: float) -> None:
         """Have the watchdog cut this worker's scope at ``deadline``."""
         self.actor._watch(self, deadline)
+
+    def in_order(self) -> Awaitable[None] | None:
+        """What to wait for until the breaker recorded the actor's other answered
+        attempts (see ``pipeline._answerable``), or None when none waits: this worker's
+        own answer, if it has one, is the record this worker makes next."""
+        actor = self.actor
+        if actor._unrecorded > (self.answered is not None):
+            return actor._until_recorded(self)
+        return None
 
 
 class ToolActor:
@@ -319,8 +329,8 @@ class ToolActor:
                 await runner.run(call, me)
                 me.deadline = math.inf
                 if me.answered is not None:
-                    # The tool returned before its deferred cut: its value is what the
-                    # breaker recorded, and the watchdog's answer, first, stands.
+                    # The tool ended before its deferred cut: the breaker recorded the
+                    # watchdog's answer, its timeout (pipeline._answerable).
                     me.answered = None
                     self._record_done()
             held.pop(call, None)
@@ -497,24 +507,28 @@ class ToolActor:
         call.fail(error)
         return True
 
-    async def _until_recorded(self) -> None:
+    async def _until_recorded(self, me: _Worker | None = None) -> None:
         """Wait until the breaker recorded every attempt the watchdog answered for.
 
         A call starting now must see the breaker as those attempts left it (one of them
         may have opened it), as it would had each worker recorded its attempt at once:
         the workers whose cut was deferred are cut now.
         """
-        self.cut_all_deferred()
-        event = self._recorded
-        if event is None:
-            event = self._recorded = trio.Event()
-        await event.wait()
+        # ``me``: a worker waiting with its own attempt running, which the watchdog may
+        # answer meanwhile (its own record comes after this wait, so it is not waited
+        # for; its cut, if deferred, is made here and ends the wait).
+        while self._unrecorded > (me is not None and me.answered is not None):
+            self.cut_all_deferred()
+            event = self._recorded
+            if event is None:
+                event = self._recorded = trio.Event()
+            await event.wait()
 
     def _record_done(self) -> None:
         """One attempt the watchdog answered for is recorded (or never will be)."""
         self._unrecorded -= 1
         event = self._recorded
-        if self._unrecorded == 0 and event is not None:
+        if event is not None:  # its waiters look again (they wait for their own counts)
             self._recorded = None
             event.set()
 
@@ -586,7 +600,7 @@ class ToolActor:
         """Cut up to ``budget`` of the workers of answered calls, oldest first; return
         what is left of ``budget``.
 
-        A worker whose tool returned meanwhile (its value stands, see _serve) is not
+        A worker whose tool ended meanwhile (recorded as its timeout, see _serve) is not
         cut: it may serve another call by now.
         """
         deferred = self._deferred

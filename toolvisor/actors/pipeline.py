@@ -183,9 +183,15 @@ class Watchdog(Protocol):
     #: Set by the runner for the first attempt: a cut at ``timeout_s`` can only end the
     #: call (its retry policy never retries), so the watchdog answers the caller itself.
     answers: bool
+    #: The error the watchdog answered the call with at the timeout (None: not answered).
+    answered: Exception | None
 
     def watch(self, deadline: float) -> None:
         """From now on, cut the worker's scope at ``deadline`` (trio time)."""
+
+    def in_order(self) -> Awaitable[None] | None:
+        """What to await until the breaker recorded every other attempt of the tool that
+        the watchdog answered before now (their cuts are made first); None: nothing."""
 
 
 class ToolRunner:
@@ -586,13 +592,16 @@ class _Attempts:
         observer = self.observer
         if observer is not None:
             observer.attempt_started(call)
-        if n == 1 and self.watchdog is not None:  # the watchdog keeps its time
+        watchdog = self.watchdog
+        if n == 1 and watchdog is not None:  # the watchdog keeps its time
             if self.spec.chaos:
                 attempt = runner._chaotic(call)
             else:
                 attempt = runner.invoke(
                     call.args, runner.context(call) if runner.takes_ctx else call.ctx
                 )
+            if watchdog.answers:
+                attempt = _answerable(watchdog, attempt)
         else:
             attempt = runner._timed(call)
         return attempt if observer is None else _observed(observer, call, attempt)
@@ -641,6 +650,40 @@ class _RetryRefused(Exception):  # noqa: N818 - a signal inside the loop, never 
     def __init__(self, error: Exception) -> None:
         super().__init__(error)
         self.error = error
+
+
+async def _answerable(watchdog: Watchdog, attempt: Awaitable[Any]) -> Any:
+    """A first attempt the watchdog answers if it runs out of ``timeout_s``, whose cut
+    waits for the sweeper: what its breaker records is what a cut at the deadline would.
+
+    The tool's own end (its value or its error) goes to the breaker only after every
+    other attempt of the tool answered before it was recorded: a success must not come
+    before the timeout that preceded it. And once the watchdog answered this attempt, its
+    outcome is that timeout, whatever the tool did after (its caller has the timeout).
+    """
+    try:
+        value = await attempt
+    except BaseException as exc:
+        if isinstance(exc, trio.Cancelled | KeyboardInterrupt) or is_cancellation(exc):
+            raise
+        del exc
+        wait = watchdog.in_order()
+        if wait is not None:
+            await wait
+        if watchdog.answered is None:
+            raise
+        value = None  # the tool's late error is dropped: the timeout stands
+    else:
+        wait = watchdog.in_order()
+        if wait is not None:
+            await wait
+    answered = watchdog.answered
+    if answered is None:
+        return value
+    # Raised outside the handler above: the timeout (its caller's error) gets no context.
+    box: list[BaseException] = [answered]
+    del answered, value, watchdog
+    return raise_alone(box)
 
 
 def _observed(observer: CallObserver, call: Call, attempt: Awaitable[Any]) -> Awaitable[Any]:

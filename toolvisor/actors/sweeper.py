@@ -25,8 +25,12 @@ Nothing waits on the sweeper for correctness:
   had they been cut at once; and a call that goes into the inbox while every worker of
   the actor is busy (``ToolActor.wants_workers``), or waits there as calls are answered,
   has the deferred workers cut at once: it does not wait for the sweeper;
-* the attempt may still return on its own meanwhile: its value is what the breaker
-  records (the caller's answer, first, stands), and its worker is not cut;
+* the breaker records what a cut at the deadline would have left: an answered attempt
+  whose tool returns (or fails) on its own meanwhile is recorded as its timeout, the
+  caller's answer, and its worker is not cut; and the end of any other attempt of the
+  actor that comes meanwhile is recorded only after the answered ones (its worker cuts
+  them and waits for their records: ``pipeline._answerable``), so a success never
+  comes before the timeouts that preceded it;
 * ``kill()`` cancels every worker of the actor, deferred or not.
 
 :func:`flush` cuts every deferred worker at once (``toolvisor.testing.settle``).
