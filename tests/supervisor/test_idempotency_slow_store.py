@@ -199,3 +199,45 @@ def test_a_renewal_that_never_answers_does_not_take_the_run_down(
         assert _run(main) == ["ok", "ok"]
     assert sorted(ran) == ["a", "b"]
     assert "did not answer" in caplog.text
+
+
+class DownAfterTheClaim(MemoryStore):
+    """Claims work; then the store goes down for good (every later operation fails)."""
+
+    persistent = True
+
+    async def _down(self) -> bool:
+        raise IdempotencyStoreError("DownAfterTheClaim", "connection refused")
+
+    async def complete(
+        self, key: str, owner: str, ttl_s: float, result_json: str | None, reason: str | None = None
+    ) -> bool:
+        return await self._down()
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        return await self._down()
+
+    async def renew(self, key: str, owner: str, claim_ttl_s: float) -> bool:
+        return await self._down()
+
+
+def test_a_store_that_stays_down_is_given_up_after_a_lease(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def pay(args: dict[str, Any]) -> str:
+        return "paid"
+
+    async def main() -> str:
+        async with tv.open_supervisor(idempotency_store=DownAfterTheClaim()) as sup:
+            await sup.spawn(_spec(), pay)
+            value: str = await sup.execute("pay", {"tx": "t1"})
+            await trio.sleep(600)  # twenty leases
+            return value
+
+    with caplog.at_level(logging.WARNING, logger="toolvisor"):
+        assert _run(main) == "paid"
+    given_up = [r for r in caplog.records if "settling it is given up" in r.getMessage()]
+    assert len(given_up) == 1
+    # Tried again for one lease (30 s: a try every 1, 2, 4, 8, 10 s, and renewals every
+    # 10 s), not for the ten minutes after.
+    assert len(caplog.records) < 20

@@ -92,6 +92,8 @@ class _Lease:
     store: IdempotencyStore
     key: str
     ttl_s: float
+    #: When the store last confirmed the claim (claimed or renewed it), trio time.
+    confirmed_at: float = attrs.field(factory=trio.current_time)
 
 
 Execute = Callable[[Call], Awaitable[Any]]
@@ -436,12 +438,22 @@ class IdempotencyCache:
         """Keep ``owner``'s claim held and try ``settle`` again until the store answers
         it, then let the claim go (a system task: it never raises).
 
-        The claim stays renewed meanwhile, so no call runs the key; it is given up only
-        when the renewer finds it lost (its lease ended in the store).
+        The claim stays renewed meanwhile, so no call runs the key; it is given up when
+        the renewer finds it lost, or when the store confirmed it for none of a whole
+        lease (it has lapsed there: a store that stays down, or was closed).
         """
         wait = min(1.0, lease.ttl_s / 3)
         try:
             while self._leases.get(owner) is lease:
+                if trio.current_time() - lease.confirmed_at > lease.ttl_s:
+                    log.error(
+                        "idempotency key %r: settling it is given up; the store confirmed "
+                        "its claim for none of its %g s lease, so the claim has lapsed "
+                        "and the key may run again",
+                        lease.key,
+                        lease.ttl_s,
+                    )
+                    return
                 await trio.sleep(wait)
                 wait = min(wait * 2, lease.ttl_s / 3)
                 try:
@@ -511,9 +523,11 @@ class IdempotencyCache:
                 period,
             )
             return
+        if renewed:
+            lease.confirmed_at = trio.current_time()
         # A call that ended while its renewal was on the way completed or released its
         # claim: not renewing it then is no loss.
-        if not renewed and self._leases.get(owner) is lease:
+        elif self._leases.get(owner) is lease:
             log.warning("idempotency key %r: its claim was lost", lease.key)
             del self._leases[owner]
 
