@@ -190,3 +190,42 @@ async def test_a_call_waiting_for_a_busy_bulkhead_does_not_wait_for_the_sweeper(
                 assert sup.stats("one").in_flight == 0
                 assert await sup.execute("one", {"sleep": 0.5}) == 0.5
         assert started == [0.0, 1.0]
+
+
+async def test_a_tool_that_ends_in_time_is_answered_although_its_end_waits(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """B's tool returns before its deadline while A, answered at its timeout, takes 2 s
+    to clean up: B's success is recorded after A's timeout, and B's caller gets B's
+    value, not a timeout, by B's attempt deadline at the latest."""
+
+    async def tool(args: dict[str, Any]) -> float:
+        if args["sleep"] > 10:
+            try:
+                await trio.sleep_forever()
+            finally:  # a graceful close (an HTTP client's aclose), shielded
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(2.0)
+        await trio.sleep(args["sleep"])
+        return float(args["sleep"])
+
+    replies: dict[str, tuple[object, float]] = {}
+    async with tv.open_supervisor() as sup:
+        await sup.spawn(_spec("hang", max_concurrency=2, retry_policy=tv.NoRetryPolicy()), tool)
+
+        async def call(name: str, sleep: float) -> None:
+            try:
+                value: object = await sup.execute("hang", {"sleep": sleep})
+            except Exception as exc:
+                value = type(exc)
+            replies[name] = (value, trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(call, "A", 100.0)
+            await trio.sleep(0.5)
+            nursery.start_soon(call, "B", 0.7)  # returns at 1.2; its deadline is 1.5
+        await settle()
+    assert replies["A"] == (tv.ToolTimeoutError, 1.0)
+    value, answered_at = replies["B"]
+    assert value == 0.7
+    assert answered_at <= 1.5

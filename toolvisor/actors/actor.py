@@ -90,9 +90,18 @@ class _Worker:
         attempts (see ``pipeline._answerable``), or None when none waits: this worker's
         own answer, if it has one, is the record this worker makes next."""
         actor = self.actor
-        if actor._unrecorded > (self.answered is not None):
-            return actor._until_recorded(self)
-        return None
+        if actor._unrecorded <= (self.answered is not None):
+            return None
+        call = self.current
+        if self.answered is None and call is not None:
+            # The tool ended within its timeout: while its end waits, only the call's
+            # own deadline still applies (the watchdog must not answer it as timed out),
+            # and the wait ends at the attempt's deadline at the latest (an attempt whose
+            # cleanup never ends must not hold this one's reply for ever).
+            until = self.deadline
+            actor._watch(self, call.deadline)
+            return actor._until_recorded(self, until)
+        return actor._until_recorded(self)
 
 
 class ToolActor:
@@ -507,7 +516,7 @@ class ToolActor:
         call.fail(error)
         return True
 
-    async def _until_recorded(self, me: _Worker | None = None) -> None:
+    async def _until_recorded(self, me: _Worker | None = None, until: float = math.inf) -> None:
         """Wait until the breaker recorded every attempt the watchdog answered for.
 
         A call starting now must see the breaker as those attempts left it (one of them
@@ -517,12 +526,13 @@ class ToolActor:
         # ``me``: a worker waiting with its own attempt running, which the watchdog may
         # answer meanwhile (its own record comes after this wait, so it is not waited
         # for; its cut, if deferred, is made here and ends the wait).
-        while self._unrecorded > (me is not None and me.answered is not None):
-            self.cut_all_deferred()
-            event = self._recorded
-            if event is None:
-                event = self._recorded = trio.Event()
-            await event.wait()
+        with trio.move_on_at(until):
+            while self._unrecorded > (me is not None and me.answered is not None):
+                self.cut_all_deferred()
+                event = self._recorded
+                if event is None:
+                    event = self._recorded = trio.Event()
+                await event.wait()
 
     def _record_done(self) -> None:
         """One attempt the watchdog answered for is recorded (or never will be)."""
