@@ -241,3 +241,114 @@ def test_a_store_that_stays_down_is_given_up_after_a_lease(
     # Tried again for one lease (30 s: a try every 1, 2, 4, 8, 10 s, and renewals every
     # 10 s), not for the ten minutes after.
     assert len(caplog.records) < 20
+
+
+class RefusesTheValue(MemoryStore):
+    """A store that can never hold this success (``complete`` always fails), and whose
+    first ``mark_unknown`` fails too (a blip); the claim itself renews fine."""
+
+    persistent = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked = 0
+
+    async def complete(
+        self, key: str, owner: str, ttl_s: float, result_json: str | None, reason: str | None = None
+    ) -> bool:
+        raise IdempotencyStoreError("RefusesTheValue", "value too large for this store")
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        self.marked += 1
+        if self.marked == 1:
+            raise IdempotencyStoreError("RefusesTheValue", "connection reset")
+        return await super().mark_unknown(key, owner, ttl_s)
+
+
+def test_a_success_the_store_refuses_to_hold_is_recorded_unknown_later() -> None:
+    async def pay(args: dict[str, Any]) -> str:
+        return "paid"
+
+    async def main() -> type[BaseException]:
+        async with tv.open_supervisor(idempotency_store=RefusesTheValue()) as sup:
+            await sup.spawn(_spec(), pay)
+            assert await sup.execute("pay", {"tx": "t1"}) == "paid"
+            await trio.sleep(60)
+            with pytest.raises(tv.ToolvisorError) as raised:
+                await sup.execute("pay", {"tx": "t1"}, timeout=5)
+            return type(raised.value)
+
+    # Not a wait for the claim's holder until the deadline: the key is known unknown.
+    assert _run(main) is IdempotencyOutcomeUnknownError
+
+
+def test_a_key_left_unsettled_is_let_go_when_the_supervisor_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = DownAfterTheClaim()
+    renewals: list[float] = []
+    renew = store.renew
+
+    async def counted(key: str, owner: str, claim_ttl_s: float) -> bool:
+        renewals.append(trio.current_time())
+        return await renew(key, owner, claim_ttl_s)
+
+    store.renew = counted  # type: ignore[method-assign]
+
+    async def pay(args: dict[str, Any]) -> str:
+        return "paid"
+
+    async def main() -> float:
+        async with tv.open_supervisor(idempotency_store=store) as sup:
+            await sup.spawn(_spec(), pay)
+            assert await sup.execute("pay", {"tx": "t1"}) == "paid"
+        closed_at = trio.current_time()
+        await trio.sleep(3600)  # the program goes on without the supervisor
+        return closed_at
+
+    with caplog.at_level(logging.ERROR, logger="toolvisor"):
+        closed_at = _run(main)
+    assert [t for t in renewals if t > closed_at] == []
+    assert "not settled before the supervisor closed" in caplog.text
+
+
+class FailsThenStalls(MemoryStore):
+    """``complete`` fails after 1 s; the ``mark_unknown`` that follows stalls 10 s."""
+
+    persistent = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = True
+
+    async def complete(
+        self, key: str, owner: str, ttl_s: float, result_json: str | None, reason: str | None = None
+    ) -> bool:
+        if self.first:
+            await trio.sleep(1)
+            raise IdempotencyStoreError("FailsThenStalls", "connection reset")
+        return await super().complete(key, owner, ttl_s, result_json, reason)
+
+    async def mark_unknown(self, key: str, owner: str, ttl_s: float) -> bool:
+        if self.first:
+            self.first = False
+            await trio.sleep(10)
+            raise IdempotencyStoreError("FailsThenStalls", "timed out")
+        return await super().mark_unknown(key, owner, ttl_s)
+
+
+def test_one_success_not_stored_is_one_event() -> None:
+    events: list[object] = []
+
+    async def pay(args: dict[str, Any]) -> str:
+        return "paid"
+
+    async def main() -> None:
+        async with tv.open_supervisor(idempotency_store=FailsThenStalls()) as sup:
+            sup.subscribe(events.append)
+            await sup.spawn(_spec(), pay)
+            assert await sup.execute("pay", {"tx": "t1"}) == "paid"
+            await trio.sleep(60)
+
+    _run(main)
+    assert len([e for e in events if isinstance(e, ResultNotStored)]) == 1

@@ -418,11 +418,13 @@ class Supervisor:
                 await route.wait_finished()
         for route in self._routes.values():
             route.status = "closed"
+        self._idem.close()
 
     def _abort(self) -> None:
         self._closing = True
         for route in self._routes.values():
             route.status = "closed"
+        self._idem.close()
 
 
 @attrs.frozen

@@ -104,6 +104,22 @@ Settle = Callable[[], Awaitable[bool]]
 release, its arguments bound)."""
 
 
+async def _record_success(
+    store: IdempotencyStore,
+    key: str,
+    owner: str,
+    ttl_s: float,
+    result_json: str | None,
+    reason: str | None,
+) -> bool:
+    """Record a success again: as done, or, when the store refuses that, as unknown (a
+    later duplicate must not run either way)."""
+    try:
+        return await store.complete(key, owner, ttl_s, result_json, reason)
+    except Exception:
+        return await store.mark_unknown(key, owner, ttl_s)
+
+
 async def _bounded(settling: Awaitable[bool]) -> bool | None:
     """Await ``settling`` (a store operation after the execution) shielded from the
     caller's cancellation, for at most ``_CLEANUP_S``; None if the store did not answer
@@ -156,6 +172,17 @@ class IdempotencyCache:
         self._nap: trio.CancelScope | None = None  # the renewer's sleep, while it sleeps
         self._owner = secrets.token_hex(8)
         self._seq = 0
+        #: The scopes of the background tasks (renewer, settlers), cancelled by close().
+        self._background: set[trio.CancelScope] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop renewing claims and settling keys in the background (the supervisor
+        closed, its store may close next): the claims still held lapse with their
+        leases, as those of a process that exits do."""
+        self.closed = True
+        for scope in list(self._background):
+            scope.cancel()
 
     async def run(self, spec: CompiledSpec, call: Call, execute: Execute) -> Any:
         """Run ``call`` at most once per key; end it and return its value (or raise).
@@ -270,22 +297,27 @@ class IdempotencyCache:
                         self._not_answered(spec, key, "settling the key after its call failed")
                 raise
             result_json, reason = _encode(value)
+            notified: list[bool] = []  # _store_success published ResultNotStored already
+            settling = self._store_success(spec, store, key, owner, result_json, reason, notified)
             if store.persistent:  # I/O: finish it even if the caller is being cancelled now
-                answered = await _bounded(
-                    self._store_success(spec, store, key, owner, result_json, reason)
-                )
+                answered = await _bounded(settling)
             else:  # in memory: nothing in it waits or fails
-                answered = await self._store_success(spec, store, key, owner, result_json, reason)
+                answered = await settling
             if not answered:
                 unsettled = functools.partial(
-                    store.complete, key, owner, spec.idempotency_ttl_s, result_json, reason
+                    _record_success, store, key, owner, spec.idempotency_ttl_s, result_json, reason
                 )
                 if answered is None:
-                    self._not_answered(spec, key, "recording the success (the tool ran)")
+                    self._not_answered(
+                        spec, key, "recording the success (the tool ran)", published=notified
+                    )
             return value
         finally:
             if unsettled is None:
                 self._leases.pop(owner, None)
+            elif self.closed:  # nothing renews it any more: it lapses with its lease
+                self._leases.pop(owner, None)
+                log.error("idempotency key %r: not settled before the supervisor closed", key)
             else:  # the claim stays held (renewed): the key does not run again meanwhile
                 trio.lowlevel.spawn_system_task(
                     self._settle_later, owner, held, unsettled, name="toolvisor idempotency settle"
@@ -394,9 +426,11 @@ class IdempotencyCache:
         owner: str,
         result_json: str | None,
         reason: str | None,
+        notified: list[bool],
     ) -> bool:
-        """Record the success of ``key``; never silent when that fails. False when the
-        store failed to record it, as done or as unknown (the claim then stays held)."""
+        """Record the success of ``key``; never silent when that fails (``notified`` says
+        that the ``ResultNotStored`` event went out). False when the store failed to
+        record it, as done or as unknown (the claim then stays held)."""
         try:
             stored = await store.complete(key, owner, spec.idempotency_ttl_s, result_json, reason)
         except Exception as exc:
@@ -408,6 +442,7 @@ class IdempotencyCache:
         if reason is None:
             return True
         log.error("idempotency key %r of tool %r: %s", key, spec.tool_name, reason)
+        notified.append(True)
         if self.publish is not None:
             self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
         if not stored:
@@ -424,14 +459,17 @@ class IdempotencyCache:
                 return False
         return True
 
-    def _not_answered(self, spec: CompiledSpec, key: str, what: str) -> None:
-        """The store did not answer the operation settling ``key`` within ``_CLEANUP_S``."""
+    def _not_answered(
+        self, spec: CompiledSpec, key: str, what: str, *, published: object = True
+    ) -> None:
+        """The store did not answer the operation settling ``key`` within ``_CLEANUP_S``.
+        A success's ``ResultNotStored`` goes out once: unless ``published`` already."""
         reason = (
             f"the idempotency store did not answer within {_CLEANUP_S:g} s while {what}; "
             "the claim is kept (the key does not run again) and the store asked again"
         )
         log.error("idempotency key %r of tool %r: %s", key, spec.tool_name, reason)
-        if self.publish is not None:
+        if not published and self.publish is not None:
             self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
 
     async def _settle_later(self, owner: str, lease: _Lease, settle: Settle) -> None:
@@ -444,32 +482,47 @@ class IdempotencyCache:
         """
         wait = min(1.0, lease.ttl_s / 3)
         try:
-            while self._leases.get(owner) is lease:
-                if trio.current_time() - lease.confirmed_at > lease.ttl_s:
-                    log.error(
-                        "idempotency key %r: settling it is given up; the store confirmed "
-                        "its claim for none of its %g s lease, so the claim has lapsed "
-                        "and the key may run again",
-                        lease.key,
-                        lease.ttl_s,
-                    )
-                    return
-                await trio.sleep(wait)
-                wait = min(wait * 2, lease.ttl_s / 3)
-                try:
-                    with trio.move_on_after(lease.ttl_s / 3) as waiting:
-                        await settle()
-                except Exception as exc:
-                    log.error(  # noqa: TRY400 - the store's own words say enough
-                        "settling idempotency key %r failed again: %s", lease.key, _detail(exc)
-                    )
-                    continue
-                if not waiting.cancelled_caught:
-                    log.warning("idempotency key %r: settled once the store answered", lease.key)
-                    return
+            with trio.CancelScope() as background:
+                self._background.add(background)
+                if self.closed:  # closed between this task's spawn and its start
+                    background.cancel()
+                await self._settle_again(owner, lease, settle, wait)
+            if background.cancelled_caught:
+                log.error(
+                    "idempotency key %r: not settled before the supervisor closed; its "
+                    "claim lapses with its lease",
+                    lease.key,
+                )
         finally:
+            self._background.discard(background)
             if self._leases.get(owner) is lease:
                 del self._leases[owner]
+
+    async def _settle_again(self, owner: str, lease: _Lease, settle: Settle, wait: float) -> None:
+        """``_settle_later``'s retries, until the store answers or the claim is gone."""
+        while self._leases.get(owner) is lease:
+            if trio.current_time() - lease.confirmed_at > lease.ttl_s:
+                log.error(
+                    "idempotency key %r: settling it is given up; the store confirmed "
+                    "its claim for none of its %g s lease, so the claim has lapsed "
+                    "and the key may run again",
+                    lease.key,
+                    lease.ttl_s,
+                )
+                return
+            await trio.sleep(wait)
+            wait = min(wait * 2, lease.ttl_s / 3)
+            try:
+                with trio.move_on_after(lease.ttl_s / 3) as waiting:
+                    await settle()
+            except Exception as exc:
+                log.error(  # noqa: TRY400 - the store's own words say enough
+                    "settling idempotency key %r failed again: %s", lease.key, _detail(exc)
+                )
+                continue
+            if not waiting.cancelled_caught:
+                log.warning("idempotency key %r: settled once the store answered", lease.key)
+                return
 
     def _new_owner(self) -> str:
         """A fresh owner for a claim."""
@@ -479,7 +532,7 @@ class IdempotencyCache:
     def _hold(self, owner: str, lease: _Lease) -> None:
         """Keep ``owner``'s claim alive until it is dropped from ``_leases``."""
         self._leases[owner] = lease
-        if not self._renewing:
+        if not self._renewing and not self.closed:
             self._renewing = True
             trio.lowlevel.spawn_system_task(self._renew, name="toolvisor idempotency leases")
         elif self._nap is not None:  # a shorter lease than those the renewer sleeps for
@@ -490,19 +543,24 @@ class IdempotencyCache:
     async def _renew(self) -> None:
         """Renew every held claim a third of its lease before it ends; stop when none is
         held (a system task: it never raises)."""
-        try:
-            while self._leases:
-                period = min(lease.ttl_s for lease in self._leases.values()) / 3
-                with trio.move_on_after(period) as self._nap:
-                    await trio.sleep_forever()
+        with trio.CancelScope() as background:
+            self._background.add(background)
+            if self.closed:
+                background.cancel()
+            try:
+                while self._leases:
+                    period = min(lease.ttl_s for lease in self._leases.values()) / 3
+                    with trio.move_on_after(period) as self._nap:
+                        await trio.sleep_forever()
+                    self._nap = None
+                    # Side by side: a store slow to renew one claim holds up no other.
+                    async with trio.open_nursery() as nursery:
+                        for owner, lease in list(self._leases.items()):
+                            nursery.start_soon(self._renew_one, owner, lease, period)
+            finally:
+                self._background.discard(background)
                 self._nap = None
-                # Side by side: a store slow to renew one claim holds up no other.
-                async with trio.open_nursery() as nursery:
-                    for owner, lease in list(self._leases.items()):
-                        nursery.start_soon(self._renew_one, owner, lease, period)
-        finally:
-            self._nap = None
-            self._renewing = False
+                self._renewing = False
 
     async def _renew_one(self, owner: str, lease: _Lease, period: float) -> None:
         """Renew one claim, waiting at most ``period`` for the store (never raises)."""
