@@ -418,12 +418,16 @@ class Supervisor:
                 await route.wait_finished()
         for route in self._routes.values():
             route.status = "closed"
-        self._idem.close()
 
     def _abort(self) -> None:
         self._closing = True
         for route in self._routes.values():
             route.status = "closed"
+
+    def _ended(self) -> None:
+        """Every actor of the supervisor ended: no call runs any more, so the
+        idempotency cache's background work (renewals, settling) stops; a claim still
+        held lapses with its lease."""
         self._idem.close()
 
 

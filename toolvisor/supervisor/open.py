@@ -54,6 +54,7 @@ async def open_supervisor(
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value!r}")
+    sup: Supervisor | None = None
     try:
         async with trio.open_nursery() as nursery:
             sup = Supervisor(
@@ -75,6 +76,9 @@ async def open_supervisor(
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from group.exceptions[0].__cause__
         raise
+    finally:
+        if sup is not None:
+            sup._ended()
 
 
 def _require_trio() -> None:
