@@ -170,7 +170,14 @@ class Supervisor:
         reply = Reply(guest, call)
         if not post(route, call):  # raises what post() raises, the call ended with it
             # a rate-limit token or room in the inbox to wait for, in a trio task
-            await guest.call(_wait_for_room, route, call, nursery=self._calls)
+            try:
+                await guest.call(_wait_for_room, route, call, nursery=self._calls)
+            except asyncio.CancelledError:
+                # Cancelled as the call got its room (the wait already over): the call
+                # is in the inbox or running now, and is cancelled as below. A no-op
+                # if the wait itself ended it.
+                call.cancel()
+                raise
         if call.deadline != math.inf and call.state != CallState.DONE:
             loop = guest.loop
             delay = call.deadline - trio.current_time()
