@@ -31,7 +31,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from ._json import compact_dumps
-from .errors import FieldError, UnknownToolError, ValidationError
+from .errors import FieldError, UnknownToolError, ValidationError, shown
 from .llm import error_info, error_text
 from .spec import ExecutionContext
 
@@ -106,8 +106,14 @@ def _value_result(value: Any) -> types.CallToolResult:
     try:
         text = compact_dumps(value)
     except (TypeError, ValueError, RecursionError):
-        # Not JSON: the model still gets a readable value, without structured content.
-        return types.CallToolResult(content=[types.TextContent(text=repr(value))])
+        # Not JSON: the model still gets a readable value, without structured content
+        # (and a value even repr() cannot show, a 5,000-digit int or a list nested
+        # 100,000 deep, is named by its kind: the result never fails).
+        try:
+            shown_value = repr(value)
+        except Exception:
+            shown_value = shown(value)
+        return types.CallToolResult(content=[types.TextContent(text=shown_value)])
     if isinstance(value, Mapping):
         return types.CallToolResult(
             content=[types.TextContent(text=text)], structured_content=_json_copy(value)
@@ -168,7 +174,7 @@ def mcp_server(
                 return _error_result(exc, call.attempts)
             listing = ", ".join(exc.known) or "none"
             raise MCPError(
-                _INVALID_PARAMS, f"unknown tool {params.name!r}; tools: {listing}"
+                _INVALID_PARAMS, f"unknown tool {shown(params.name)}; tools: {listing}"
             ) from None
         except Exception as exc:  # refused before sending (no call: no attempt), or failed
             return _error_result(exc, 0 if call is None else call.attempts)
