@@ -127,13 +127,15 @@ async def wait_through_cancellation(fut: asyncio.Future[T]) -> tuple[T, BaseExce
 class _Call:
     """One asyncio caller's call into trio: its future and its trio cancel scope."""
 
-    __slots__ = ("abandoned", "ended", "future", "scope", "waiter")
+    __slots__ = ("abandoned", "ended", "future", "result", "scope", "waiter")
 
     def __init__(self, future: asyncio.Future[outcome.Outcome[Any]]) -> None:
         self.future = future
         self.scope: trio.CancelScope | None = None
         self.abandoned = False  # the asyncio caller was cancelled
         self.ended = False  # the trio side has finished
+        #: How it finished (kept also when the future was cancelled meanwhile).
+        self.result: outcome.Outcome[Any] | None = None
         self.waiter: asyncio.Future[None] | None = None  # a cancelled caller waits on it
 
     def cancel(self) -> None:
@@ -147,6 +149,7 @@ class _Call:
         if self.ended:
             return
         self.ended = True
+        self.result = result
         if not self.future.done():
             self.future.set_result(result)
         if self.waiter is not None and not self.waiter.done():
@@ -303,12 +306,18 @@ class Guest:
             raise SupervisorClosedError()
 
     async def call(
-        self, fn: Callable[..., Awaitable[T]], *args: Any, nursery: trio.Nursery | None = None
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        nursery: trio.Nursery | None = None,
+        undo: Callable[[T], object] | None = None,
     ) -> T:
         """Run the trio coroutine function ``fn(*args)`` for this asyncio task.
 
         Returns its value or raises its exception. Cancelling the asyncio caller cancels
         the trio task, and the caller's ``CancelledError`` comes out once it has ended.
+        A caller cancelled after the trio task returned never sees its value: ``undo``
+        (if given) is called with it then (a sent call nobody will hold is cancelled).
         """
         self.check_running()
         call = _Call(self.loop.create_future())
@@ -322,6 +331,8 @@ class Guest:
                 call.waiter = self.loop.create_future()
                 call.cancel()
                 await wait_through_cancellation(call.waiter)
+            if undo is not None and isinstance(call.result, outcome.Value):
+                undo(call.result.value)
             raise
         finally:
             self._calls.discard(call)

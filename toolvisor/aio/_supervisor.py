@@ -49,6 +49,12 @@ T = TypeVar("T")
 RunsOn = Literal["asyncio", "trio"]
 
 
+def _cancel_sent(pending: TrioPendingCall) -> None:
+    """A call ``submit()`` sent for a caller cancelled before it got the call: nobody
+    will hold it, so it ends as cancelled (its running attempt cut)."""
+    pending._call.cancel()
+
+
 class Supervisor:
     """The Supervisor API for asyncio code; made by :func:`open_supervisor`.
 
@@ -202,8 +208,10 @@ class Supervisor:
         timeout: float | None = None,
     ) -> PendingCall:
         """Send a call now, await its result later (``await pending.result()``)."""
-        pending = await self._call(
-            functools.partial(self._sup.submit, tool, args, ctx, timeout=timeout)
+        pending = await self._guest.call(
+            functools.partial(self._sup.submit, tool, args, ctx, timeout=timeout),
+            nursery=self._calls,
+            undo=_cancel_sent,
         )
         return PendingCall(pending, self)
 

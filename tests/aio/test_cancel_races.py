@@ -20,6 +20,7 @@ from aio_helpers import make_spec, run, settled
 from toolvisor import aio
 from toolvisor.aio import _supervisor as aio_sup
 from toolvisor.supervisor.calls import _wait_for_room
+from toolvisor.supervisor.core import Supervisor as TrioSupervisor
 
 
 def test_a_caller_cancelled_as_its_call_gets_room_cancels_it(
@@ -68,5 +69,50 @@ def test_a_caller_cancelled_as_its_call_gets_room_cancels_it(
             stats = sup.stats("t")
             assert stats.cancelled == 1, stats
             assert "end 1" not in ran, ran
+
+    run(main)
+
+
+def test_a_caller_cancelled_as_its_submit_returns_cancels_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trio side sent the call and returned its PendingCall; the asyncio caller was
+    cancelled before it woke, so nobody will hold the call: it ends as cancelled."""
+    ran: list[str] = []
+    victim_box: list[asyncio.Task[Any]] = []
+    original = TrioSupervisor.submit
+
+    async def submit_then_caller_cancelled(self: Any, *args: Any, **kw: Any) -> Any:
+        pending = await original(self, *args, **kw)
+        victim_box[0].cancel()  # the caller is cancelled as the trio side returns
+        return pending
+
+    monkeypatch.setattr(TrioSupervisor, "submit", submit_then_caller_cancelled)
+
+    async def tool(args: dict[str, Any]) -> Any:
+        ran.append("start")
+        try:
+            await asyncio.sleep(0.2)
+        except asyncio.CancelledError:
+            ran.append("cancelled")
+            raise
+        ran.append("end")
+
+    async def main() -> None:
+        async with aio.open_supervisor() as sup:
+            await sup.spawn(make_spec(), tool)
+
+            async def caller() -> None:
+                pending = await sup.submit("t", {})
+                await pending.value()
+
+            victim = asyncio.ensure_future(caller())
+            victim_box.append(victim)
+            with pytest.raises(asyncio.CancelledError):
+                await victim
+            await asyncio.sleep(0.3)
+            await settled(sup, "t")
+            assert sup.stats("t").cancelled == 1
+            assert ran in (["start", "cancelled"], [])  # cut, or cancelled before it ran
 
     run(main)
