@@ -301,9 +301,21 @@ class Guest:
         self._nursery.start_soon(fn, *args)
 
     def check_running(self) -> None:
-        """Raise SupervisorClosedError once the guest run has ended."""
+        """Raise SupervisorClosedError once the guest run has ended, and RuntimeError
+        for a caller on another event loop (another thread): the trio run it drives is
+        this loop's guest, reachable from this loop only."""
         if self.ended.done():
             raise SupervisorClosedError()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not self.loop:
+            raise RuntimeError(
+                "this toolvisor.aio supervisor runs on the event loop that opened it; call "
+                "it from that loop's thread (from another thread, hand the coroutine to "
+                "that loop: asyncio.run_coroutine_threadsafe(coro, loop))"
+            )
 
     async def call(
         self,
