@@ -104,6 +104,8 @@ async def test_a_redelivered_call_handed_back_is_not_run_again(
             nursery.start_soon(worker, "C", options, None)
             with trio.fail_after(20):
                 result = await pending.result()
-            nursery.cancel_scope.cancel()
+        # The caller closed first (cancelling the nursery inside it would cut its own
+        # clean-up): then the worker C.
+        nursery.cancel_scope.cancel()
     assert isinstance(result.error, toolvisor.IdempotencyOutcomeUnknownError), result
     assert charged == ["the dead worker"]
