@@ -57,7 +57,6 @@ from ..errors import (
     ToolTimeoutError,
 )
 from ..events import BreakerTransition, BudgetExhausted, Event, HedgeLaunched, RetryScheduled
-from ..policies._breaker_core import CircuitState
 from ..policies.hedging import HedgingPolicy
 from ..policies.retry import ExponentialBackoffRetryPolicy, FixedRetryPolicy, NoRetryPolicy
 from ..spec import CompiledSpec, ExecutionContext
@@ -76,14 +75,16 @@ __all__ = [
 ]
 
 Invoker = Callable[[Mapping[str, Any], ExecutionContext], Awaitable[Any]]
-_STATE_NAMES: Mapping[CircuitState, str] = {state: state.value for state in CircuitState}
 Publish = Callable[[Event], None]
 
 
 def state_name(state: object) -> str:
     """``"closed"`` for ``CircuitState.CLOSED`` or a user policy's plain ``"closed"``."""
-    if type(state) is CircuitState:
-        return _STATE_NAMES[state]  # read on every call while events are subscribed
+    if isinstance(state, str):
+        # A plain str, or a str enum such as CircuitState: its own characters, as a
+        # plain str (an enum's ``value`` property costs two calls, on every call while
+        # events are subscribed).
+        return str.__str__(state)
     value = getattr(state, "value", state)
     return value if isinstance(value, str) else str(value)
 
