@@ -294,7 +294,9 @@ class IdempotencyCache:
                     else:
                         unsettled = functools.partial(store.release, key, owner)
                     if answered is None:
-                        self._not_answered(spec, key, "settling the key after its call failed")
+                        self._not_answered(
+                            spec, key, "settling the key after its call failed", event=False
+                        )
                 raise
             result_json, reason = _encode(value)
             notified: list[bool] = []  # _store_success published ResultNotStored already
@@ -309,7 +311,7 @@ class IdempotencyCache:
                 )
                 if answered is None:
                     self._not_answered(
-                        spec, key, "recording the success (the tool ran)", published=notified
+                        spec, key, "recording the success (the tool ran)", event=not notified
                     )
             return value
         finally:
@@ -459,17 +461,15 @@ class IdempotencyCache:
                 return False
         return True
 
-    def _not_answered(
-        self, spec: CompiledSpec, key: str, what: str, *, published: object = True
-    ) -> None:
-        """The store did not answer the operation settling ``key`` within ``_CLEANUP_S``.
-        A success's ``ResultNotStored`` goes out once: unless ``published`` already."""
+    def _not_answered(self, spec: CompiledSpec, key: str, what: str, *, event: bool) -> None:
+        """The store did not answer the operation settling ``key`` within ``_CLEANUP_S``;
+        ``event``: publish ``ResultNotStored`` too (a success's goes out once)."""
         reason = (
             f"the idempotency store did not answer within {_CLEANUP_S:g} s while {what}; "
             "the claim is kept (the key does not run again) and the store asked again"
         )
         log.error("idempotency key %r of tool %r: %s", key, spec.tool_name, reason)
-        if not published and self.publish is not None:
+        if event and self.publish is not None:
             self.publish(ResultNotStored(spec.tool_name, key, reason, trio.current_time()))
 
     async def _settle_later(self, owner: str, lease: _Lease, settle: Settle) -> None:
