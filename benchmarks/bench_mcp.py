@@ -17,7 +17,11 @@ two integers):
 
 The SDK's own client drives each over two transports: in memory (the client connected
 to the server object in process) and stdio (each server in its own subprocess, started
-once). Rounds alternate between the servers, the order rotating each round; the result
+once). ``toolvisor`` serves stdio on toolvisor's own transport (which answers every
+line, the SDK's parser's refusals included) and the bare servers on the SDK's; over
+stdio a fourth server, ``bare_toolvisor_stdio``, is ``bare`` on toolvisor's transport, so
+the figure "on the same transport" compares the two servers alone. Rounds alternate
+between the servers, the order rotating each round; the result
 is the median over rounds of the paired ratio toolvisor / bare (and toolvisor /
 bare_validating), which cancels a noisy machine's drift between rounds. In memory, the
 garbage collector's collections per 1,000 calls are counted too (client and server
@@ -71,6 +75,7 @@ from toolvisor import (
     StandardCircuitBreakerPolicy,
     open_supervisor,
 )
+from toolvisor._mcp_stdio import stdio_streams
 from toolvisor.mcp import mcp_server, serve_stdio
 
 TARGET = 0.9
@@ -176,6 +181,9 @@ def breakdown_servers(sup: Any) -> dict[str, Server[Any]]:
 
 
 KINDS = ("bare", "bare_validating", "toolvisor")
+#: Over stdio, the bare server also on toolvisor's stdio transport: the same transport as
+#: toolvisor's server, where ``bare`` runs on the SDK's.
+STDIO_ONLY = ("bare_toolvisor_stdio",)
 BREAKDOWN = ("bare_awaiting", "bare_executor", "bare_execute")
 BARE_SERVERS = {"bare": bare_server, "bare_validating": bare_validating_server}
 
@@ -185,6 +193,11 @@ async def serve(kind: str) -> None:
     if kind in BARE_SERVERS:
         server = BARE_SERVERS[kind]()
         async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+        return
+    if kind == "bare_toolvisor_stdio":
+        server = bare_server()
+        async with stdio_streams() as (read, write):
             await server.run(read, write, server.create_initialization_options())
         return
     async with open_supervisor() as sup:
@@ -234,7 +247,10 @@ def _median_ratio(rates: dict[str, list[float]], of: str, to: str) -> dict[str, 
 
 
 async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
-    kinds = KINDS + BREAKDOWN if transport == "memory" and args.breakdown else KINDS
+    if transport == "memory":
+        kinds = KINDS + BREAKDOWN if args.breakdown else KINDS
+    else:
+        kinds = KINDS + STDIO_ONLY
     rates: dict[str, list[float]] = {kind: [] for kind in kinds}
     collections: dict[str, list[list[int]]] = {kind: [] for kind in kinds}
     async with open_supervisor() as sup:
@@ -249,7 +265,7 @@ async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
                 kind: StdioServerParameters(
                     command=sys.executable, args=[__file__, "--serve", kind], env=_child_env()
                 )
-                for kind in KINDS
+                for kind in kinds
             }
         async with contextlib.AsyncExitStack() as stack:
             clients = {
@@ -274,6 +290,10 @@ async def measure(args: argparse.Namespace, transport: str) -> dict[str, Any]:
     figures["ratio_vs_validating"] = vs_validating["median"]
     figures["ratio_vs_validating_range"] = vs_validating["range"]
     figures["rounds_calls_per_s"] = rates
+    if transport == "stdio":
+        same = _median_ratio(rates, "toolvisor", "bare_toolvisor_stdio")
+        figures["ratio_same_transport"] = same["median"]
+        figures["ratio_same_transport_range"] = same["range"]
     if transport == "memory":  # client and server in this process: their collections
         figures["gc_collections_per_1000_calls"] = {
             kind: [
@@ -301,7 +321,7 @@ def main() -> int:
         action="store_true",
         help="in memory, also the servers between bare and toolvisor (where its share goes)",
     )
-    parser.add_argument("--serve", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=KINDS + STDIO_ONLY, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         trio.run(serve, args.serve)
@@ -322,6 +342,14 @@ def main() -> int:
             f"target >= {TARGET}x), toolvisor/bare_validating "
             f"{figures['ratio_vs_validating']:.2f}x (rounds {vlow:.2f}-{vhigh:.2f}x)"
         )
+        if "ratio_same_transport" in figures:
+            slow, shigh = figures["ratio_same_transport_range"]
+            print(
+                f"        bare on toolvisor's stdio transport "
+                f"{figures['bare_toolvisor_stdio_calls_per_s']:8.0f} calls/s: toolvisor/bare "
+                f"on the same transport {figures['ratio_same_transport']:.2f}x "
+                f"(rounds {slow:.2f}-{shigh:.2f}x)"
+            )
         if "gc_collections_per_1000_calls" in figures:
             shown = ", ".join(
                 f"{kind} " + "/".join(f"{n:g}" for n in per_gen)

@@ -226,6 +226,18 @@ async def test_a_new_idempotency_key_runs_the_same_arguments_again(transport: st
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_null_idempotency_key_is_no_key_the_tools_own_applies(transport: str) -> None:
+    async with served(transport) as client:
+        first = await client.call_tool("charge", {"cents": 7}, meta={"idempotencyKey": None})
+        again = await client.call_tool("charge", {"cents": 7})
+        other = await client.call_tool("charge", {"cents": 8}, meta={"idempotencyKey": None})
+    # charge's own key comes from its arguments: the same cents are one execution.
+    assert first.structured_content == {"charged": 7, "execution": 1}
+    assert again.structured_content == first.structured_content
+    assert other.structured_content == {"charged": 8, "execution": 2}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_client_cancellation_cancels_the_running_attempt(transport: str) -> None:
     async with served(transport) as client:
         with trio.move_on_after(0.3) as scope:
@@ -585,6 +597,8 @@ def test_bench_mcp_runs_every_server_over_both_transports(tmp_path: Path) -> Non
         for kind in ("bare", "bare_validating", "toolvisor"):
             assert result[f"{kind}_calls_per_s"] > 0
         assert result["ratio"] > 0 and result["ratio_vs_validating"] > 0
+    stdio = figures["results"][1]
+    assert stdio["bare_toolvisor_stdio_calls_per_s"] > 0 and stdio["ratio_same_transport"] > 0
     breakdown = figures["results"][0]["breakdown_ratio_vs_bare"]
     assert sorted(breakdown) == ["bare_awaiting", "bare_execute", "bare_executor"]
     assert all(ratio["median"] > 0 for ratio in breakdown.values())

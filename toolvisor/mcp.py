@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import mcp_types as types
 import trio
 from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from ._json import compact_dumps
+from ._mcp_stdio import stdio_streams
 from .errors import FieldError, UnknownToolError, ValidationError, shown
 from .llm import error_info, error_text
 from .spec import ExecutionContext
@@ -198,11 +198,16 @@ async def serve_stdio(
 ) -> None:
     """Serve ``sup``'s tools over this process's stdin and stdout until stdin closes.
 
-    While it serves, stdout belongs to the protocol: anything else a tool prints there
-    is diverted to stderr by the SDK.
+    While it serves, stdout belongs to the protocol: file descriptor 1 points at stderr
+    (anything a tool prints goes there) and 0 at the null device. Every line gets one
+    answer: a line the SDK's parser refuses is answered with a JSON-RPC error (-32700 or
+    -32600) under its ``id``, where the SDK's own stdio transport would drop it.
+
+    Raises:
+        RuntimeError: another ``serve_stdio`` is serving this process's stdin and stdout.
     """
     server = mcp_server(sup, name=name, timeout=timeout)
-    async with stdio_server() as (read_stream, write_stream):
+    async with stdio_streams() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
