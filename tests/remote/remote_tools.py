@@ -82,6 +82,15 @@ async def fragile(args: dict[str, Any]) -> None:
 
 
 async def opaque(args: dict[str, Any]) -> object:
+    """A value, or an error, that JSON or ``str()`` cannot carry, as ``kind`` says."""
+    kind = args.get("kind", "object")
+    if kind == "deep":  # past the stack of Python's JSON writer
+        nested: list[object] = []
+        for _ in range(100_000):
+            nested = [nested]
+        return nested
+    if kind == "unprintable":  # str() of this error raises (more than 4,300 digits)
+        raise ValueError(10**5000)
     return object()
 
 
@@ -149,7 +158,7 @@ TOOLS = [
     (_charge_retry, charge),
     (_spec("decline", StringParameter(name="card", required=True)), decline),
     (_fragile, fragile),
-    (_spec("opaque"), opaque),
+    (_spec("opaque", StringParameter(name="kind", enum=["object", "deep", "unprintable"])), opaque),
     (_spec("whoami"), whoami),
     (_spec("stuck", timeout_s=0.5), stuck),
     (_spec("poison", StringParameter(name="key", required=True)), poison),

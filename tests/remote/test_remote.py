@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -62,7 +63,7 @@ async def test_a_namespace_without_workers_knows_no_tools(redis_url: str, namesp
 
 
 async def test_errors_cross_as_their_own_classes(redis_url: str, shared_fleet: Fleet) -> None:
-    namespace, _worker, _trace_log = shared_fleet
+    namespace, worker, _trace_log = shared_fleet
     async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
         with pytest.raises(RemoteToolError) as tool_error:
             await remote.execute("decline", {"card": "4242"})
@@ -84,6 +85,21 @@ async def test_errors_cross_as_their_own_classes(redis_url: str, shared_fleet: F
             await remote.execute("opaque", {})
         assert opaque.value.type_name == "TypeError"
         assert "JSON" in opaque.value.message
+
+        with pytest.raises(RemoteToolError) as deep:
+            await remote.execute("opaque", {"kind": "deep"})
+        assert deep.value.type_name == "TypeError"
+        assert "nested too deep" in deep.value.message
+        with pytest.raises(RemoteToolError) as unprintable:
+            await remote.execute("opaque", {"kind": "unprintable"})
+        assert unprintable.value.type_name == "ValueError"
+        assert "<an integer of 16,610 bits>" in unprintable.value.message
+        nested: list[object] = []
+        for _ in range(100_000):
+            nested = [nested]
+        with pytest.raises(ValidationError, match="nested too deep"):
+            await remote.execute("echo", {"text": nested})
+        assert (await remote.execute("echo", {"text": "still serving"}))["pid"] == worker.pid
 
         with pytest.raises(UnknownToolError) as unknown:
             await remote.execute("nope", {})
@@ -174,6 +190,36 @@ async def test_a_cancelled_caller_cancels_the_call_on_its_worker(
             lambda: ("cancelled", "sleepy", "c2") in [r[:3] for r in read_trace(trace_log)], 3
         )
     assert ("end", "sleepy", "c1") not in [r[:3] for r in read_trace(trace_log)]
+
+
+@pytest.mark.parametrize(
+    ("args", "ctx", "problem"),
+    [
+        ('{"text":' + "[" * 100_000 + "]" * 100_000 + "}", "{}", "nested too deep"),
+        ('{"text":"x"}', '{"metadata":' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deep"),
+        ('{"text":' + "9" * 5000 + "}", "{}", "not JSON"),
+    ],
+    ids=["arguments-nested-100000-deep", "ctx-nested-100000-deep", "5000-digit-argument"],
+)
+async def test_a_call_no_client_could_send_is_refused_and_the_worker_serves_on(
+    redis_url: str, shared_fleet: Fleet, raw_redis: Any, args: str, ctx: str, problem: str
+) -> None:
+    """As another program (or a hostile one) could write it to the stream directly."""
+    namespace, worker, _trace_log = shared_fleet
+    reply_stream = f"{namespace}:reply:raw-{os.getpid()}"
+    call_id = f"raw-{abs(hash(args + ctx))}"
+    fields = {"v": "1", "id": call_id, "reply": reply_stream, "args": args, "ctx": ctx}
+    await raw_redis.xadd(f"{namespace}:call:echo", fields)
+    with trio.fail_after(10):
+        while not (replies := await raw_redis.xrange(reply_stream)):  # noqa: ASYNC110
+            await trio.sleep(0.02)  # (another process writes it: no Event)
+    reply = replies[0].field_values
+    assert (reply["id"], reply["ok"]) == (call_id, "0")
+    assert problem in json.loads(reply["error"])["message"]
+    await raw_redis.delete([reply_stream])
+    assert worker.proc.poll() is None
+    async with toolvisor.open_remote(redis_url, namespace=namespace) as remote:
+        assert (await remote.execute("echo", {"text": "on"}))["pid"] == worker.pid
 
 
 async def test_streams_are_left_empty(redis_url: str, shared_fleet: Fleet, raw_redis: Any) -> None:

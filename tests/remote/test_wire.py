@@ -14,9 +14,13 @@ from toolvisor.remote._wire import (
     check_namespace,
     decode_ctx,
     decode_error,
+    dumps,
     encode_ctx,
     encode_error,
+    loads,
 )
+
+DEEP = "[" * 100_000 + "]" * 100_000
 
 
 @pytest.mark.parametrize("err", examples(), ids=lambda e: type(e).__name__)
@@ -98,6 +102,10 @@ def test_incoming_call_parses_every_field() -> None:
         ({"args": "{"}, "not JSON"),
         ({"deadline": "nan"}, "finite"),
         ({"deadline": "soon"}, "deadline must be a number"),
+        ({"args": '{"a":' + DEEP + "}"}, "nested too deep"),
+        ({"args": '{"a":' + "9" * 5000 + "}"}, "not JSON"),
+        ({"ctx": DEEP}, "nested too deep"),
+        ({"ctx": '{"metadata":{"n":' + "9" * 5000 + "}}"}, "4300 digits"),
     ],
 )
 def test_a_malformed_call_is_refused_naming_the_problem(
@@ -111,3 +119,26 @@ def test_a_malformed_call_is_refused_naming_the_problem(
 def test_namespace_must_be_a_plain_name(bad: object) -> None:
     with pytest.raises(ValueError, match="namespace"):
         check_namespace(bad)
+
+
+def test_a_value_nested_too_deep_is_a_value_error_both_ways() -> None:
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    with pytest.raises(ValueError, match="nested too deep to write"):
+        dumps(nested)
+    with pytest.raises(ValueError, match="nested too deep to read"):
+        loads(DEEP)
+    assert loads(dumps({"a": [[1]]})) == {"a": [[1]]}
+
+
+def test_an_error_whose_message_cannot_be_made_still_travels() -> None:
+    exc = ValueError(10**5000)  # str() refuses an int of more than 4,300 digits
+    back = decode_error(encode_error(exc), tool="pay")
+    assert isinstance(back, RemoteToolError) and back.type_name == "ValueError"
+    assert "could not be made" in back.message and "bits" in back.message
+
+
+def test_a_reply_nested_too_deep_is_an_unreadable_error_not_a_crash() -> None:
+    back = decode_error('{"type":' + DEEP + "}", tool="pay")
+    assert isinstance(back, RemoteToolError) and back.type_name == "<unreadable error>"

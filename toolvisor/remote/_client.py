@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import sys
@@ -16,6 +15,7 @@ import trio
 
 from ..errors import (
     FieldError,
+    RemoteToolError,
     SupervisorClosedError,
     ToolTimeoutError,
     ToolUnavailableError,
@@ -28,7 +28,7 @@ from ..supervisor.calls import CallSpec, run_many
 from . import _lua
 from ._batch import Batches
 from ._redis import Redis, open_client, redact, redis_errors, single_error
-from ._wire import FORMAT_VERSION, Keys, decode_error, dumps, encode_ctx
+from ._wire import FORMAT_VERSION, Keys, decode_error, dumps, encode_ctx, loads
 
 __all__ = ["Remote", "RemotePendingCall", "open_remote"]
 
@@ -75,7 +75,11 @@ class _Slot:
         fields = self.fields
         assert fields is not None
         if fields.get("ok") == "1":
-            return True, json.loads(fields.get("value", "null")), None
+            try:
+                return True, loads(fields.get("value", "null")), None
+            except ValueError as exc:
+                error = RemoteToolError("ValueError", f"unreadable value: {exc}", tool=self.tool)
+                return False, None, error
         return False, None, decode_error(fields.get("error", ""), tool=self.tool)
 
 
@@ -329,7 +333,7 @@ class Remote:
             if info is None:
                 continue
             try:
-                served = json.loads(info)["tools"]
+                served = loads(info)["tools"]
             except (ValueError, KeyError, TypeError):
                 continue
             if isinstance(served, dict):

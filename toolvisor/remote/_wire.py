@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import errors as errors_module
-from ..errors import FieldError, RemoteToolError, ToolvisorError
+from ..errors import FieldError, RemoteToolError, ToolvisorError, shown
 from ..spec import ExecutionContext
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "dumps",
     "encode_ctx",
     "encode_error",
+    "loads",
     "type_name",
 ]
 
@@ -105,8 +106,31 @@ class Keys:
 
 
 def dumps(value: Any) -> str:
-    """Strict JSON (no NaN or infinities, which other languages' parsers refuse)."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """Strict JSON (no NaN or infinities, which other languages' parsers refuse).
+
+    Raises:
+        TypeError: a value JSON has no form for.
+        ValueError: NaN or an infinity, an integer of more digits than Python writes, or
+            a value nested too deep to write (Python's stack, about 1,000 levels).
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except RecursionError:  # raised before the stack ran out, caught after it unwound
+        raise ValueError("nested too deep to write as JSON") from None
+
+
+def loads(text: str) -> Any:
+    """The JSON value of a field, as another process wrote it.
+
+    Raises:
+        ValueError: not JSON, an integer of more digits than Python reads, or a value
+            nested too deep to read: one bad message is refused, never a worker or a
+            caller's reader crashed by a ``RecursionError``.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deep to read as JSON") from None
 
 
 def encode_ctx(ctx: ExecutionContext | None) -> str:
@@ -123,7 +147,7 @@ def encode_ctx(ctx: ExecutionContext | None) -> str:
 
 
 def decode_ctx(text: str) -> ExecutionContext:
-    raw = json.loads(text)
+    raw = loads(text)
     if not isinstance(raw, dict):
         raise ValueError(f"ctx must be a JSON object, got {text[:80]!r}")
     metadata = raw.get("metadata") or {}
@@ -164,7 +188,7 @@ def _field_out(value: Any) -> Any:
     if isinstance(value, FieldError):
         return {"$field_error": [value.path, value.message]}
     if isinstance(value, BaseException):
-        return {"$exception": [type_name(value), str(value)]}
+        return {"$exception": [type_name(value), _message(value)]}
     if isinstance(value, tuple | list):
         return {"$tuple": [_field_out(v) for v in value]}
     if isinstance(value, float) and not math.isfinite(value):
@@ -190,6 +214,16 @@ def _field_in(value: Any) -> Any:
     return value
 
 
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or what its arguments were when it cannot be made (an int of more
+    digits than Python writes, a ``__str__`` that raises): the reply is sent regardless."""
+    try:
+        return str(exc)
+    except Exception:
+        shown_args = ", ".join(shown(arg) for arg in exc.args)
+        return f"<its message could not be made; its arguments: {shown_args}>"
+
+
 def encode_error(exc: BaseException) -> str:
     """An exception as JSON: ``{"type", "message", "args", "fields"}``.
 
@@ -207,7 +241,7 @@ def encode_error(exc: BaseException) -> str:
                 "fields": {k: _field_out(v) for k, v in vars(exc).items()},
             }
         )
-    message = str(exc)
+    message = _message(exc)
     notes = getattr(exc, "__notes__", None)
     if notes:
         message = "\n".join([message, *map(str, notes)])
@@ -217,7 +251,7 @@ def encode_error(exc: BaseException) -> str:
 def decode_error(text: str, *, tool: str) -> Exception:
     """The exception a reply's ``error`` field describes (see :func:`encode_error`)."""
     try:
-        raw = json.loads(text)
+        raw = loads(text)
         name = str(raw["type"])
         message = str(raw.get("message", ""))
     except (ValueError, KeyError, TypeError):
@@ -260,7 +294,7 @@ class IncomingCall:
         if not self.call_id or not self.reply:
             raise ValueError("call has no id or no reply stream")
         try:
-            args = json.loads(fields.get("args", ""))
+            args = loads(fields.get("args", ""))
         except ValueError as exc:
             raise ValueError(f"call arguments are not JSON: {exc}") from None
         if not isinstance(args, dict):
