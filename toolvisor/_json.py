@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
+from ._validation import SURROGATE
 from .errors import IdempotencyStoreError, shown
 
 __all__ = ["canonical_dumps", "compact_dumps", "load_stored", "loads"]
@@ -71,14 +71,13 @@ def load_stored(text: str, *, store: str, key: str) -> Any:
         ) from exc
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _valid_unicode(text: str) -> str:
     """``text``, unless it holds a lone surrogate: no store can keep one (SQLite and Redis
     take UTF-8), so a result holding one is refused here, before it is stored."""
-    if not text.isascii() and _SURROGATE.search(text):
-        raise ValueError("a string holds a lone surrogate: not valid Unicode, cannot be stored")
+    if not text.isascii() and SURROGATE.search(text):
+        raise ValueError(
+            "a string holds a lone surrogate: not valid Unicode (UTF-8 cannot carry it)"
+        )
     return text
 
 

@@ -91,6 +91,10 @@ async def opaque(args: dict[str, Any]) -> object:
         return nested
     if kind == "unprintable":  # str() of this error raises (more than 4,300 digits)
         raise ValueError(10**5000)
+    if kind == "surrogate":  # a lone surrogate: UTF-8 (and so Redis) cannot carry it
+        return {"name": "\ud800"}
+    if kind == "surrogate_error":
+        raise KeyError("no user \udc00")
     return object()
 
 
@@ -158,7 +162,15 @@ TOOLS = [
     (_charge_retry, charge),
     (_spec("decline", StringParameter(name="card", required=True)), decline),
     (_fragile, fragile),
-    (_spec("opaque", StringParameter(name="kind", enum=["object", "deep", "unprintable"])), opaque),
+    (
+        _spec(
+            "opaque",
+            StringParameter(
+                name="kind", enum=["object", "deep", "unprintable", "surrogate", "surrogate_error"]
+            ),
+        ),
+        opaque,
+    ),
     (_spec("whoami"), whoami),
     (_spec("stuck", timeout_s=0.5), stuck),
     (_spec("poison", StringParameter(name="key", required=True)), poison),

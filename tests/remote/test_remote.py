@@ -94,12 +94,32 @@ async def test_errors_cross_as_their_own_classes(redis_url: str, shared_fleet: F
             await remote.execute("opaque", {"kind": "unprintable"})
         assert unprintable.value.type_name == "ValueError"
         assert "<an integer of 16,610 bits>" in unprintable.value.message
+        with pytest.raises(RemoteToolError) as surrogate:
+            await remote.execute("opaque", {"kind": "surrogate"})
+        assert surrogate.value.type_name == "TypeError"
+        assert "lone surrogate" in surrogate.value.message
+        with pytest.raises(RemoteToolError) as quoting:
+            await remote.execute("opaque", {"kind": "surrogate_error"})
+        assert quoting.value.type_name == "KeyError"
+        assert "no user \\udc00" in quoting.value.message
         nested: list[object] = []
         for _ in range(100_000):
             nested = [nested]
         with pytest.raises(ValidationError, match="nested too deep"):
             await remote.execute("echo", {"text": nested})
         assert (await remote.execute("echo", {"text": "still serving"}))["pid"] == worker.pid
+
+        # A lone surrogate (UTF-8, and so Redis, cannot carry one) is refused before it
+        # is sent; before, it broke the connection for every call of the caller.
+        with pytest.raises(ValidationError, match="lone surrogate"):
+            await remote.execute("echo", {"text": "\ud800"})
+        with pytest.raises(ValueError, match=r"ctx\.tenant_id must be valid Unicode"):
+            await remote.execute("echo", {"text": "x"}, ExecutionContext(tenant_id="\ud800"))
+        with pytest.raises(ValueError, match=r"ctx\.request_id or ctx\.metadata"):
+            await remote.execute("echo", {"text": "x"}, ExecutionContext(metadata={"n": "\udc00"}))
+        with pytest.raises(TypeError, match="ExecutionContext"):
+            await remote.execute("echo", {"text": "x"}, {"tenant_id": "t"})  # type: ignore[arg-type]
+        assert (await remote.execute("echo", {"text": "on"}))["pid"] == worker.pid
 
         with pytest.raises(UnknownToolError) as unknown:
             await remote.execute("nope", {})
@@ -195,11 +215,19 @@ async def test_a_cancelled_caller_cancels_the_call_on_its_worker(
 @pytest.mark.parametrize(
     ("args", "ctx", "problem"),
     [
-        ('{"text":' + "[" * 100_000 + "]" * 100_000 + "}", "{}", "nested too deep"),
-        ('{"text":"x"}', '{"metadata":' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deep"),
+        ('{"text":' + "[" * 100_000 + "]" * 100_000 + "}", "{}", "nests too deeply"),
+        ('{"text":"x"}', '{"metadata":' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deeply"),
         ('{"text":' + "9" * 5000 + "}", "{}", "not JSON"),
+        ('{"text":"\\ud800"}', "{}", "lone surrogate"),
+        ('{"text":"x"}', '{"tenant_id":"\\ud800"}', "lone surrogate"),
     ],
-    ids=["arguments-nested-100000-deep", "ctx-nested-100000-deep", "5000-digit-argument"],
+    ids=[
+        "arguments-nested-100000-deep",
+        "ctx-nested-100000-deep",
+        "5000-digit-argument",
+        "escaped-lone-surrogate-argument",
+        "escaped-lone-surrogate-tenant",
+    ],
 )
 async def test_a_call_no_client_could_send_is_refused_and_the_worker_serves_on(
     redis_url: str, shared_fleet: Fleet, raw_redis: Any, args: str, ctx: str, problem: str

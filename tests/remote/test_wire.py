@@ -7,7 +7,7 @@ import json
 import pytest
 from test_errors import examples
 
-from toolvisor import ExecutionContext, RemoteToolError, ToolvisorError
+from toolvisor import ExecutionContext, FieldError, RemoteToolError, ToolvisorError, ValidationError
 from toolvisor.remote._wire import (
     FORMAT_VERSION,
     IncomingCall,
@@ -102,9 +102,9 @@ def test_incoming_call_parses_every_field() -> None:
         ({"args": "{"}, "not JSON"),
         ({"deadline": "nan"}, "finite"),
         ({"deadline": "soon"}, "deadline must be a number"),
-        ({"args": '{"a":' + DEEP + "}"}, "nested too deep"),
+        ({"args": '{"a":' + DEEP + "}"}, "nests too deeply"),
         ({"args": '{"a":' + "9" * 5000 + "}"}, "not JSON"),
-        ({"ctx": DEEP}, "nested too deep"),
+        ({"ctx": DEEP}, "nests too deeply"),
         ({"ctx": '{"metadata":{"n":' + "9" * 5000 + "}}"}, "4300 digits"),
     ],
 )
@@ -125,9 +125,9 @@ def test_a_value_nested_too_deep_is_a_value_error_both_ways() -> None:
     nested: list[object] = []
     for _ in range(100_000):
         nested = [nested]
-    with pytest.raises(ValueError, match="nested too deep to write"):
+    with pytest.raises(ValueError, match="nested too deep"):
         dumps(nested)
-    with pytest.raises(ValueError, match="nested too deep to read"):
+    with pytest.raises(ValueError, match="nests too deeply to read"):
         loads(DEEP)
     assert loads(dumps({"a": [[1]]})) == {"a": [[1]]}
 
@@ -142,3 +142,34 @@ def test_an_error_whose_message_cannot_be_made_still_travels() -> None:
 def test_a_reply_nested_too_deep_is_an_unreadable_error_not_a_crash() -> None:
     back = decode_error('{"type":' + DEEP + "}", tool="pay")
     assert isinstance(back, RemoteToolError) and back.type_name == "<unreadable error>"
+
+
+def test_a_lone_surrogate_is_refused_on_the_way_out_not_sent_to_fail_in_redis() -> None:
+    """Redis keeps UTF-8, which cannot carry a lone surrogate: the field's writer is the
+    one to say so, with a ValueError its callers answer, never a UnicodeEncodeError
+    raised inside the connection."""
+    with pytest.raises(ValueError, match="lone surrogate"):
+        dumps({"text": "\ud800"})
+    with pytest.raises(ValueError, match="lone surrogate"):
+        encode_ctx(ExecutionContext(metadata={"note": "\udc00"}))
+
+
+def test_an_error_quoting_a_lone_surrogate_travels_with_it_escaped() -> None:
+    own = decode_error(encode_error(KeyError("\ud800 not found")), tool="pay")
+    assert isinstance(own, RemoteToolError) and own.type_name == "KeyError"
+    assert "\\ud800 not found" in own.message
+    err = ValidationError([FieldError("/text", "\ud800 is not one of 'a', 'b'")], tool="pay")
+    back = decode_error(encode_error(err), tool="pay")
+    assert type(back) is ValidationError  # the class and its fields kept
+    assert back.errors[0].path == "/text"
+    assert back.errors[0].message == "\\ud800 is not one of 'a', 'b'"
+    encode_error(err).encode()  # UTF-8 can carry all of it
+
+
+def test_a_toolvisor_error_whose_fields_json_cannot_carry_travels_as_its_message() -> None:
+    err = ValidationError([FieldError("/n", "too large")], tool="pay")
+    err.limit = 10**5000  # type: ignore[attr-defined]  # a field no JSON writer takes
+    back = decode_error(encode_error(err), tool="pay")
+    assert isinstance(back, RemoteToolError)
+    assert back.type_name == "toolvisor.errors.ValidationError"
+    assert "too large" in back.message

@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 
+from .._inputs import check_context
 from ..errors import (
     FieldError,
     RemoteToolError,
@@ -227,7 +228,9 @@ class Remote:
         """Send a call now; await ``pending.value()`` or ``pending.result()`` later.
 
         Raises at once what is wrong before sending: unknown tool, arguments JSON cannot
-        carry, a bad ``timeout``, Redis unreachable, a closed connection.
+        carry (``ValidationError``), a bad ``ctx`` (as ``Supervisor.execute`` does, and
+        ``ValueError`` for a ``request_id`` or ``metadata`` JSON cannot carry), a bad
+        ``timeout``, Redis unreachable, a closed connection.
         """
         if self.closed:
             raise SupervisorClosedError("this remote connection is closed")
@@ -247,6 +250,14 @@ class Remote:
             raise ValidationError(
                 [FieldError("", f"arguments cannot be sent as JSON: {exc}")], tool=tool
             ) from None
+        if ctx is not None:
+            check_context(ctx)  # what Supervisor.execute refuses, refused the same way
+        try:
+            ctx_json = encode_ctx(ctx)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"ctx.request_id or ctx.metadata cannot be sent as JSON: {exc}"
+            ) from None
         started = trio.current_time()
         call_id = uuid.uuid4().hex
         fields = {
@@ -254,7 +265,7 @@ class Remote:
             "id": call_id,
             "reply": self._reply_key,
             "args": args_json,
-            "ctx": encode_ctx(ctx),
+            "ctx": ctx_json,
             "deadline": "" if timeout is None else repr(time.time() + timeout),
             "timeout": "" if timeout is None else repr(float(timeout)),
             "traceparent": "",

@@ -29,13 +29,13 @@ A **cancellation** (``XADD {ns}:cancel``): ``id`` and ``tool`` of the call its c
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from .. import errors as errors_module
+from .._json import compact_dumps, loads
 from ..errors import FieldError, RemoteToolError, ToolvisorError, shown
 from ..spec import ExecutionContext
 
@@ -106,31 +106,19 @@ class Keys:
 
 
 def dumps(value: Any) -> str:
-    """Strict JSON (no NaN or infinities, which other languages' parsers refuse).
+    """Strict JSON (no NaN or infinities, which other languages' parsers refuse), as the
+    idempotency stores write it; a stream field holds nothing else.
 
     Raises:
         TypeError: a value JSON has no form for.
-        ValueError: NaN or an infinity, an integer of more digits than Python writes, or
-            a value nested too deep to write (Python's stack, about 1,000 levels).
+        ValueError: NaN or an infinity, an integer of more digits than Python writes, a
+            string holding a lone surrogate (Redis keeps UTF-8, which cannot carry one),
+            or a value nested too deep to write (Python's stack, about 1,000 levels).
     """
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return compact_dumps(value)
     except RecursionError:  # raised before the stack ran out, caught after it unwound
-        raise ValueError("nested too deep to write as JSON") from None
-
-
-def loads(text: str) -> Any:
-    """The JSON value of a field, as another process wrote it.
-
-    Raises:
-        ValueError: not JSON, an integer of more digits than Python reads, or a value
-            nested too deep to read: one bad message is refused, never a worker or a
-            caller's reader crashed by a ``RecursionError``.
-    """
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("nested too deep to read as JSON") from None
+        raise ValueError("nested too deep (or holding itself) to write as JSON") from None
 
 
 def encode_ctx(ctx: ExecutionContext | None) -> str:
@@ -186,16 +174,18 @@ def _toolvisor_class(name: str) -> type[ToolvisorError] | None:
 
 def _field_out(value: Any) -> Any:
     if isinstance(value, FieldError):
-        return {"$field_error": [value.path, value.message]}
+        return {"$field_error": [_utf8(value.path), _utf8(value.message)]}
     if isinstance(value, BaseException):
         return {"$exception": [type_name(value), _message(value)]}
     if isinstance(value, tuple | list):
         return {"$tuple": [_field_out(v) for v in value]}
     if isinstance(value, float) and not math.isfinite(value):
         return {"$float": repr(value)}
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, str):
+        return _utf8(value)
+    if value is None or isinstance(value, int | float | bool):
         return value
-    return {"$repr": repr(value)}
+    return {"$repr": _utf8(repr(value))}
 
 
 def _field_in(value: Any) -> Any:
@@ -214,14 +204,22 @@ def _field_in(value: Any) -> Any:
     return value
 
 
+def _utf8(text: str) -> str:
+    """``text`` as UTF-8 can carry it: a lone surrogate (a tool may quote its caller's
+    input in an error) is written as its escape, ``\\ud800``, instead of failing the reply."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _message(exc: BaseException) -> str:
     """``str(exc)``, or what its arguments were when it cannot be made (an int of more
     digits than Python writes, a ``__str__`` that raises): the reply is sent regardless."""
     try:
-        return str(exc)
+        return _utf8(str(exc))
     except Exception:
         shown_args = ", ".join(shown(arg) for arg in exc.args)
-        return f"<its message could not be made; its arguments: {shown_args}>"
+        return _utf8(f"<its message could not be made; its arguments: {shown_args}>")
 
 
 def encode_error(exc: BaseException) -> str:
@@ -230,21 +228,27 @@ def encode_error(exc: BaseException) -> str:
     toolvisor's errors carry their constructor's fields and ``args``, so the caller
     rebuilds the same class with the same fields; any other exception is a tool's own and
     travels as its type name and message (the caller gets :class:`RemoteToolError`).
+    A toolvisor error whose fields JSON cannot carry (an integer of 5,000 digits, a
+    value nested too deep) travels the second way. Never raises: every call gets its
+    reply.
     """
-    if isinstance(exc, ToolvisorError) and _toolvisor_class(type(exc).__name__) is type(exc):
-        return dumps(
-            {
-                "type": type(exc).__name__,
-                "toolvisor": True,
-                "message": str(exc),
-                "args": [_field_out(a) for a in exc.args],
-                "fields": {k: _field_out(v) for k, v in vars(exc).items()},
-            }
-        )
     message = _message(exc)
+    if isinstance(exc, ToolvisorError) and _toolvisor_class(type(exc).__name__) is type(exc):
+        try:
+            return dumps(
+                {
+                    "type": type(exc).__name__,
+                    "toolvisor": True,
+                    "message": message,
+                    "args": [_field_out(a) for a in exc.args],
+                    "fields": {k: _field_out(v) for k, v in vars(exc).items()},
+                }
+            )
+        except (TypeError, ValueError):
+            pass
     notes = getattr(exc, "__notes__", None)
     if notes:
-        message = "\n".join([message, *map(str, notes)])
+        message = "\n".join([message, *(_utf8(str(note)) for note in notes)])
     return dumps({"type": type_name(exc), "toolvisor": False, "message": message})
 
 
