@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 import trio
 
 from toolvisor import open_supervisor
-from toolvisor._mcp_stdio import INVALID_REQUEST, PARSE_ERROR, streams_on
+from toolvisor._mcp_stdio import INVALID_REQUEST, MAX_LINE_BYTES, PARSE_ERROR, streams_on
 from toolvisor.mcp import mcp_server
 
 TESTS = Path(__file__).parent
@@ -82,7 +83,9 @@ class Peer:
 
 
 @asynccontextmanager
-async def served_on_pipes(*, initialize: bool = True) -> AsyncIterator[Peer]:
+async def served_on_pipes(
+    *, initialize: bool = True, max_line_bytes: int = MAX_LINE_BYTES
+) -> AsyncIterator[Peer]:
     """A toolvisor MCP server of mcp_tools' tools over two pipes, and its client's ends."""
     to_server_r, to_server_w = os.pipe()
     to_client_r, to_client_w = os.pipe()
@@ -92,7 +95,10 @@ async def served_on_pipes(*, initialize: bool = True) -> AsyncIterator[Peer]:
 
         async def serve() -> None:
             try:
-                async with streams_on(to_server_r, to_client_w) as (read, write):
+                async with streams_on(to_server_r, to_client_w, max_line_bytes=max_line_bytes) as (
+                    read,
+                    write,
+                ):
                     await server.run(read, write, server.create_initialization_options())
             finally:
                 os.close(to_server_r)
@@ -217,6 +223,95 @@ async def test_a_line_of_a_megabyte_is_read_whole_and_answered() -> None:
         assert "is longer than 1000 characters" in reply["result"]["content"][0]["text"]
 
 
+def padded(opening: str, size: int, closing: str = "") -> bytes:
+    """A tools/call line of exactly ``size`` bytes between ``opening`` and ``closing``."""
+    start = opening + '"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+    end = '"}}' + closing + "}"
+    return (start + "x" * (size - len(start) - len(end)) + end).encode()
+
+
+async def test_a_line_over_the_limit_is_refused_under_its_id_and_the_server_goes_on() -> None:
+    assert MAX_LINE_BYTES == 4 * 1024 * 1024  # the SDK's limit of an HTTP request body
+    sent = padded('{"jsonrpc":"2.0","id":7,', MAX_LINE_BYTES + 1)
+    async with served_on_pipes() as peer:
+        async with trio.open_nursery() as nursery:  # replies are read while it is sent
+            nursery.start_soon(peer.send, sent + b"\n" + line(GOOD))
+            refused = await peer.reply()
+        assert refused["id"] == 7
+        assert refused["error"]["code"] == INVALID_REQUEST
+        assert refused["error"]["message"] == (
+            "Invalid request: the message is 4,194,305 bytes, over the limit of 4,194,304 "
+            "bytes; it was not read"
+        )
+        assert (await peer.reply())["id"] == 100
+        assert await peer.close_and_read_rest() == b""
+
+
+@pytest.mark.parametrize(
+    ("opening", "closing", "request_id"),
+    [
+        ('{"jsonrpc":"2.0","id":7,', "", 7),
+        ('{ "id" : "call-\\u00e9" , "jsonrpc":"2.0",', "", "call-\u00e9"),
+        ('{"jsonrpc":"2.0",', ',"id":8', None),  # after the params: not read
+        ('{"jsonrpc":"2.0","id":true,', "", None),
+        ('{"jsonrpc":"2.0","meta":{"id":3},"id":4,', "", None),  # not among the opening scalars
+    ],
+)
+async def test_the_id_of_a_line_over_the_limit_is_read_from_its_opening_members(
+    opening: str, closing: str, request_id: object
+) -> None:
+    sent = padded(opening, 5_000, closing)
+    async with served_on_pipes(max_line_bytes=4_999) as peer:
+        await peer.send(sent + b"\n")
+        refused = await peer.reply()
+        assert refused["id"] == request_id
+        assert refused["error"]["code"] == INVALID_REQUEST
+
+
+async def test_a_line_at_the_limit_is_read_and_one_past_it_in_pieces_is_refused() -> None:
+    async with served_on_pipes(max_line_bytes=70_000) as peer:
+        at_limit = padded('{"jsonrpc":"2.0","id":"at",', 70_000)
+        await peer.send(at_limit + b"\n")
+        answered = await peer.reply()
+        assert answered["id"] == "at"
+        assert "is longer than 1000 characters" in answered["result"]["content"][0]["text"]
+        past = padded('{"jsonrpc":"2.0","id":"past",', 70_001)
+        for start in range(0, len(past), 9_000):  # over many reads: its newline comes last
+            await peer.send(past[start : start + 9_000])
+            await trio.sleep(0.005)
+        await peer.send(b"\n" + line(GOOD))
+        refused = await peer.reply()
+        assert refused["id"] == "past"
+        assert "70,001 bytes" in refused["error"]["message"]
+        assert (await peer.reply())["id"] == 100
+
+
+async def test_a_line_over_the_limit_without_a_newline_is_answered_at_the_end() -> None:
+    async with served_on_pipes(max_line_bytes=1_000) as peer:
+        await peer.send(padded('{"jsonrpc":"2.0","id":"last",', 3_000))
+        rest = await peer.close_and_read_rest()
+    replies = [json.loads(x) for x in rest.splitlines()]
+    assert [(r["id"], r["error"]["code"]) for r in replies] == [("last", INVALID_REQUEST)]
+
+
+async def test_a_line_of_64_mib_is_never_held_in_memory() -> None:
+    piece = b"x" * (1 << 20)
+    async with served_on_pipes() as peer:
+        tracemalloc.start()
+        try:
+            await peer.send(b'{"jsonrpc":"2.0","id":"flood","method":"ping","params":{"p":"')
+            for _ in range(64):
+                await peer.send(piece)
+            await peer.send(b'"}}\n')
+            refused = await peer.reply()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert refused["id"] == "flood"
+        assert "67,108,928 bytes" in refused["error"]["message"]
+        assert peak < MAX_LINE_BYTES + 2 * (1 << 20)  # at most the limit, never the line
+
+
 async def test_many_lines_in_one_write_get_one_answer_each() -> None:
     async with served_on_pipes() as peer:
         await peer.send(b"".join(line(call(i, "add", {"a": i, "b": 1})) for i in range(200)))
@@ -278,12 +373,17 @@ async def test_toolvisor_mcp_over_stdio_answers_refused_lines_and_keeps_stdout_i
         )
         await peer.send(b'{"jsonrpc":"2.0","id":2,"method":"ping","params":{"x":"\\ud800"}}\n')
         await peer.send(line(call(3, "shout", {"text": "hello"})))
-        replies = {}
-        for _ in range(3):
-            reply = await peer.reply()
-            replies[reply["id"]] = reply
+        async with trio.open_nursery() as nursery:  # the pipe holds 64 KiB: sent meanwhile
+            nursery.start_soon(
+                peer.send, padded('{"jsonrpc":"2.0","id":4,', MAX_LINE_BYTES + 1) + b"\n"
+            )
+            replies = {}
+            for _ in range(4):
+                reply = await peer.reply()
+                replies[reply["id"]] = reply
         assert replies[1]["error"]["code"] == PARSE_ERROR
         assert replies[2]["error"]["code"] == PARSE_ERROR
+        assert replies[4]["error"]["code"] == INVALID_REQUEST
         # Both prints reached stderr, not the protocol, and stdin read as ended.
         assert replies[3]["result"]["structuredContent"] == {"text": "hello", "stdin": ""}
         assert await peer.close_and_read_rest() == b""

@@ -14,6 +14,11 @@ stdin sees its end, and one that prints (``print()``, a C library, a child proce
 cannot write into the protocol. The wire is served from private duplicates, and fd 0 and
 1 are pointed back at it on exit.
 
+A line longer than :data:`MAX_LINE_BYTES` (4 MiB, the limit the SDK sets on an HTTP
+request body) is not held: its first bytes are kept, the rest is read and dropped up to
+its newline, and it is answered with -32600 under its ``id`` when the ``id`` is among the
+members that open it (as the SDK's client writes it: ``{"jsonrpc":"2.0","id":1,...}``).
+
 Reads and writes run in worker threads, as blocking reads of a pipe or terminal must
 (non-blocking mode would be shared with every other holder of the descriptor): one hop
 per chunk read, and one per batch of replies written, each ending with its newline.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 
@@ -31,9 +37,10 @@ import mcp_types as types
 import pydantic
 import trio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.shared.message import SessionMessage
 
-__all__ = ["stdio_streams", "streams_on"]
+__all__ = ["MAX_LINE_BYTES", "stdio_streams", "streams_on"]
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -41,6 +48,13 @@ INVALID_REQUEST = -32600
 _CHUNK = 1 << 16
 _SHOWN = 300  # characters of a parser's complaint quoted back to the client
 _MAX_ID_DIGITS = 4300  # Python's default int_max_str_digits: a longer integer id is refused
+#: The longest line read as a message, in bytes (without its newline): as over HTTP.
+MAX_LINE_BYTES: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+_HEAD = 1024  # bytes kept of a line over the limit, to find its id in
+# One top-level member of an object with a scalar value, from where the last one ended.
+_LEADING_MEMBER = re.compile(
+    rb'\s*"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+|true|false|null)\s*,'
+)
 
 _serving = False  # fd 0 and 1 are one process's: a second claim would read /dev/null
 
@@ -108,6 +122,33 @@ def _line_id(line: bytes) -> str | int | None:
     return found
 
 
+def _head_id(head: bytes) -> str | int | None:
+    """The ``id`` of a line of which only ``head`` was kept: found when it is one of the
+    scalar members that open the object, else None (a member further on, or nested in
+    ``params``, cannot be told apart without reading the whole line)."""
+    start = head.find(b"{")
+    if start < 0 or head[:start].strip():
+        return None
+    at = start + 1
+    while match := _LEADING_MEMBER.match(head, at):
+        if match.group(1) == b"id":
+            return _line_id(b'{"id":' + match.group(2) + b"}")
+        at = match.end()
+    return None
+
+
+def _too_long(head: bytes, size: int, limit: int) -> types.JSONRPCError:
+    message = (
+        f"Invalid request: the message is {size:,} bytes, over the limit of {limit:,} "
+        "bytes; it was not read"
+    )
+    return types.JSONRPCError(
+        jsonrpc="2.0",
+        id=_head_id(head),
+        error=types.ErrorData(code=INVALID_REQUEST, message=message),
+    )
+
+
 def _refusal(line: bytes, exc: Exception) -> types.JSONRPCError:
     """The error reply to ``line``, which the message parser refused with ``exc``."""
     if isinstance(exc, pydantic.ValidationError):
@@ -152,6 +193,7 @@ async def _read(
     fd: int,
     to_server: MemoryObjectSendStream[SessionMessage | Exception],
     replies: MemoryObjectSendStream[SessionMessage],
+    limit: int,
 ) -> None:
     """Each line of ``fd`` to the server as a message, or answered here as refused."""
 
@@ -170,25 +212,55 @@ async def _read(
                 return
         await to_server.send(SessionMessage(message))
 
+    async def over(head: bytes, size: int) -> None:
+        await replies.send(SessionMessage(_too_long(head, size, limit)))
+
     async with to_server, replies:
         with suppress(anyio.BrokenResourceError):  # the server stopped reading
-            await _each_line(fd, line_in)
+            await _each_line(fd, line_in, over, limit)
 
 
-async def _each_line(fd: int, line_in: Callable[[bytes], Awaitable[None]]) -> None:
-    """``line_in`` on every line of ``fd`` (without its newline), until it ends."""
+async def _each_line(
+    fd: int,
+    line_in: Callable[[bytes], Awaitable[None]],
+    over: Callable[[bytes, int], Awaitable[None]],
+    limit: int,
+) -> None:
+    """``line_in`` on every line of ``fd`` (without its newline) until it ends, and
+    ``over(head, size)`` instead for a line longer than ``limit`` bytes: of such a line
+    only ``head`` (its first bytes) is ever held."""
     partial = bytearray()  # the start of a line whose newline has not come yet
+    head = b""  # the start of a line over the limit, whose rest is being dropped
+    dropped = 0  # the size of that line so far (0: no line is being dropped)
+
+    async def ended(piece: bytes) -> None:
+        nonlocal head, dropped
+        if dropped:
+            size, dropped = dropped + len(piece), 0
+            await over(head, size)
+            return
+        if partial:
+            partial.extend(piece)
+            piece = bytes(partial)
+            partial.clear()
+        if len(piece) > limit:
+            await over(piece[:_HEAD], len(piece))
+        else:
+            await line_in(piece)
+
     while chunk := await trio.to_thread.run_sync(os.read, fd, _CHUNK, abandon_on_cancel=True):
         *lines, rest = chunk.split(b"\n")
-        if lines and partial:
-            partial += lines[0]
-            lines[0] = bytes(partial)
-            partial.clear()
-        partial += rest
         for line in lines:
-            await line_in(line)
-    if partial:  # the last line, without its newline
-        await line_in(bytes(partial))
+            await ended(line)
+        if dropped:
+            dropped += len(rest)
+        else:
+            partial += rest
+            if len(partial) > limit:
+                head, dropped = bytes(partial[:_HEAD]), len(partial)
+                partial.clear()
+    if partial or dropped:  # the last line, without its newline
+        await ended(b"")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -221,7 +293,7 @@ async def _write(
 
 @asynccontextmanager
 async def streams_on(
-    wire_in: int, wire_out: int
+    wire_in: int, wire_out: int, *, max_line_bytes: int = MAX_LINE_BYTES
 ) -> AsyncIterator[
     tuple[
         MemoryObjectReceiveStream[SessionMessage | Exception],
@@ -229,11 +301,12 @@ async def streams_on(
     ]
 ]:
     """The read and write streams of an MCP server reading lines from the descriptor
-    ``wire_in`` and writing them to ``wire_out``, for ``Server.run``."""
+    ``wire_in`` and writing them to ``wire_out``, for ``Server.run``; a line longer than
+    ``max_line_bytes`` is answered as refused, never held."""
     to_server, from_client = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     to_client, from_server = anyio.create_memory_object_stream[SessionMessage](0)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read, wire_in, to_server, to_client.clone())
+        nursery.start_soon(_read, wire_in, to_server, to_client.clone(), max_line_bytes)
         nursery.start_soon(_write, wire_out, from_server, nursery.cancel_scope)
         yield from_client, to_client
 

@@ -201,7 +201,8 @@ async def serve_stdio(
     While it serves, stdout belongs to the protocol: file descriptor 1 points at stderr
     (anything a tool prints goes there) and 0 at the null device. Every line gets one
     answer: a line the SDK's parser refuses is answered with a JSON-RPC error (-32700 or
-    -32600) under its ``id``, where the SDK's own stdio transport would drop it.
+    -32600) under its ``id``, where the SDK's own stdio transport would drop it, and a
+    line over 4 MiB (the SDK's limit of an HTTP request body) with -32600, never held.
 
     Raises:
         RuntimeError: another ``serve_stdio`` is serving this process's stdin and stdout.
