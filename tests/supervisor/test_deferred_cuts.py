@@ -9,6 +9,7 @@ trio's MockClock, and check that nothing is lost when the actor is killed meanwh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -229,3 +230,49 @@ async def test_a_tool_that_ends_in_time_is_answered_although_its_end_waits(
     value, answered_at = replies["B"]
     assert value == 0.7
     assert answered_at <= 1.5
+
+
+async def test_a_call_starting_while_an_end_waits_for_its_record_sees_that_end(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A hangs and is answered at 1.0, and its cut (at the sweeper's first idle look)
+    takes 0.3 s to clean up; B's tool returns at 1.2, before A's cut is recorded, so B's
+    success is recorded after A's timeout; C, sent at 1.25, starts when A's record is
+    made, at about 1.3. B's tool ended before C started: C's breaker has B's success in
+    it (no failure counted), whichever of B's and C's workers trio wakes first.
+    (Repeated: trio orders the two at random.)"""
+    seen: list[int] = []
+    policy = tv.StandardCircuitBreakerPolicy(failure_threshold=5, recovery_timeout=60)
+
+    async def tool(args: dict[str, Any]) -> float:
+        if args["sleep"] == 0:
+            seen.append(policy.failure_count("hang"))
+            return 0.0
+        if args["sleep"] > 10:
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.sleep(0.3)
+        await trio.sleep(args["sleep"])
+        return float(args["sleep"])
+
+    for _ in range(20):
+        spec = _spec("hang", max_concurrency=3, retry_policy=tv.NoRetryPolicy())
+        spec.circuit_breaker_policy = policy
+        async with tv.open_supervisor() as sup:
+            await sup.spawn(spec, tool)
+
+            async def call(sleep: float, sup: tv.Supervisor = sup) -> None:
+                with contextlib.suppress(tv.ToolTimeoutError):
+                    await sup.execute("hang", {"sleep": sleep})
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, 100.0)  # A
+                await trio.sleep(0.5)
+                nursery.start_soon(call, 0.7)  # B: returns at 1.2
+                await trio.sleep(0.75)
+                nursery.start_soon(call, 0.0)  # C, at 1.25
+            await settle()
+        policy.reset("hang")
+    assert seen == [0] * 20

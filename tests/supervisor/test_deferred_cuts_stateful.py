@@ -23,10 +23,13 @@ in the order they happen, plus two breaker models with the breaker's rule
 count, open stays open, a restart resets it):
 
 - the *record* model sees each attempt where the breaker records it: a timeout when its
-  cut attempt unwinds (not a cut made by a kill), and when the tool returns, a success,
-  or a timeout if the watchdog answered it already; a tool's end that comes while other
-  answered attempts wait for their cut is recorded after them. The real breaker must
-  equal it whenever every task is blocked, and at every attempt's start;
+  cut attempt unwinds (not a cut made by a kill), and when the tool returns, a success
+  recorded after every answered attempt waiting for its cut (its worker cuts them, and
+  waits until none is left unrecorded, one answered in the same instant included), or,
+  if the watchdog answered it already, a timeout recorded as a cut's is (its worker
+  cuts the waiting attempts and itself): never behind an attempt answered after it. The
+  real breaker must equal it whenever every task is blocked, and at every attempt's
+  start;
 - the *promise* model sees a timeout at its answer and a success at its return, as if
   every timed-out attempt had been cut at its deadline. A call that starts must find it
   closed, a refused call open, and once the cuts are made the breaker must be what it
@@ -260,17 +263,19 @@ class DeferredCuts(RuleBasedStateMachine):
     def _returned(self, n: int) -> None:
         attempt = self.attempts[n]
         attempt.ended = "returned"
-        if attempt.answered_at is None:
-            self.promise.success()
-            end = "success"
-        else:
+        if attempt.answered_at is not None:
+            # Its caller has the timeout, and so has the breaker: its worker cuts the
+            # answered attempts still waiting, itself among them, and the records come
+            # as theirs do, in the same instant, before any attempt answered later.
             self.notes.append("an answered attempt returned before its cut")
-            end = "failure"  # its caller has the timeout: so has the breaker
+            self._recorded_as_cut()
+            return
+        self.promise.success()
         if self._pending():
             self.notes.append("a tool ended while answered attempts waited for their cut")
-            self.postponed.append(end)
+            self.postponed.append("success")
         else:
-            self._record(end)
+            self._record("success")
 
     def _record(self, end: str) -> None:
         if end == "success":
@@ -285,6 +290,9 @@ class DeferredCuts(RuleBasedStateMachine):
             return  # cut by the kill: no record (and the restart reset the breaker)
         if attempt.answered_at is None:
             self.violations.append(f"call {n}'s attempt was cut at {self.now()}, unanswered")
+        self._recorded_as_cut()
+
+    def _recorded_as_cut(self) -> None:
         self.record.failure()  # recorded as it unwinds, before anything else runs
         if not self._pending():
             for end in self.postponed:  # the ends that waited for these records

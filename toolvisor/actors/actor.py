@@ -61,6 +61,7 @@ class _Worker:
         "answers",
         "current",
         "deadline",
+        "ending",
         "inflight",
         "scope",
         "since",
@@ -75,6 +76,9 @@ class _Worker:
         # which the worker's cleanup replays into the attempt loop.
         self.answers = False
         self.answered: Exception | None = None
+        # Its tool ended within its timeout and the end waits for (or has just had) the
+        # answered attempts' records: the breaker records it next (see in_order).
+        self.ending = False
         self.scope: trio.CancelScope | None = None
         self.current: Call | None = None  # the call being served (a cut settles it)
         self.slot = False  # holds a slot of the actor's limiter (a gated bulkhead)
@@ -98,8 +102,13 @@ class _Worker:
             # own deadline still applies (the watchdog must not answer it as timed out),
             # and the wait ends at the attempt's deadline at the latest (an attempt whose
             # cleanup never ends must not hold this one's reply for ever).
+            # A call starting meanwhile waits for this end's record too: the tool ended
+            # before it started, so the breaker it starts with has that end in it.
             until = self.deadline
             actor._watch(self, call.deadline)
+            if not self.ending:
+                self.ending = True
+                actor._ending += 1
             return actor._until_recorded(self, until)
         return actor._until_recorded(self)
 
@@ -118,6 +127,7 @@ class ToolActor:
         "_alarm_at",
         "_clock",
         "_deferred",
+        "_ending",
         "_idle",
         "_limiter",
         "_nursery",
@@ -152,6 +162,9 @@ class ToolActor:
         # is still to come, and what workers about to start a call wait on meanwhile.
         self._unrecorded = 0
         self._recorded: trio.Event | None = None
+        # Workers whose tool's end waits to be recorded after those attempts (a call
+        # starting now waits for them too).
+        self._ending = 0
         # The workers of answered calls whose cut waits for the sweeper, oldest first
         # (None while there are none: idle actors are many).
         self._deferred: list[tuple[_Worker, Call]] | None = None
@@ -261,6 +274,7 @@ class ToolActor:
         finally:
             if me.answered is not None:
                 self._record_done()  # killed before its replay: no record is coming
+            self._end_recorded(me)  # killed while its end waited: none is coming
             self._pool.remove(me)
             self._workers -= 1
             if self._workers == 0 and self._watchdog_stop is not None:
@@ -317,11 +331,11 @@ class ToolActor:
         clock = self._clock
         call = me.current
         while call is not None:
-            if self._unrecorded:
+            if self._unrecorded or self._ending:
                 await self._until_recorded()
             if self._limiter is not None:
                 await self._acquire(me)
-                if self._unrecorded:  # answered while this worker waited for its slot
+                if self._unrecorded or self._ending:  # since, while it waited for a slot
                     await self._until_recorded()
             now = clock()
             if call.state != CallState.QUEUED:
@@ -342,6 +356,8 @@ class ToolActor:
                     # watchdog's answer, its timeout (pipeline._answerable).
                     me.answered = None
                     self._record_done()
+                if me.ending:
+                    self._end_recorded(me)  # the breaker recorded its end (it returned)
             held.pop(call, None)
             me.current = None
             if me.slot and self._release(call, me):
@@ -436,6 +452,7 @@ class ToolActor:
         retryable ``ToolTimeoutError``, replayed into the attempt loop (under a new scope,
         unless the watchdog answered the call and the loop cannot retry).
         """
+        self._end_recorded(me)  # cut while its end waited: the cut is what is recorded
         answered, me.answered = me.answered, None
         if answered is None:
             if call.state != CallState.RUNNING:
@@ -526,8 +543,12 @@ class ToolActor:
         # ``me``: a worker waiting with its own attempt running, which the watchdog may
         # answer meanwhile (its own record comes after this wait, so it is not waited
         # for; its cut, if deferred, is made here and ends the wait).
+        # A call about to start (no ``me``) also waits for the ends waiting on those
+        # records (``in_order``), which are recorded as soon as they are.
         with trio.move_on_at(until):
-            while self._unrecorded > (me is not None and me.answered is not None):
+            while self._unrecorded > (me is not None and me.answered is not None) or (
+                me is None and self._ending
+            ):
                 self.cut_all_deferred()
                 event = self._recorded
                 if event is None:
@@ -537,6 +558,16 @@ class ToolActor:
     def _record_done(self) -> None:
         """One attempt the watchdog answered for is recorded (or never will be)."""
         self._unrecorded -= 1
+        self._wake_waiters()
+
+    def _end_recorded(self, me: _Worker) -> None:
+        """``me``'s end that waited in order is recorded (or never will be), if it had one."""
+        if me.ending:
+            me.ending = False
+            self._ending -= 1
+            self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
         event = self._recorded
         if event is not None:  # its waiters look again (they wait for their own counts)
             self._recorded = None

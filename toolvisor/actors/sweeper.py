@@ -30,7 +30,8 @@ Nothing waits on the sweeper for correctness:
   caller's answer, and its worker is not cut; and the end of any other attempt of the
   actor that comes meanwhile is recorded only after the answered ones (its worker cuts
   them and waits for their records: ``pipeline._answerable``), so a success never
-  comes before the timeouts that preceded it. Its reply waits with it, normally no
+  comes before the timeouts that preceded it, and a call about to start waits for such
+  an end's record too (the tool ended before the call started). Its reply waits with it, normally no
   time at all (a cut unwinds at once), at the latest until its own attempt's deadline
   (an answered attempt's cleanup that awaits, a breaker that records slowly);
 * ``kill()`` cancels every worker of the actor, deferred or not.
