@@ -260,6 +260,28 @@ def test_parse_arguments_reports_bad_json_and_unknown_tools() -> None:
     assert parse_arguments(spec(), "order", {"x": None}) == {"x": None}  # validation names it
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"sku":' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deeply"),
+        ('{"sku":' + "9" * 5000 + "}", "4300 digits"),
+        ('{"sku": NaN}', "NaN is not allowed"),
+        ('{"sku": 1e999}', "must be finite"),
+        (b'{"sku": "\xff"}', "can't decode"),
+    ],
+    ids=["nested-100000-deep", "5000-digit-number", "NaN", "overflowing-float", "not-utf-8"],
+)
+def test_a_models_arguments_no_tool_could_take_are_a_validation_error(
+    text: str | bytes, problem: str
+) -> None:
+    """What a model writes is untrusted: the error goes back to it, never a crash of the
+    loop (a RecursionError before, for the deep case)."""
+    with pytest.raises(ValidationError, match="not valid JSON") as info:
+        parse_arguments(spec(), "order", text)
+    assert problem in str(info.value)
+    assert parse_arguments(spec(), "order", b'{"sku": "A"}') == {"sku": "A"}
+
+
 # --------------------------------------------------------------------------- results
 
 

@@ -37,6 +37,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._json import loads
 from .errors import (
     ActorCrashedError,
     FieldError,
@@ -294,12 +295,17 @@ def parse_arguments(
     judges them.
 
     Raises:
-        ValidationError: the text is not JSON (send it back to the model: it can fix it).
+        ValidationError: the text is not strict JSON: not JSON, ``NaN`` or a number past
+            a float's range, nested past the interpreter's stack, bytes not UTF-8 (send it
+            back to the model: it can fix it).
         UnknownToolError: no tool of that name.
     """
     if isinstance(arguments, str | bytes):
         try:
-            parsed: Any = json.loads(arguments) if arguments else {}
+            # A model's text is untrusted: nested past the stack, NaN or not UTF-8, it is
+            # a ValueError (sent back to the model), never a RecursionError.
+            text = arguments.decode() if isinstance(arguments, bytes) else arguments
+            parsed: Any = loads(text) if text else {}
         except ValueError as exc:
             raise ValidationError(
                 [FieldError("", f"arguments are not valid JSON: {exc}")], tool=tool
