@@ -23,7 +23,9 @@ from typing import Any
 
 import trio
 
+from .._json import loads
 from .._target import Target, TargetError, spawn_target
+from ..errors import shown
 from ._stats import percentile
 
 __all__ = ["ArgsError", "LoadOptions", "make_args", "parse_args_json", "run_load"]
@@ -55,11 +57,13 @@ def parse_args_json(text: str) -> dict[str, Any]:
         ArgsError: not JSON, or not an object.
     """
     try:
-        value = json.loads(text)
+        value = loads(text)
     except json.JSONDecodeError as exc:
         raise ArgsError(f"--args is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except ValueError as exc:  # NaN, a 5,000-digit number, nested past the stack
+        raise ArgsError(f"--args is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise ArgsError(f"--args must be a JSON object, got {type(value).__name__}: {text!r}")
+        raise ArgsError(f"--args must be a JSON object, got {type(value).__name__}: {shown(text)}")
     return value
 
 
