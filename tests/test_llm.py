@@ -280,6 +280,8 @@ def test_a_models_arguments_no_tool_could_take_are_a_validation_error(
         parse_arguments(spec(), "order", text)
     assert problem in str(info.value)
     assert parse_arguments(spec(), "order", b'{"sku": "A"}') == {"sku": "A"}
+    for encoding in ("utf-8-sig", "utf-16", "utf-32"):  # as json.loads reads bytes
+        assert parse_arguments(spec(), "order", '{"sku": "é"}'.encode(encoding)) == {"sku": "é"}
 
 
 # --------------------------------------------------------------------------- results

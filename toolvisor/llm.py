@@ -304,7 +304,11 @@ def parse_arguments(
         try:
             # A model's text is untrusted: nested past the stack, NaN or not UTF-8, it is
             # a ValueError (sent back to the model), never a RecursionError.
-            text = arguments.decode() if isinstance(arguments, bytes) else arguments
+            text = (  # bytes in the encoding json.loads would find (UTF-8, -16, -32)
+                arguments.decode(json.detect_encoding(arguments), "surrogatepass")
+                if isinstance(arguments, bytes)
+                else arguments
+            )
             parsed: Any = loads(text) if text else {}
         except ValueError as exc:
             raise ValidationError(

@@ -173,3 +173,48 @@ def test_a_toolvisor_error_whose_fields_json_cannot_carry_travels_as_its_message
     assert isinstance(back, RemoteToolError)
     assert back.type_name == "toolvisor.errors.ValidationError"
     assert "too large" in back.message
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+    __repr__ = __str__
+
+
+def _deep() -> list[object]:
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    return nested
+
+
+def test_encode_error_never_raises_whatever_an_error_holds() -> None:
+    """Every call gets its reply: an error that cannot travel whole travels as its class
+    name and message, or as what can be made of its message."""
+    field_none = ValidationError([FieldError(None, "bad")], tool="pay")  # type: ignore[arg-type]
+    back = decode_error(encode_error(field_none), tool="pay")
+    assert type(back) is ValidationError and back.errors[0].message == "bad"
+
+    deep_field = ValidationError([FieldError("/a", "bad")], tool="pay")
+    deep_field.limit = _deep()  # type: ignore[attr-defined]
+    deep_repr = ValidationError([FieldError("/a", "bad")], tool="pay")
+    deep_repr.limit = {"a": _deep()}  # type: ignore[attr-defined]  # repr() recurses
+    for err in (deep_field, deep_repr):
+        back = decode_error(encode_error(err), tool="pay")
+        assert isinstance(back, RemoteToolError) and "bad" in back.message
+
+    noted = KeyError("k")
+    noted.__notes__ = ["fine", _Unprintable()]  # type: ignore[list-item]
+    assert "'k'" in decode_error(encode_error(noted), tool="pay").message  # type: ignore[attr-defined]
+
+    class HostileError(Exception):
+        @property
+        def args(self) -> tuple[object, ...]:  # type: ignore[override]
+            raise RuntimeError("no args")
+
+        def __str__(self) -> str:
+            raise RuntimeError("no message")
+
+    back = decode_error(encode_error(HostileError()), tool="pay")
+    assert isinstance(back, RemoteToolError) and "could not be made" in back.message

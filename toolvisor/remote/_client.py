@@ -78,7 +78,7 @@ class _Slot:
         if fields.get("ok") == "1":
             try:
                 return True, loads(fields.get("value", "null")), None
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:  # TypeError: bytes, not UTF-8
                 error = RemoteToolError("ValueError", f"unreadable value: {exc}", tool=self.tool)
                 return False, None, error
         return False, None, decode_error(fields.get("error", ""), tool=self.tool)

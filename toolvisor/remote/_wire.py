@@ -174,7 +174,7 @@ def _toolvisor_class(name: str) -> type[ToolvisorError] | None:
 
 def _field_out(value: Any) -> Any:
     if isinstance(value, FieldError):
-        return {"$field_error": [_utf8(value.path), _utf8(value.message)]}
+        return {"$field_error": [_field_out(value.path), _field_out(value.message)]}
     if isinstance(value, BaseException):
         return {"$exception": [type_name(value), _message(value)]}
     if isinstance(value, tuple | list):
@@ -218,8 +218,12 @@ def _message(exc: BaseException) -> str:
     try:
         return _utf8(str(exc))
     except Exception:
+        pass
+    try:
         shown_args = ", ".join(shown(arg) for arg in exc.args)
-        return _utf8(f"<its message could not be made; its arguments: {shown_args}>")
+    except Exception:
+        return "<its message could not be made>"
+    return _utf8(f"<its message could not be made; its arguments: {shown_args}>")
 
 
 def encode_error(exc: BaseException) -> str:
@@ -244,11 +248,14 @@ def encode_error(exc: BaseException) -> str:
                     "fields": {k: _field_out(v) for k, v in vars(exc).items()},
                 }
             )
-        except (TypeError, ValueError):
+        except Exception:  # RecursionError, a raising repr(): the message form below
             pass
-    notes = getattr(exc, "__notes__", None)
-    if notes:
-        message = "\n".join([message, *(_utf8(str(note)) for note in notes)])
+    try:
+        notes = getattr(exc, "__notes__", None)
+        if notes:
+            message = "\n".join([message, *(_utf8(str(note)) for note in notes)])
+    except Exception:  # notes that are not strings and cannot be made so: left out
+        pass
     return dumps({"type": type_name(exc), "toolvisor": False, "message": message})
 
 
