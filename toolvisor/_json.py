@@ -3,7 +3,8 @@
 ``json.JSONEncoder.encode`` builds a new C encoder object on every call; building it
 once halves the cost of encoding a small dict. The output is the standard library's,
 byte for byte. Without the circular-reference markers, a value that contains itself
-raises ``RecursionError`` (callers treat it like any value that is not JSON).
+recurses until the stack's limit, as one nested too deeply does: both are a
+``ValueError``, like any other value that is not JSON.
 
 ``compact_dumps`` (what results are stored as) also refuses lone surrogates, which no
 store can keep. ``loads`` reads what a store holds as strictly as toolvisor writes it: ``NaN`` and
@@ -91,30 +92,43 @@ def _encoder(*, sort_keys: bool) -> Any:
     return c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", sort_keys, False, False)
 
 
+_TOO_DEEP = "nested too deep (or holding itself) to write as JSON"
+
 if c_make_encoder is not None:
     _CANONICAL = _encoder(sort_keys=True)
     _COMPACT = _encoder(sort_keys=False)
 
-    def canonical_dumps(value: object) -> str:
-        """Sorted keys, no spaces, non-ASCII as is, NaN and infinities refused (ValueError)."""
+    def _canonical(value: object) -> str:
         return "".join(_CANONICAL(value, 0))
 
-    def compact_dumps(value: object) -> str:
-        """No spaces, non-ASCII as is; NaN, infinities and lone surrogates refused
-        (ValueError)."""
-        return _valid_unicode("".join(_COMPACT(value, 0)))
+    def _compact(value: object) -> str:
+        return "".join(_COMPACT(value, 0))
 
 else:  # an interpreter without json's C accelerator: the same output, slower
 
-    def canonical_dumps(value: object) -> str:
-        """Sorted keys, no spaces, non-ASCII as is, NaN and infinities refused (ValueError)."""
+    def _canonical(value: object) -> str:
         return json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
 
-    def compact_dumps(value: object) -> str:
-        """No spaces, non-ASCII as is; NaN, infinities and lone surrogates refused
-        (ValueError)."""
-        return _valid_unicode(
-            json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        )
+    def _compact(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_dumps(value: object) -> str:
+    """Sorted keys, no spaces, non-ASCII as is; NaN, infinities and values nested past
+    the stack refused (ValueError), and values JSON has no form for (TypeError)."""
+    try:
+        return _canonical(value)
+    except RecursionError:  # raised before the stack ran out, caught after it unwound
+        raise ValueError(_TOO_DEEP) from None
+
+
+def compact_dumps(value: object) -> str:
+    """No spaces, non-ASCII as is; NaN, infinities, lone surrogates and values nested
+    past the stack refused (ValueError), and values JSON has no form for (TypeError)."""
+    try:
+        text = _compact(value)
+    except RecursionError:
+        raise ValueError(_TOO_DEEP) from None
+    return _valid_unicode(text)

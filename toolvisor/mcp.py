@@ -105,7 +105,7 @@ def _error_result(exc: BaseException, attempts: int) -> types.CallToolResult:
 def _value_result(value: Any) -> types.CallToolResult:
     try:
         text = compact_dumps(value)
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError):
         # Not JSON: the model still gets a readable value, without structured content
         # (and a value even repr() cannot show, a 5,000-digit int or a list nested
         # 100,000 deep, is named by its kind: the result never fails).

@@ -67,7 +67,7 @@ def canonical_json(value: object) -> str:
     """
     try:
         return canonical_dumps(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError) as exc:
         raise _not_json(exc) from exc
 
 
@@ -110,7 +110,7 @@ def fingerprint(args: Mapping[str, object]) -> str:
     value = args if type(args) is dict else dict(args)
     try:
         text = canonical_dumps(value)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError) as exc:
         raise _not_json(exc) from exc
     return _new_sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -115,10 +115,7 @@ def dumps(value: Any) -> str:
             string holding a lone surrogate (Redis keeps UTF-8, which cannot carry one),
             or a value nested too deep to write (Python's stack, about 1,000 levels).
     """
-    try:
-        return compact_dumps(value)
-    except RecursionError:  # raised before the stack ran out, caught after it unwound
-        raise ValueError("nested too deep (or holding itself) to write as JSON") from None
+    return compact_dumps(value)
 
 
 def encode_ctx(ctx: ExecutionContext | None) -> str:

@@ -699,5 +699,5 @@ def _left_or_failed(exc: Exception) -> outcome.Error | None:
 def _encode(value: Any) -> tuple[str | None, str | None]:
     try:
         return compact_dumps(value), None
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError) as exc:
         return None, f"the result is not JSON-serialisable ({type(exc).__name__}: {exc})"
