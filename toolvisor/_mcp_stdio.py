@@ -137,16 +137,21 @@ def _head_id(head: bytes) -> str | int | None:
     return None
 
 
+def _error(request_id: str | int | None, code: int, message: str) -> types.JSONRPCError:
+    """The error reply to a line answered here; ``message`` cut to ``_SHOWN`` characters."""
+    if len(message) > _SHOWN:
+        message = message[: _SHOWN - 3] + "..."
+    return types.JSONRPCError(
+        jsonrpc="2.0", id=request_id, error=types.ErrorData(code=code, message=message)
+    )
+
+
 def _too_long(head: bytes, size: int, limit: int) -> types.JSONRPCError:
     message = (
         f"Invalid request: the message is {size:,} bytes, over the limit of {limit:,} "
         "bytes; it was not read"
     )
-    return types.JSONRPCError(
-        jsonrpc="2.0",
-        id=_head_id(head),
-        error=types.ErrorData(code=INVALID_REQUEST, message=message),
-    )
+    return _error(_head_id(head), INVALID_REQUEST, message)
 
 
 def _refusal(line: bytes, exc: Exception) -> types.JSONRPCError:
@@ -165,11 +170,7 @@ def _refusal(line: bytes, exc: Exception) -> types.JSONRPCError:
             message = f"Invalid request: not a JSON-RPC 2.0 message ({problems})"
     else:
         code, message = PARSE_ERROR, f"Parse error: {type(exc).__name__}: {exc}"
-    if len(message) > _SHOWN:
-        message = message[: _SHOWN - 3] + "..."
-    return types.JSONRPCError(
-        jsonrpc="2.0", id=_line_id(line), error=types.ErrorData(code=code, message=message)
-    )
+    return _error(_line_id(line), code, message)
 
 
 def _bad_id(line: bytes) -> types.JSONRPCError | None:
@@ -182,11 +183,7 @@ def _bad_id(line: bytes) -> types.JSONRPCError | None:
     if not isinstance(value, dict) or "id" not in value:
         return None
     message = f"Invalid request: id must be a string or an integer, got {value['id']!r}"
-    if len(message) > _SHOWN:
-        message = message[: _SHOWN - 3] + "..."
-    return types.JSONRPCError(
-        jsonrpc="2.0", id=None, error=types.ErrorData(code=INVALID_REQUEST, message=message)
-    )
+    return _error(None, INVALID_REQUEST, message)
 
 
 async def _read(

@@ -356,8 +356,7 @@ class ToolActor:
                     # watchdog's answer, its timeout (pipeline._answerable).
                     me.answered = None
                     self._record_done()
-                if me.ending:
-                    self._end_recorded(me)  # the breaker recorded its end (it returned)
+                self._end_recorded(me)  # the breaker recorded its end, if one waited
             held.pop(call, None)
             me.current = None
             if me.slot and self._release(call, me):

@@ -31,9 +31,10 @@ Nothing waits on the sweeper for correctness:
   actor that comes meanwhile is recorded only after the answered ones (its worker cuts
   them and waits for their records: ``pipeline._answerable``), so a success never
   comes before the timeouts that preceded it, and a call about to start waits for such
-  an end's record too (the tool ended before the call started). Its reply waits with it, normally no
-  time at all (a cut unwinds at once), at the latest until its own attempt's deadline
-  (an answered attempt's cleanup that awaits, a breaker that records slowly);
+  an end's record too (the tool ended before the call started). Its reply waits with
+  it, normally no time at all (a cut unwinds at once), at the latest until its own
+  attempt's deadline (an answered attempt's cleanup that awaits, a breaker that
+  records slowly);
 * ``kill()`` cancels every worker of the actor, deferred or not.
 
 :func:`flush` cuts every deferred worker at once (``toolvisor.testing.settle``).
